@@ -1,0 +1,28 @@
+# The README's two commands: `make book` builds the book, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= default
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: book test lint clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0  # CPU wheel first: an unpinned torch pulls a CUDA build
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+book: $(STAMP)
+	$(PY) -m phase2 book --profile $(PROFILE)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,76 @@
+"""Checks that run inside a chapter notebook, right after its parameters.
+
+A chapter's first code cell is its ``parameters`` cell: typed literals only,
+``name: type = value  # help``. papermill injects new values in a cell that
+starts with ``# Parameters``. :func:`check_parameters` reads both from the
+kernel's input history, so a misspelt name (which papermill would only warn
+about) or a value of the wrong type stops the chapter with a clear message.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+
+from phase2.errors import ParameterError
+
+_INJECTED_MARKER = "# Parameters"
+
+
+def declared_parameters(source: str) -> dict[str, str]:
+    """``{name: type name}`` for each annotated assignment in a parameters cell."""
+    return {node.target.id: ast.unparse(node.annotation) for node in ast.parse(source).body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+
+
+def injected_names(source: str) -> list[str]:
+    """Names a papermill-injected cell assigns."""
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+def check_parameters(namespace: dict) -> dict:
+    """Validate names and types of the chapter's parameters; return ``{name: value}``.
+
+    Needs IPython's input history (``In``): its first entry is the parameters cell.
+    """
+    history = [s for s in namespace.get("In", []) if s.strip()]
+    if not history:
+        raise RuntimeError("check_parameters must run in a notebook kernel after the parameters cell")
+    declared = declared_parameters(history[0])
+    for source in history[1:]:
+        if source.lstrip().startswith(_INJECTED_MARKER):
+            unknown = [n for n in injected_names(source) if n not in declared]
+            if unknown:
+                raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                                     f"this chapter's parameters are: {', '.join(declared)}")
+    values = {}
+    for name, type_name in declared.items():
+        value = namespace[name]
+        expected = getattr(builtins, type_name, None)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+            raise ParameterError(f"parameter {name!r} must be {type_name}, got {type(value).__name__} {value!r}")
+        values[name] = value
+    return values
+
+
+def split_names(value: str, valid, what: str) -> list[str]:
+    """A comma-separated list of names, each checked against ``valid``."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ParameterError(f"{what}: empty; choose from {', '.join(valid)}")
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise ParameterError(f"{what}: unknown {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
+    if len(set(names)) != len(names):
+        raise ParameterError(f"{what}: {value!r} names an entry twice")
+    return names
+
+
+def check_range(name: str, value: int | float, low: float, high: float | None = None) -> None:
+    """``low <= value (<= high)``, or a ParameterError naming the parameter."""
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ParameterError(f"parameter {name!r} must be {bound}, got {value!r}")

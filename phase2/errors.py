@@ -1,0 +1,13 @@
+"""Errors a user can act on: each names what was wrong and where."""
+
+
+class Phase2Error(Exception):
+    """Base class for every error this package raises on bad input."""
+
+
+class DatasetError(Phase2Error):
+    """A retrieval collection is missing or malformed."""
+
+
+class ParameterError(Phase2Error, ValueError):
+    """A chapter, profile or CLI parameter is unknown or out of range."""

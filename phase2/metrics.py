@@ -1,0 +1,73 @@
+"""Retrieval metrics with trec_eval's definitions, per query.
+
+A run is, per query, a ranked list of document ids (our ranking, ties already
+broken). The definitions match trec_eval (``ndcg_cut``, ``recall``,
+``recip_rank`` on the run cut at 10) with relevance level 1: gains are the
+graded judgements (non-positive grades gain nothing), discount ``log2(rank + 1)``,
+a document counts as relevant when its grade is >= 1. The tests check every
+value against pytrec_eval, fed with scores that encode our ranks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: metric name -> (kind, cutoff); the order is the order of tables.
+METRICS = {"nDCG@10": ("ndcg", 10), "Recall@10": ("recall", 10), "Recall@100": ("recall", 100),
+           "MRR@10": ("rr", 10)}
+
+
+def ranked_doc_ids(ids: np.ndarray, doc_ids: list[str], query_ids: list[str]) -> dict[str, list[str]]:
+    """Turn a ``[nq, k]`` matrix of corpus rows into ``{query id: [doc id, ...]}``."""
+    return {qid: [doc_ids[j] for j in row] for qid, row in zip(query_ids, ids.tolist(), strict=True)}
+
+
+def per_query(run: dict[str, list[str]], qrels: dict[str, dict[str, int]],
+              metrics: tuple[str, ...] = tuple(METRICS)) -> dict[str, dict[str, float]]:
+    """``{metric: {query id: value}}`` for every judged query (a query missing from the run scores 0)."""
+    out: dict[str, dict[str, float]] = {m: {} for m in metrics}
+    for qid, judged in qrels.items():
+        ranking = run.get(qid, [])
+        for m in metrics:
+            kind, cutoff = METRICS[m]
+            top = ranking[:cutoff]
+            out[m][qid] = _ONE_QUERY[kind](top, judged, cutoff)
+    return out
+
+
+def mean(values: dict[str, float]) -> float:
+    return float(np.mean(list(values.values()))) if values else float("nan")
+
+
+def _ndcg(top: list[str], judged: dict[str, int], cutoff: int) -> float:
+    dcg = sum(max(judged.get(d, 0), 0) / math.log2(i + 2) for i, d in enumerate(top))
+    ideal_gains = sorted((g for g in judged.values() if g > 0), reverse=True)[:cutoff]
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal_gains))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def _recall(top: list[str], judged: dict[str, int], cutoff: int) -> float:
+    relevant = sum(1 for g in judged.values() if g >= 1)
+    found = sum(1 for d in top if judged.get(d, 0) >= 1)
+    return found / relevant if relevant else 0.0
+
+
+def _reciprocal_rank(top: list[str], judged: dict[str, int], cutoff: int) -> float:
+    for i, d in enumerate(top):
+        if judged.get(d, 0) >= 1:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+_ONE_QUERY = {"ndcg": _ndcg, "recall": _recall, "rr": _reciprocal_rank}
+
+
+def overlap_at_k(ids: np.ndarray, reference_ids: np.ndarray, k: int) -> np.ndarray:
+    """Per query, the fraction of the reference top-k (e.g. float32's) that ``ids`` also has in its top-k."""
+    if ids.shape[0] != reference_ids.shape[0] or min(ids.shape[1], reference_ids.shape[1]) < k:
+        raise ValueError(f"overlap@{k}: need [nq, >= {k}] id matrices for the same queries, "
+                         f"got {ids.shape} and {reference_ids.shape}")
+    pairs = zip(ids.tolist(), reference_ids.tolist(), strict=True)
+    return np.array([len(set(a[:k]) & set(b[:k])) / k for a, b in pairs])

@@ -1,0 +1,69 @@
+"""Atomic files and a checksummed array cache: an interrupted run never leaves a file later read as valid."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from phase2 import PROJECT_ROOT
+
+
+def cache_dir() -> Path:
+    """Root of all caches: ``$PHASE2_CACHE_DIR`` or ``data/cache`` in the project."""
+    return Path(os.environ.get("PHASE2_CACHE_DIR") or PROJECT_ROOT / "data" / "cache")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_array(path: Path, array: np.ndarray, key: str) -> None:
+    """Store ``array`` with a sidecar holding its cache key and a checksum of its bytes."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    meta = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "shape": list(array.shape),
+            "dtype": str(array.dtype)}
+    atomic_write_bytes(_sidecar(path), json.dumps(meta, indent=1).encode())
+
+
+def load_array(path: Path, key: str) -> np.ndarray | None:
+    """The cached array if it exists, belongs to ``key`` and is intact; otherwise None (recompute)."""
+    path = Path(path)
+    try:
+        meta = json.loads(_sidecar(path).read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != key or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        return None
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError:
+        return None
+    if list(array.shape) != meta.get("shape") or str(array.dtype) != meta.get("dtype"):
+        return None
+    return array
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
