@@ -2,9 +2,9 @@
 
 A chapter's first code cell is its ``parameters`` cell: typed literals only,
 ``name: type = value  # help``. papermill injects new values in a cell that
-starts with ``# Parameters``. :func:`check_parameters` reads both from the
-kernel's input history, so a misspelt name (which papermill would only warn
-about) or a value of the wrong type stops the chapter with a clear message.
+starts with ``# Parameters``. :func:`check_parameters` compares the two, so a
+misspelt name (which papermill would only warn about) or a value of the wrong
+type stops the chapter with a clear message.
 """
 
 from __future__ import annotations
@@ -17,12 +17,6 @@ from phase2.errors import ParameterError
 _INJECTED_MARKER = "# Parameters"
 
 
-def declared_parameters(source: str) -> dict[str, str]:
-    """``{name: type name}`` for each annotated assignment in a parameters cell."""
-    return {node.target.id: ast.unparse(node.annotation) for node in ast.parse(source).body
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
-
-
 def injected_names(source: str) -> list[str]:
     """Names a papermill-injected cell assigns."""
     return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
@@ -32,13 +26,16 @@ def injected_names(source: str) -> list[str]:
 def check_parameters(namespace: dict) -> dict:
     """Validate names and types of the chapter's parameters; return ``{name: value}``.
 
-    Needs IPython's input history (``In``): its first entry is the parameters cell.
+    Declared parameters are the annotated names of the notebook's namespace
+    (``__annotations__``: only the parameters cell annotates). Injected names are
+    read from the kernel's input history where it keeps one (papermill does;
+    nbval's re-execution does not, and re-runs an already validated notebook).
     """
-    history = [s for s in namespace.get("In", []) if s.strip()]
-    if not history:
-        raise RuntimeError("check_parameters must run in a notebook kernel after the parameters cell")
-    declared = declared_parameters(history[0])
-    for source in history[1:]:
+    declared = {name: getattr(kind, "__name__", str(kind))
+                for name, kind in namespace.get("__annotations__", {}).items()}
+    if not declared:
+        raise RuntimeError("check_parameters must run in a notebook kernel after the typed parameters cell")
+    for source in namespace.get("In", []):
         if source.lstrip().startswith(_INJECTED_MARKER):
             unknown = [n for n in injected_names(source) if n not in declared]
             if unknown:

@@ -119,7 +119,7 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
         except (OSError, ValueError):
             pass  # unreadable: execute again
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
+    partial = output.with_name(f".partial-{output.name}")
     papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
                                progress_bar=False, log_output=True, kernel_name="python3")
     nb = nbformat.read(partial, as_version=4)

@@ -38,8 +38,8 @@ def results_dir() -> Path:
 def run_metadata(profile: str, chapter: str, seed: int) -> dict:
     """What identifies a run and the software and hardware it ran on."""
     return {
-        "run_id": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8],
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8],
+        "created_utc": datetime.now(UTC).isoformat(timespec="microseconds"),
         "git_commit": _git_commit(),
         "versions": json.dumps({p: _version(p) for p in _VERSIONED}, sort_keys=True),
         "cpu": _cpu_name(),

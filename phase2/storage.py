@@ -13,6 +13,9 @@ import numpy as np
 
 from phase2 import PROJECT_ROOT
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def cache_dir() -> Path:
     """Root of all caches: ``$PHASE2_CACHE_DIR`` or ``data/cache`` in the project."""
@@ -25,6 +28,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file ordinary permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -1,0 +1,107 @@
+"""The chapters as a user meets them: clean sources, papermill runs, nbval re-runs, the CLI, the built book."""
+
+import ast
+import re
+import subprocess
+import sys
+
+import nbformat
+import papermill
+import pytest
+
+from phase2 import PROJECT_ROOT, pipeline
+from phase2.__main__ import main
+
+CHAPTERS = pipeline.chapter_notebooks()
+QUALITY = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_source_notebook_carries_no_outputs(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{notebook.name}: strip outputs"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_parameters_cell_is_first_and_holds_typed_literals_with_help(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", [])
+    for node in ast.parse(first.source).body:
+        assert isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Constant), ast.unparse(node)
+    for line in first.source.splitlines():
+        assert re.match(r"^\w+: (str|int|float|bool) = .+  # \S", line), line
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every chapter executed by papermill on the smoke profile, results in a scratch directory."""
+    out = tmp_path_factory.mktemp("executed")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PHASE2_RESULTS_DIR", str(out / "results"))
+    paths = []
+    for nb in CHAPTERS:
+        path = out / nb.name
+        pipeline.execute_chapter(nb, pipeline.chapter_parameters(nb, "smoke"), path)
+        paths.append(path)
+    yield out, paths
+    mp.undo()
+
+
+def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
+    out, paths = executed
+    assert [p.name for p in paths] == [nb.name for nb in CHAPTERS]
+    assert len(list((out / "results" / "quality_vs_memory").glob("*.parquet"))) == 1
+    nb = nbformat.read(out / QUALITY.name, as_version=4)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "binary (1-bit sign) (48 bytes, 32x smaller) kept" in text
+
+
+def test_nbval_reexecution_reproduces_checked_tables(executed):
+    out, paths = executed
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+                           *map(str, paths)], capture_output=True, text=True, cwd=out,
+                          env={**__import__("os").environ, "PHASE2_RESULTS_DIR": str(out / "results")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("parameters", "message"), [
+    ({"dataset": "nosuchset"}, "dataset: unknown 'nosuchset'; valid: "),
+    ({"model": "bert"}, "model: unknown 'bert'; valid: minilm-l6"),
+    ({"codecs": "Flat,XYZ"}, "codecs: unknown 'XYZ'; valid: Flat, FP16, SQ8, BIN"),
+    ({"k": 0}, "parameter 'k' must be >= 100, got 0"),
+    ({"k": "ten"}, "parameter 'k' must be int, got str 'ten'"),
+    ({"datset": "scifact"}, "unknown parameter(s) 'datset'; this chapter's parameters are: dataset, model"),
+])
+def test_papermill_with_a_bad_parameter_stops_with_a_clear_message(tmp_path, parameters, message):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(QUALITY), str(tmp_path / "out.ipynb"), parameters=parameters,
+                                   cwd=str(tmp_path), progress_bar=False)
+    assert message in str(err.value)
+
+
+def test_cli_rejects_unknown_parameter_before_running(capsys):
+    assert main(["chapter", "quality_vs_memory", "-p", "datset", "scifact"]) == 2
+    assert "unknown parameter(s) 'datset'" in capsys.readouterr().err
+    assert main(["chapter", "nochapter"]) == 2
+    assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory" in capsys.readouterr().err
+
+
+def test_cli_lists_parameters(capsys):
+    assert main(["chapter", "quality_vs_memory", "--list"]) == 0
+    assert 'k: int = 100  # depth of each ranked list' in capsys.readouterr().out
+
+
+def test_smoke_book_builds_strictly_with_visible_offline_charts():
+    subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke"], check=True, cwd=PROJECT_ROOT)
+    html = PROJECT_ROOT / "_build" / "html"
+    for page in ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html"]:
+        assert (html / page).is_file(), page
+    page = (html / "chapters" / "quality_vs_memory.html").read_text()
+    assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
+    images = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.svg)"', page)
+    assert images, "the chart should be a static SVG image"
+    assert all('role="graphics-symbol"' in (html / img).read_text() for img in images), "chart without marks"
