@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from phase2.errors import ParameterError
 from phase2.kernels import hamming_topk
@@ -108,7 +109,11 @@ class Codec(ABC):
 
 
 class DecodingCodec(Codec):
-    """Codecs scored asymmetrically: float query against the decoded corpus (inner product)."""
+    """Codecs scored asymmetrically: float query against the decoded corpus (inner product).
+
+    Scores are computed on one BLAS thread: OpenBLAS's threaded sgemm changes the last
+    bits of a score with the thread count, which would reorder near-ties between runs.
+    """
 
     @abstractmethod
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -116,8 +121,9 @@ class DecodingCodec(Codec):
 
     def _search(self, codes, queries, k):
         docs = self.decode(codes)
-        parts = [topk_by_score(queries[i:i + _QUERY_BLOCK] @ docs.T, k)
-                 for i in range(0, len(queries), _QUERY_BLOCK)]
+        with threadpool_limits(limits=1, user_api="blas"):
+            parts = [topk_by_score(queries[i:i + _QUERY_BLOCK] @ docs.T, k)
+                     for i in range(0, len(queries), _QUERY_BLOCK)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 

@@ -11,3 +11,7 @@ class DatasetError(Phase2Error):
 
 class ParameterError(Phase2Error, ValueError):
     """A chapter, profile or CLI parameter is unknown or out of range."""
+
+
+class ChapterError(Phase2Error):
+    """A chapter notebook stopped with an error while executing."""

@@ -24,7 +24,7 @@ import papermill
 import yaml
 
 from phase2 import PROJECT_ROOT
-from phase2.errors import ParameterError
+from phase2.errors import ChapterError, ParameterError
 
 CHAPTERS_DIR = PROJECT_ROOT / "chapters"
 PROFILES_DIR = CHAPTERS_DIR / "profiles"
@@ -120,8 +120,12 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
             pass  # unreadable: execute again
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".partial-{output.name}")
-    papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
-                               progress_bar=False, log_output=True, kernel_name="python3")
+    try:
+        papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
+                                   progress_bar=False, log_output=True, kernel_name="python3")
+    except papermill.PapermillExecutionError as exc:
+        raise ChapterError(f"chapter {notebook.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                           f"the executed notebook, with the error, is at {partial}") from None
     nb = nbformat.read(partial, as_version=4)
     nb.metadata["phase2"] = {"key": key, "parameters": parameters}
     nbformat.write(nb, partial)
@@ -155,7 +159,9 @@ def stage_book(profile_name: str) -> Path:
         shutil.copy2(PROJECT_ROOT / name, src / name)
     for name in BOOK_DIRS:
         shutil.copytree(PROJECT_ROOT / name, src / name)
-    shutil.copytree(executed_dir(profile_name) / "chapters", src / "chapters")
+    (src / "chapters").mkdir()
+    for notebook in chapter_notebooks():
+        shutil.copy2(executed_dir(profile_name) / "chapters" / notebook.name, src / "chapters" / notebook.name)
     return src
 
 

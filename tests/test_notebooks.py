@@ -90,6 +90,14 @@ def test_cli_rejects_unknown_parameter_before_running(capsys):
     assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory" in capsys.readouterr().err
 
 
+def test_cli_reports_a_failing_chapter_briefly(capsys, tmp_path):
+    args = ["chapter", "quality_vs_memory", "-p", "dataset", "nosuchset", "--output", str(tmp_path / "o.ipynb")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "chapter quality_vs_memory failed in cell" in err and "ParameterError: dataset: unknown 'nosuchset'" in err
+    assert "the executed notebook, with the error, is at" in err
+
+
 def test_cli_lists_parameters(capsys):
     assert main(["chapter", "quality_vs_memory", "--list"]) == 0
     assert 'k: int = 100  # depth of each ranked list' in capsys.readouterr().out
