@@ -86,6 +86,8 @@ class Codec(ABC):
         """Exhaustive top-k of float ``queries`` against ``codes``: ``(scores [nq,k], ids [nq,k])``."""
         self._require_fitted()
         queries = check_vectors(queries, f"{self.name}.search queries", self.dim)
+        if queries.shape[0] == 0:
+            raise ValueError(f"{self.name}.search: the query set is empty")
         if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8 or codes.ndim != 2 \
                 or codes.shape[1] != self.code_size:
             raise ValueError(f"{self.name}.search: codes must be uint8 [n, {self.code_size}], got "

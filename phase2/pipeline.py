@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import yaml
 
 from phase2 import PROJECT_ROOT
 from phase2.errors import ChapterError, ParameterError
+from phase2.storage import atomic_write_bytes
 
 CHAPTERS_DIR = PROJECT_ROOT / "chapters"
 PROFILES_DIR = CHAPTERS_DIR / "profiles"
@@ -128,8 +128,8 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
                            f"the executed notebook, with the error, is at {partial}") from None
     nb = nbformat.read(partial, as_version=4)
     nb.metadata["phase2"] = {"key": key, "parameters": parameters}
-    nbformat.write(nb, partial)
-    os.replace(partial, output)
+    atomic_write_bytes(output, nbformat.writes(nb).encode())
+    partial.unlink()
     return True
 
 

@@ -78,13 +78,16 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
             loss = ref.set_index("dataset")["nDCG@10"] - g.set_index("dataset")["nDCG@10"]
             worst, best = g.loc[kept.idxmin()], g.loc[kept.idxmax()]
             size = int(g["bytes/vector"].iloc[0])
+            change = -loss
+            kept_text = (f"{kept.iloc[0]:.1f}%" if n == 1 else
+                         f"{kept.min():.1f}% ({worst.dataset}) to {kept.max():.1f}% ({best.dataset}), "
+                         f"median {kept.median():.1f}%,")
+            change_text = (_signed(change.iloc[0]) if n == 1 else
+                           f"{_signed(change.min())} to {_signed(change.max())}")
             lines.append(
-                f"- {codec} ({size} bytes, {ref_bytes / size:.0f}x smaller) kept "
-                + (f"{kept.iloc[0]:.1f}%" if n == 1 else
-                   f"{kept.min():.1f}% ({worst.dataset}) to {kept.max():.1f}% ({best.dataset}), "
-                   f"median {kept.median():.1f}%,")
-                + f" of float32's nDCG@10 (absolute change {-loss.max():+.3f} to {-loss.min():+.3f}); "
-                f"its top-10 shared {100 * g[OVERLAP].mean():.0f}% of float32's top-10 on average."
+                f"- {codec} ({size} bytes, {ref_bytes / size:.0f}x smaller) kept {kept_text} of float32's "
+                f"nDCG@10 (absolute change {change_text}); its top-10 shared "
+                f"{100 * g[OVERLAP].mean():.0f}% of float32's top-10 on average."
             )
         binary = rows[rows.codec.str.startswith("binary")]
         if len(binary):
@@ -94,3 +97,8 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
                 f"collection{'s' if len(binary) > 1 else ''}" + (f": {', '.join(bad.dataset)}." if len(bad) else ".")
             )
     return "\n".join(lines)
+
+
+def _signed(x: float) -> str:
+    """``+0.012`` style, without a negative zero."""
+    return f"{round(float(x), 3) + 0.0:+.3f}"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from phase2 import PROJECT_ROOT
 from phase2.datasets import find_dataset
 from phase2.errors import DatasetError
 
@@ -49,3 +52,10 @@ def require_dataset(name: str) -> None:
         find_dataset(name)
     except DatasetError:
         pytest.skip(f"collection {name} not available on this machine")
+
+
+@pytest.fixture(scope="session")
+def smoke_book() -> Path:
+    """The book built on the smoke profile exactly as a user builds it; returns ``_build/html``."""
+    subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke"], check=True, cwd=PROJECT_ROOT)
+    return PROJECT_ROOT / "_build" / "html"

@@ -105,6 +105,8 @@ def test_unknown_codec_lists_valid_names():
     (lambda c, x: c.fit(x[:0]), "the corpus is empty"),
     (lambda c, x: c.fit(x).search(c.encode(x), x, 99), "k must be between 1 and the corpus size 20, got 99"),
     (lambda c, x: c.fit(x).search(c.encode(x)[:, :-1], x, 1), "codes must be uint8"),
+    (lambda c, x: c.fit(x).search(c.encode(x), x[:0], 1), "the query set is empty"),
+    (lambda c, x: c.fit(x).search(c.encode(x), np.where(x > 1, np.inf, x), 1), "search queries: non-finite value"),
 ])
 @pytest.mark.parametrize("name", CODECS)
 def test_bad_input_is_rejected_with_a_clear_message(name, call, message):

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from conftest import CORPUS, QRELS, QUERIES, require_dataset, write_collection
 
 from phase2 import datasets
 from phase2.errors import DatasetError
+
+from conftest import CORPUS, QRELS, QUERIES, require_dataset, write_collection
 
 
 @pytest.mark.parametrize(("name", "docs", "queries", "pairs"), [

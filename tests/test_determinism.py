@@ -18,11 +18,12 @@
 import numba
 import numpy as np
 import pytest
-from conftest import require_dataset
 from threadpoolctl import threadpool_limits
 
 from phase2 import quality
 from phase2.codecs import CODECS, make_codec
+
+from conftest import require_dataset
 
 METADATA = ["run_id", "created_utc", "threads"]
 

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import pytrec_eval
-from conftest import require_dataset
 
 from phase2 import metrics
 from phase2.datasets import load_dataset
+
+from conftest import require_dataset
 
 TREC_MEASURES = {"nDCG@10": ("ndcg_cut", "ndcg_cut_10"), "Recall@10": ("recall", "recall_10"),
                  "Recall@100": ("recall", "recall_100"), "MRR@10": ("recip_rank", "recip_rank")}

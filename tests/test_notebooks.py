@@ -9,7 +9,7 @@ import nbformat
 import papermill
 import pytest
 
-from phase2 import PROJECT_ROOT, pipeline
+from phase2 import pipeline
 from phase2.__main__ import main
 
 CHAPTERS = pipeline.chapter_notebooks()
@@ -103,9 +103,8 @@ def test_cli_lists_parameters(capsys):
     assert 'k: int = 100  # depth of each ranked list' in capsys.readouterr().out
 
 
-def test_smoke_book_builds_strictly_with_visible_offline_charts():
-    subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke"], check=True, cwd=PROJECT_ROOT)
-    html = PROJECT_ROOT / "_build" / "html"
+def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
+    html = smoke_book
     for page in ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html"]:
         assert (html / page).is_file(), page
     page = (html / "chapters" / "quality_vs_memory.html").read_text()

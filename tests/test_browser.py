@@ -1,0 +1,68 @@
+"""The built book in a real browser: headless Chromium (Debian's package) with networking features off.
+
+Every page loads with no console or page errors and no failed request, every image (the
+charts are static SVG) is decoded with a size, and every internal link resolves. A
+screenshot of the quality chapter is kept under ``_build/screenshots/``.
+"""
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from phase2 import PROJECT_ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run"]
+PAGES = ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html"]
+
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        pytest.fail("CI needs Debian's chromium: `make test` installs it (apt-get install chromium)",
+                    pytrace=False)
+    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser_page(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(str(tmp_path_factory.mktemp("profile")), headless=True,
+                                                        executable_path=CHROMIUM, args=FLAGS)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        yield page, problems
+        context.close()
+
+
+@pytest.mark.parametrize("relative", PAGES)
+def test_page_loads_cleanly_with_rendered_images_and_working_links(smoke_book, browser_page, relative):
+    page, problems = browser_page
+    problems.clear()
+    page.goto((smoke_book / relative).resolve().as_uri(), wait_until="load")
+    assert problems == []
+    images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
+    assert all(complete and width > 0 for _, complete, width in images), images
+    for href in page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
+        url = urlparse(href)
+        if url.scheme == "file":
+            assert Path(unquote(url.path)).exists(), f"broken internal link {href} on {relative}"
+
+
+def test_quality_chapter_shows_its_chart_and_is_screenshotted(smoke_book, browser_page):
+    page, problems = browser_page
+    page.goto((smoke_book / "chapters/quality_vs_memory.html").resolve().as_uri(), wait_until="load")
+    charts = page.evaluate("Array.from(document.images).filter(i => i.src.endsWith('.svg'))"
+                           ".map(i => [i.naturalWidth, i.naturalHeight])")
+    assert charts and all(w > 100 and h > 100 for w, h in charts), charts
+    shot = PROJECT_ROOT / "_build" / "screenshots" / "quality_vs_memory.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
