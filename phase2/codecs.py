@@ -6,13 +6,21 @@ bytes per vector, and ``search`` the codes with float queries for an exhaustive,
 exact top-k. Scores are similarities (higher is better); ties are broken by
 ascending corpus row, for every codec, so rankings are reproducible.
 
-Factory names: ``Flat`` (float32), ``FP16`` (float16), ``SQ8`` (int8, per-dimension
-min/max fitted on the corpus, via faiss), ``BIN`` (1 bit per dimension: the sign,
-searched by Hamming distance with the numba kernel).
+Factory names (:func:`make_codec`):
+
+- ``Flat`` float32, ``FP16`` float16, ``BF16`` bfloat16 (faiss);
+- ``SQ8`` / ``SQ4``: 8 / 4 bits per dimension, each dimension's corpus [min, max] mapped
+  linearly to 256 / 16 levels (faiss ``ScalarQuantizer``);
+- ``PQ<m>``: product quantization, m sub-vectors of 8 bits (m bytes); ``OPQ<m>,PQ<m>``
+  with a learned rotation first (faiss);
+- ``BIN``: 1 bit per dimension, the sign; ``BINc`` the sign after subtracting the corpus
+  mean; ``BINr`` the sign after a seeded random rotation. Binary codes are searched by
+  Hamming distance (numba kernel); the others score a float query against decoded vectors.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -113,7 +121,7 @@ class Codec(ABC):
 class DecodingCodec(Codec):
     """Codecs scored asymmetrically: float query against the decoded corpus (inner product).
 
-    Scores are computed on one BLAS thread: OpenBLAS's threaded sgemm changes the last
+    Decoding and scoring run on one thread: OpenBLAS's threaded sgemm changes the last
     bits of a score with the thread count, which would reorder near-ties between runs.
     """
 
@@ -122,8 +130,8 @@ class DecodingCodec(Codec):
         """Approximate float32 vectors back from codes."""
 
     def _search(self, codes, queries, k):
-        docs = self.decode(codes)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _one_thread():
+            docs = self.decode(codes)
             parts = [topk_by_score(queries[i:i + _QUERY_BLOCK] @ docs.T, k)
                      for i in range(0, len(queries), _QUERY_BLOCK)]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -155,13 +163,15 @@ class Float16(DecodingCodec):
         return np.ascontiguousarray(codes).view(np.float16).astype(np.float32)
 
 
-class ScalarInt8(DecodingCodec):
-    """faiss ``SQ8``: each dimension mapped linearly from its corpus [min, max] to 256 levels."""
+class FaissScalarQuantizer(DecodingCodec):
+    """faiss ``ScalarQuantizer``: per-dimension min/max levels (SQ8, SQ4) or bfloat16 truncation."""
 
-    name, label, family = "SQ8", "int8 (per-dim min/max)", "scalar"
+    def __init__(self, name: str, label: str, family: str, qtype: int) -> None:
+        super().__init__()
+        self.name, self.label, self.family, self._qtype = name, label, family, qtype
 
     def _fit(self, corpus):
-        self._sq = faiss.ScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit)
+        self._sq = faiss.ScalarQuantizer(self.dim, self._qtype)
         self._sq.train(corpus)
 
     def _code_size(self):
@@ -174,15 +184,84 @@ class ScalarInt8(DecodingCodec):
         return self._sq.decode(np.ascontiguousarray(codes))
 
 
-class SignBinary(Codec):
-    """1 bit per dimension, ``x > 0``, packed like ``np.packbits``; searched by Hamming distance."""
+OPQ_ITERATIONS = 20  # faiss's default is 50; 20 keeps single-threaded training to minutes on 10k vectors
 
-    name, label, family = "BIN", "binary (1-bit sign)", "binary"
+
+class ProductQuantizer(DecodingCodec):
+    """faiss product quantization: ``m`` sub-vectors, 256 centroids each (1 byte), optional OPQ rotation.
+
+    Trained single-threaded: k-means on threaded BLAS changes assignments with the thread count.
+    """
+
+    family = "pq"
+
+    def __init__(self, m: int, opq: bool = False) -> None:
+        super().__init__()
+        self.m, self.opq = m, opq
+        self.name = f"OPQ{m},PQ{m}" if opq else f"PQ{m}"
+        self.label = f"{'OPQ+' if opq else ''}PQ{m}x8"
+
+    def _fit(self, corpus):
+        if self.m < 1 or self.dim % self.m:
+            raise ValueError(f"{self.name}: the dimension {self.dim} is not divisible by m = {self.m}")
+        needed = max(256, self.dim) if self.opq else 256  # faiss's OPQ aborts the process below d vectors
+        if corpus.shape[0] < needed:
+            raise ValueError(f"{self.name}: needs at least {needed} corpus vectors to train (256 centroids"
+                             f"{', and a d x d rotation' if self.opq else ''}), got {corpus.shape[0]}")
+        self._pq = faiss.ProductQuantizer(self.dim, self.m, 8)
+        self._pq.cp.min_points_per_centroid = 1  # only silences faiss's "please provide more points" warning
+        self._opq = None
+        with _one_thread():
+            if self.opq:
+                self._opq = faiss.OPQMatrix(self.dim, self.m)
+                self._opq.niter = OPQ_ITERATIONS
+                self._opq.pq = self._pq
+                self._opq.train(corpus)
+                corpus = self._opq.apply(corpus)
+            self._pq.train(corpus)
+
+    def _code_size(self):
+        return self._pq.code_size
+
+    def _encode(self, x):
+        with _one_thread():
+            return self._pq.compute_codes(self._opq.apply(x) if self._opq is not None else x)
+
+    def decode(self, codes):
+        x = self._pq.decode(np.ascontiguousarray(codes))
+        return self._opq.reverse_transform(x) if self._opq is not None else x
+
+
+class SignBinary(Codec):
+    """1 bit per dimension, ``x > 0``, packed like ``np.packbits``; searched by Hamming distance.
+
+    ``center`` subtracts the corpus mean first (sign bits then split each dimension at its
+    mean); ``rotate`` applies a seeded random orthogonal matrix first (spreads variance evenly
+    over the bits). Both are fitted on the corpus and applied to queries alike.
+    """
+
+    family = "binary"
+
+    def __init__(self, center: bool = False, rotate: bool = False, seed: int = 0) -> None:
+        super().__init__()
+        self.center, self.rotate, self.seed = center, rotate, seed
+        self.name = "BIN" + ("c" if center else "") + ("r" if rotate else "")
+        detail = ", ".join(w for w, on in (("centered", center), ("rotated", rotate)) if on)
+        self.label = f"binary (1-bit sign{', ' + detail if detail else ''})"
+
+    def _fit(self, corpus):
+        self._mean = corpus.mean(axis=0, dtype=np.float64).astype(np.float32) if self.center else None
+        self._rotation = random_rotation(self.dim, self.seed) if self.rotate else None
 
     def _code_size(self):
         return -(-self.dim // 8)
 
     def _encode(self, x):
+        if self._mean is not None:
+            x = x - self._mean
+        if self._rotation is not None:
+            with _one_thread():
+                x = x @ self._rotation
         return np.packbits(x > 0, axis=1)
 
     def _search(self, codes, queries, k):
@@ -190,12 +269,60 @@ class SignBinary(Codec):
         return -dist.astype(np.float32), ids
 
 
-CODECS: dict[str, Callable[[], Codec]] = {c.name: c for c in (Float32, Float16, ScalarInt8, SignBinary)}
+def random_rotation(dim: int, seed: int) -> np.ndarray:
+    """A seeded random orthogonal ``dim x dim`` matrix (QR of a Gaussian, signs fixed so Q is unique)."""
+    gaussian = np.random.default_rng(seed).standard_normal((dim, dim))
+    with _one_thread():
+        q, r = np.linalg.qr(gaussian)
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
+def _one_thread():
+    return threadpool_limits(limits=1)
+
+
+CODECS: dict[str, Callable[[], Codec]] = {
+    "Flat": Float32,
+    "FP16": Float16,
+    "BF16": lambda: FaissScalarQuantizer("BF16", "bfloat16", "float", faiss.ScalarQuantizer.QT_bf16),
+    "SQ8": lambda: FaissScalarQuantizer("SQ8", "int8 (per-dim min/max)", "scalar", faiss.ScalarQuantizer.QT_8bit),
+    "SQ4": lambda: FaissScalarQuantizer("SQ4", "int4 (per-dim min/max)", "scalar", faiss.ScalarQuantizer.QT_4bit),
+    "BIN": SignBinary,
+    "BINc": lambda: SignBinary(center=True),
+    "BINr": lambda: SignBinary(rotate=True),
+}
+"""Codecs with a fixed name; ``PQ<m>`` and ``OPQ<m>,PQ<m>`` are parsed (:data:`PATTERNS`)."""
+
+PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Codec]]] = {
+    "PQ<m>": (re.compile(r"PQ(\d+)"), lambda m: ProductQuantizer(int(m[1]))),
+    "OPQ<m>,PQ<m>": (re.compile(r"OPQ(\d+),PQ(\1)"), lambda m: ProductQuantizer(int(m[1]), opq=True)),
+}
 
 
 def make_codec(name: str) -> Codec:
     """A new, unfitted codec from its factory string."""
-    try:
+    if name in CODECS:
         return CODECS[name]()
-    except KeyError:
-        raise ParameterError(f"unknown codec {name!r}; valid codecs: {', '.join(CODECS)}") from None
+    for pattern, build in PATTERNS.values():
+        match = pattern.fullmatch(name)
+        if match:
+            return build(match)
+    raise ParameterError(f"unknown codec {name!r}; valid codecs: {', '.join([*CODECS, *PATTERNS])}")
+
+
+def split_codec_names(value: str) -> list[str]:
+    """A comma-separated list of factory strings; ``OPQ<m>,PQ<m>`` stays one entry. Each is checked."""
+    tokens = [t.strip() for t in value.split(",") if t.strip()]
+    names: list[str] = []
+    for token in tokens:
+        if names and re.fullmatch(r"OPQ\d+", names[-1]) and token.startswith("PQ"):
+            names[-1] += "," + token
+        else:
+            names.append(token)
+    if not names:
+        raise ParameterError(f"codecs: empty; valid codecs: {', '.join([*CODECS, *PATTERNS])}")
+    for name in names:
+        make_codec(name)
+    if len(set(names)) != len(names):
+        raise ParameterError(f"codecs: {value!r} names a codec twice")
+    return names

@@ -47,13 +47,14 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
 def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
     """One row per codec: bytes/vector, mean metrics and % of float32's nDCG@10 retained."""
     means = results[(results.query_id == "") & (results.dataset == dataset) & (results.model == model)]
-    wide = means.pivot_table(index=["codec_label", "bytes_per_vector"], columns="metric", values="value",
+    wide = means.pivot_table(index=["codec_label", "family", "bytes_per_vector"], columns="metric", values="value",
                              sort=False).reset_index()
     wide.columns.name = None
     reference = means[(means.codec == REFERENCE) & (means.metric == "nDCG@10")].value.iloc[0]
     wide["% float32 nDCG@10"] = 100 * wide["nDCG@10"] / reference
     wide = wide.rename(columns={"codec_label": "codec", "bytes_per_vector": "bytes/vector"})
-    cols = ["codec", "bytes/vector", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP, "% float32 nDCG@10"]
+    cols = ["codec", "family", "bytes/vector", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP,
+            "% float32 nDCG@10"]
     return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -89,13 +90,22 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
                 f"nDCG@10 (absolute change {change_text}); its top-10 shared "
                 f"{100 * g[OVERLAP].mean():.0f}% of float32's top-10 on average."
             )
-        binary = rows[rows.codec.str.startswith("binary")]
+        binary = rows[rows.family == "binary"]
+        for codec, g in binary.groupby("codec", sort=False):
+            bad = g[g["% float32 nDCG@10"] < 100 - loss_threshold]
+            lines.append(f"- {codec} lost more than {loss_threshold:.0f}% of float32's nDCG@10 on {len(bad)} of "
+                         f"{len(g)} collection{'s' if len(g) > 1 else ''}"
+                         + (f": {', '.join(bad.dataset)}." if len(bad) else "."))
         if len(binary):
-            bad = binary[binary["% float32 nDCG@10"] < 100 - loss_threshold]
-            lines.append(
-                f"- Binary lost more than {loss_threshold:.0f}% of float32's nDCG@10 on {len(bad)} of {len(binary)} "
-                f"collection{'s' if len(binary) > 1 else ''}" + (f": {', '.join(bad.dataset)}." if len(bad) else ".")
-            )
+            budget = int(binary["bytes/vector"].max())
+            reference_ndcg = ref.set_index("dataset")["nDCG@10"]
+            notes = []
+            for dataset, g in rows[rows["bytes/vector"] <= budget].groupby("dataset", sort=False):
+                best = g.loc[g["nDCG@10"].idxmax()]
+                best_binary = g[g.family == "binary"]["nDCG@10"].max() / reference_ndcg[dataset]
+                note = f"{dataset}: {best.codec} ({best['% float32 nDCG@10']:.1f}%"
+                notes.append(note + (")" if best.family == "binary" else f"; best binary {100 * best_binary:.1f}%)"))
+            lines.append(f"- Best codec within {budget} bytes/vector, by nDCG@10: " + "; ".join(notes) + ".")
     return "\n".join(lines)
 
 

@@ -71,7 +71,7 @@ def test_nbval_reexecution_reproduces_checked_tables(executed):
 @pytest.mark.parametrize(("parameters", "message"), [
     ({"dataset": "nosuchset"}, "dataset: unknown 'nosuchset'; valid: "),
     ({"model": "bert"}, "model: unknown 'bert'; valid: minilm-l6"),
-    ({"codecs": "Flat,XYZ"}, "codecs: unknown 'XYZ'; valid: Flat, FP16, SQ8, BIN"),
+    ({"codecs": "Flat,XYZ"}, "unknown codec 'XYZ'; valid codecs: Flat, FP16, BF16, SQ8"),
     ({"k": 0}, "parameter 'k' must be >= 100, got 0"),
     ({"k": "ten"}, "parameter 'k' must be int, got str 'ten'"),
     ({"datset": "scifact"}, "unknown parameter(s) 'datset'; this chapter's parameters are: dataset, model"),
