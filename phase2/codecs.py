@@ -15,7 +15,10 @@ Factory names (:func:`make_codec`):
   with a learned rotation first (faiss);
 - ``BIN``: 1 bit per dimension, the sign; ``BINc`` the sign after subtracting the corpus
   mean; ``BINr`` the sign after a seeded random rotation. Binary codes are searched by
-  Hamming distance (numba kernel); the others score a float query against decoded vectors.
+  Hamming distance (numba kernel); the others score a float query against decoded vectors,
+  ``BINa`` too (sign bits, float query: asymmetric);
+- ``<first>+R<m><second>``: ``first`` finds ``m * k`` candidates, ``second`` (Flat, FP16,
+  BF16, SQ8 or SQ4 codes, which may live on disk) re-ranks them, e.g. ``BIN+R4Flat``.
 """
 
 from __future__ import annotations
@@ -79,9 +82,14 @@ class Codec(ABC):
 
     @property
     def code_size(self) -> int:
-        """Exact bytes per encoded vector."""
+        """Exact bytes per encoded vector (everything stored)."""
         self._require_fitted()
         return self._code_size()
+
+    @property
+    def rescore_bytes(self) -> int:
+        """Of ``code_size``, the bytes read only to rescore a short candidate list (may live on disk)."""
+        return 0
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Codes as ``uint8 [n, code_size]``."""
@@ -269,6 +277,79 @@ class SignBinary(Codec):
         return -dist.astype(np.float32), ids
 
 
+class AsymmetricBinary(DecodingCodec):
+    """Sign bits stored, float query kept: score ``sum_i q_i * (+1 if bit_i else -1)``.
+
+    Same codes (and bytes) as ``BIN``; only the query side keeps its magnitudes.
+    """
+
+    name, label, family = "BINa", "binary, float query (asymmetric)", "binary"
+
+    def _code_size(self):
+        return -(-self.dim // 8)
+
+    def _encode(self, x):
+        return np.packbits(x > 0, axis=1)
+
+    def decode(self, codes):
+        bits = np.unpackbits(codes, axis=1, count=self.dim)
+        return bits.astype(np.float32) * 2 - 1
+
+
+RESCORE_CUTOFF = 10  # the rescored head is factor x 10 candidates: the cutoff of nDCG@10, MRR@10, Recall@10
+
+
+class Rescored(Codec):
+    """Two-stage search: ``first`` ranks everything, ``second`` re-ranks the top ``factor * 10``.
+
+    That head is what a top-10 search with a rescoring multiplier of ``factor`` reads; below
+    it the first stage's order is kept (so Recall@100 still reflects the first stage). Both
+    codes are stored side by side; only ``first``'s bytes are scanned for every query,
+    ``second``'s are read for the head alone (they may live on disk). Returned scores are the
+    second stage's for the head; the tail repeats the head's lowest score, keeping the list sorted.
+    """
+
+    def __init__(self, first: Codec, second: Codec, factor: int) -> None:
+        super().__init__()
+        if factor < 1:
+            raise ParameterError(f"rescoring factor must be >= 1, got {factor}")
+        self.first, self.second, self.factor = first, second, factor
+        self.name = f"{first.name}+R{factor}{second.name}"
+        self.label = f"{first.label} + {second.label} rescoring of top {factor * RESCORE_CUTOFF}"
+        self.family = first.family + "+rescore"
+
+    def _fit(self, corpus):
+        self.first.fit(corpus)
+        self.second.fit(corpus)
+
+    def _code_size(self):
+        return self.first.code_size + self.second.code_size
+
+    @property
+    def rescore_bytes(self) -> int:
+        return self.second.code_size
+
+    def _encode(self, x):
+        return np.hstack([self.first.encode(x), self.second.encode(x)])
+
+    def _search(self, codes, queries, k):
+        split = self.first.code_size
+        head = min(self.factor * RESCORE_CUTOFF, codes.shape[0])
+        _, ranked = self.first.search(np.ascontiguousarray(codes[:, :split]), queries, max(k, head))
+        second = codes[:, split:]
+        scores = np.empty((len(queries), k), np.float32)
+        ids = np.empty((len(queries), k), np.int64)
+        with _one_thread():
+            for i, (query, rows) in enumerate(zip(queries, ranked, strict=True)):
+                candidates = np.sort(rows[:head])  # ties fall back to corpus order, as everywhere
+                exact = self.second.decode(second[candidates]) @ query
+                head_scores, order = topk_by_score(exact[None, :], head)
+                merged = np.concatenate([candidates[order[0]], rows[head:]])[:k]
+                ids[i] = merged
+                scores[i] = np.concatenate([head_scores[0], np.full(max(k - head, 0), head_scores[0, -1])])[:k]
+        return scores, ids
+
+
 def random_rotation(dim: int, seed: int) -> np.ndarray:
     """A seeded random orthogonal ``dim x dim`` matrix (QR of a Gaussian, signs fixed so Q is unique)."""
     gaussian = np.random.default_rng(seed).standard_normal((dim, dim))
@@ -290,12 +371,15 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "BIN": SignBinary,
     "BINc": lambda: SignBinary(center=True),
     "BINr": lambda: SignBinary(rotate=True),
+    "BINa": AsymmetricBinary,
 }
 """Codecs with a fixed name; ``PQ<m>`` and ``OPQ<m>,PQ<m>`` are parsed (:data:`PATTERNS`)."""
 
 PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Codec]]] = {
     "PQ<m>": (re.compile(r"PQ(\d+)"), lambda m: ProductQuantizer(int(m[1]))),
     "OPQ<m>,PQ<m>": (re.compile(r"OPQ(\d+),PQ(\1)"), lambda m: ProductQuantizer(int(m[1]), opq=True)),
+    "<first>+R<factor><second>": (re.compile(r"(\w+)\+R(\d+)(Flat|FP16|BF16|SQ8|SQ4)"),
+                                  lambda m: Rescored(make_codec(m[1]), make_codec(m[3]), int(m[2]))),
 }
 
 

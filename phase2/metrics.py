@@ -71,3 +71,20 @@ def overlap_at_k(ids: np.ndarray, reference_ids: np.ndarray, k: int) -> np.ndarr
                          f"got {ids.shape} and {reference_ids.shape}")
     pairs = zip(ids.tolist(), reference_ids.tolist(), strict=True)
     return np.array([len(set(a[:k]) & set(b[:k])) / k for a, b in pairs])
+
+
+def paired_bootstrap_ci(differences: np.ndarray, resamples: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of per-query differences (queries resampled with replacement).
+
+    Seeded, so the interval is the same on every run.
+    """
+    diff = np.asarray(differences, dtype=np.float64)
+    if diff.ndim != 1 or len(diff) == 0:
+        raise ValueError(f"need a non-empty 1-D array of per-query differences, got shape {diff.shape}")
+    rng = np.random.default_rng(seed)
+    means = np.concatenate([diff[rng.integers(0, len(diff), size=(min(200, resamples - start), len(diff)))].mean(1)
+                            for start in range(0, resamples, 200)])
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)

@@ -37,7 +37,8 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
         values = metrics.per_query(run, collection.qrels)
         values[OVERLAP] = dict(zip(collection.query_ids, metrics.overlap_at_k(ids, reference_ids, 10), strict=True))
         common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
-                  "family": codec.family, "bytes_per_vector": codec.code_size}
+                  "family": codec.family, "bytes_per_vector": codec.code_size - codec.rescore_bytes,
+                  "rescore_bytes_per_vector": codec.rescore_bytes}
         for metric, per_query in values.items():
             rows.append({**common, "metric": metric, "value": metrics.mean(per_query), "query_id": ""})
             rows.extend({**common, "metric": metric, "value": float(v), "query_id": q} for q, v in per_query.items())
@@ -47,14 +48,16 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
 def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
     """One row per codec: bytes/vector, mean metrics and % of float32's nDCG@10 retained."""
     means = results[(results.query_id == "") & (results.dataset == dataset) & (results.model == model)]
-    wide = means.pivot_table(index=["codec_label", "family", "bytes_per_vector"], columns="metric", values="value",
-                             sort=False).reset_index()
+    wide = means.pivot_table(index=["codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector"],
+                             columns="metric", values="value", sort=False).reset_index()
     wide.columns.name = None
     reference = means[(means.codec == REFERENCE) & (means.metric == "nDCG@10")].value.iloc[0]
     wide["% float32 nDCG@10"] = 100 * wide["nDCG@10"] / reference
-    wide = wide.rename(columns={"codec_label": "codec", "bytes_per_vector": "bytes/vector"})
-    cols = ["codec", "family", "bytes/vector", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP,
-            "% float32 nDCG@10"]
+    wide["Δ nDCG@10 [95% CI]"] = [_delta_with_ci(results, dataset, model, label) for label in wide.codec_label]
+    wide = wide.rename(columns={"codec_label": "codec", "bytes_per_vector": "bytes/vector",
+                                "rescore_bytes_per_vector": "rescore bytes/vector"})
+    cols = ["codec", "family", "bytes/vector", "rescore bytes/vector", "nDCG@10", "Recall@10", "Recall@100",
+            "MRR@10", OVERLAP, "% float32 nDCG@10", "Δ nDCG@10 [95% CI]"]
     return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -103,12 +106,24 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
             for dataset, g in rows[rows["bytes/vector"] <= budget].groupby("dataset", sort=False):
                 best = g.loc[g["nDCG@10"].idxmax()]
                 best_binary = g[g.family == "binary"]["nDCG@10"].max() / reference_ndcg[dataset]
-                note = f"{dataset}: {best.codec} ({best['% float32 nDCG@10']:.1f}%"
+                extra = int(best["rescore bytes/vector"])
+                note = (f"{dataset}: {best.codec}{f' (+{extra} rescore bytes)' if extra else ''} "
+                        f"({best['% float32 nDCG@10']:.1f}%")
                 notes.append(note + (")" if best.family == "binary" else f"; best binary {100 * best_binary:.1f}%)"))
-            lines.append(f"- Best codec within {budget} bytes/vector, by nDCG@10: " + "; ".join(notes) + ".")
+            lines.append(f"- Best codec within {budget} scanned bytes/vector, by nDCG@10: " + "; ".join(notes) + ".")
     return "\n".join(lines)
 
 
 def _signed(x: float) -> str:
     """``+0.012`` style, without a negative zero."""
     return f"{round(float(x), 3) + 0.0:+.3f}"
+
+
+def _delta_with_ci(results: pd.DataFrame, dataset: str, model: str, codec_label: str) -> str:
+    """Mean per-query nDCG@10 difference from float32 with its paired bootstrap 95% CI, as text."""
+    rows = results[(results.dataset == dataset) & (results.model == model) & (results.metric == "nDCG@10")
+                   & (results.query_id != "")]
+    per_query = rows.pivot_table(index="query_id", columns="codec_label", values="value")
+    diff = (per_query[codec_label] - per_query[Float32.label]).to_numpy()
+    low, high = metrics.paired_bootstrap_ci(diff)
+    return f"{_signed(diff.mean())} [{_signed(low)}, {_signed(high)}]"

@@ -2,7 +2,9 @@
 
 Schema (one row per measured value): ``run_id, created_utc, git_commit, versions,
 cpu, threads, seed, profile, chapter, dataset, model, codec, codec_label, family,
-bytes_per_vector, metric, value, query_id``. ``query_id`` is empty for the mean over
+bytes_per_vector, rescore_bytes_per_vector, metric, value, query_id``. ``bytes_per_vector``
+is what every query scans (must stay in memory); ``rescore_bytes_per_vector`` is read only
+for a short candidate list (may live on disk), 0 for single-stage codecs. ``query_id`` is empty for the mean over
 queries and holds the query id for per-query rows, so a reader never averages
 means with per-query values by accident: filter on ``query_id == ""`` first.
 """
@@ -25,7 +27,8 @@ from phase2 import PROJECT_ROOT
 from phase2.storage import atomic_write_bytes
 
 COLUMNS = ["run_id", "created_utc", "git_commit", "versions", "cpu", "threads", "seed", "profile", "chapter",
-           "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "metric", "value", "query_id"]
+           "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
+           "metric", "value", "query_id"]
 
 _VERSIONED = ("phase2", "numpy", "numba", "faiss-cpu", "torch", "sentence-transformers", "transformers")
 

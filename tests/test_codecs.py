@@ -15,9 +15,11 @@ GOLDEN = {"Flat": ((64, 100), "f2c1719a60655313"), "FP16": ((64, 100), "a7b55c2d
           "BF16": ((64, 100), "e377ff1d63b9c826"), "SQ8": ((64, 100), "da7979f14ba5ab24"),
           "SQ4": ((64, 100), "30b59c555a9dd7f3"), "BIN": ((64, 100), "f5027001f31b8ce7"),
           "BINc": ((64, 100), "78c4f0367b6b67a2"), "BINr": ((64, 100), "7c9b8d140aafc087"),
-          "PQ8": ((300, 32), "a8c4b132302be3c0"), "OPQ8,PQ8": ((300, 32), "9419b3a76d83a4e6")}
+          "BINa": ((64, 100), "f5027001f31b8ce7"),  # the same bits as BIN
+          "PQ8": ((300, 32), "a8c4b132302be3c0"), "OPQ8,PQ8": ((300, 32), "9419b3a76d83a4e6"),
+          "BIN+R4SQ8": ((300, 32), "2c35b1ed998e1d85")}
 SIZES = {"Flat": 4 * 384, "FP16": 2 * 384, "BF16": 2 * 384, "SQ8": 384, "SQ4": 192, "BIN": 48, "BINc": 48,
-         "BINr": 48, "PQ48": 48, "OPQ24,PQ24": 24}
+         "BINr": 48, "BINa": 48, "PQ48": 48, "OPQ24,PQ24": 24, "BIN+R4Flat": 48 + 1536}
 
 
 def unit_vectors(n, d, seed):
@@ -171,3 +173,34 @@ def test_bad_input_is_rejected_with_a_clear_message(name, call, message):
 def test_unfitted_codec_says_so():
     with pytest.raises(RuntimeError, match="call fit"):
         make_codec("SQ8").encode(np.zeros((1, 4), np.float32))
+
+
+def test_asymmetric_binary_scores_float_queries_against_signs():
+    docs, queries = unit_vectors(300, 40, 15), unit_vectors(6, 40, 16)
+    codec = make_codec("BINa").fit(docs)
+    scores, ids = codec.search(codec.encode(docs), queries, 300)
+    signs = np.where(docs > 0, 1.0, -1.0).astype(np.float32)
+    expected = np.argsort(-(queries @ signs.T), axis=1, kind="stable")
+    np.testing.assert_array_equal(ids, expected)
+
+
+def test_rescoring_reranks_the_head_exactly_and_keeps_the_first_stage_tail():
+    docs, queries = unit_vectors(500, 32, 17), unit_vectors(8, 32, 18)
+    codec = make_codec("BIN+R2Flat").fit(docs)
+    assert (codec.code_size, codec.rescore_bytes) == (4 + 128, 128)
+    codes = codec.encode(docs)
+    _, ids = codec.search(codes, queries, 50)
+    binary = make_codec("BIN").fit(docs)
+    _, first = binary.search(binary.encode(docs), queries, 50)
+    for q, row, first_row in zip(queries, ids, first, strict=True):
+        head = np.sort(first_row[:20])
+        expected_head = head[np.argsort(-(docs[head] @ q), kind="stable")]
+        np.testing.assert_array_equal(row[:20], expected_head)
+        np.testing.assert_array_equal(row[20:], first_row[20:])
+
+
+def test_rescoring_names_are_checked():
+    with pytest.raises(ParameterError, match="unknown codec 'BIN\\+R4PQ8'"):
+        make_codec("BIN+R4PQ8")
+    with pytest.raises(ParameterError, match="rescoring factor must be >= 1, got 0"):
+        make_codec("BIN+R0Flat")

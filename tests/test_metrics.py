@@ -84,3 +84,13 @@ def test_overlap_at_k():
 
 def test_ranked_doc_ids_maps_rows_to_ids():
     assert metrics.ranked_doc_ids(np.array([[1, 0]]), ["a", "b"], ["q"]) == {"q": ["b", "a"]}
+
+
+def test_paired_bootstrap_ci_is_seeded_and_brackets_the_mean():
+    diff = np.random.default_rng(3).normal(-0.05, 0.2, size=400)
+    low, high = metrics.paired_bootstrap_ci(diff)
+    assert low < diff.mean() < high and high - low < 0.06
+    assert (low, high) == metrics.paired_bootstrap_ci(diff)
+    assert metrics.paired_bootstrap_ci(np.zeros(10)) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        metrics.paired_bootstrap_ci(np.array([]))
