@@ -17,13 +17,15 @@
    as HNSW, which are checked against a tolerance instead of bitwise.
 """
 
+import ast
+
 import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from phase2 import quality
-from phase2.codecs import CODECS, make_codec
+from phase2 import pipeline, quality
+from phase2.codecs import CODECS, make_codec, split_codec_names
 
 from conftest import require_dataset
 
@@ -58,12 +60,18 @@ def test_codes_and_search_are_identical_across_runs_and_thread_counts(name):
 
 
 def test_smoke_quality_table_is_identical_across_runs_and_thread_counts():
+    """The quality chapter's own computation, with its default codecs, on the smoke profile's data."""
     require_dataset("cranfield")
+    notebook = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
+    declared = pipeline.declared_parameters(notebook)
+    parameters = {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
+    parameters.update(pipeline.chapter_parameters(notebook, "smoke"))
+    codec_names = split_codec_names(parameters["codecs"])
     meta = {"run_id": "r", "created_utc": "t", "git_commit": "c", "versions": "{}", "cpu": "x", "threads": 0,
             "seed": 0, "profile": "smoke", "chapter": "quality_vs_memory"}
 
     def run():
-        return quality.run_collection("cranfield", "minilm-l6", [*CODECS, "PQ48", "OPQ48,PQ48"], 100, meta,
+        return quality.run_collection(parameters["dataset"], parameters["model"], codec_names, parameters["k"], meta,
                                       progress=False)
 
     one, two, again = with_threads(1, run), with_threads(2, run), with_threads(2, run)
