@@ -81,7 +81,9 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
             kept = g["% float32 nDCG@10"]
             loss = ref.set_index("dataset")["nDCG@10"] - g.set_index("dataset")["nDCG@10"]
             worst, best = g.loc[kept.idxmin()], g.loc[kept.idxmax()]
-            size = int(g["bytes/vector"].iloc[0])
+            size, rescore = int(g["bytes/vector"].iloc[0]), int(g["rescore bytes/vector"].iloc[0])
+            footprint = (f"{size} scanned + {rescore} rescore bytes" if rescore else
+                         f"{size} bytes, {ref_bytes / size:.0f}x smaller")
             change = -loss
             kept_text = (f"{kept.iloc[0]:.1f}%" if n == 1 else
                          f"{kept.min():.1f}% ({worst.dataset}) to {kept.max():.1f}% ({best.dataset}), "
@@ -89,7 +91,7 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
             change_text = (_signed(change.iloc[0]) if n == 1 else
                            f"{_signed(change.min())} to {_signed(change.max())}")
             lines.append(
-                f"- {codec} ({size} bytes, {ref_bytes / size:.0f}x smaller) kept {kept_text} of float32's "
+                f"- {codec} ({footprint}) kept {kept_text} of float32's "
                 f"nDCG@10 (absolute change {change_text}); its top-10 shared "
                 f"{100 * g[OVERLAP].mean():.0f}% of float32's top-10 on average."
             )
