@@ -17,9 +17,9 @@ def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:
     )
     lines = base.mark_line(color="#bbbbbb").encode(detail="model:N", order="bytes_per_vector:Q")
     points = base.mark_point(filled=True, size=90).encode(
-        color=alt.Color("codec:N", title="codec", scale=alt.Scale(scheme="tableau20")),
+        color=alt.Color("name:N", title="codec", scale=alt.Scale(scheme="tableau20"), sort=None),
         shape=alt.Shape("model:N", title="model"),
-        tooltip=["dataset", "model", "codec", "family", "bytes_per_vector", alt.Tooltip("retained:Q", format=".1f")],
+        tooltip=["dataset", "model", "name", "codec", "bytes_per_vector", alt.Tooltip("retained:Q", format=".1f")],
     )
     return (lines + points).properties(width=230, height=190).facet(
         facet=alt.Facet("dataset:N", title=None), columns=3)

@@ -46,17 +46,17 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
 
 
 def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
-    """One row per codec: bytes/vector, mean metrics and % of float32's nDCG@10 retained."""
+    """One row per codec (factory ``name`` and readable ``codec``): bytes, mean metrics, % of float32 retained."""
     means = results[(results.query_id == "") & (results.dataset == dataset) & (results.model == model)]
-    wide = means.pivot_table(index=["codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector"],
+    wide = means.pivot_table(index=["codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector"],
                              columns="metric", values="value", sort=False).reset_index()
     wide.columns.name = None
     reference = means[(means.codec == REFERENCE) & (means.metric == "nDCG@10")].value.iloc[0]
     wide["% float32 nDCG@10"] = 100 * wide["nDCG@10"] / reference
-    wide["Δ nDCG@10 [95% CI]"] = [_delta_with_ci(results, dataset, model, label) for label in wide.codec_label]
-    wide = wide.rename(columns={"codec_label": "codec", "bytes_per_vector": "bytes/vector",
+    wide["Δ nDCG@10 [95% CI]"] = [_delta_with_ci(results, dataset, model, name) for name in wide.codec]
+    wide = wide.rename(columns={"codec": "name", "codec_label": "codec", "bytes_per_vector": "bytes/vector",
                                 "rescore_bytes_per_vector": "rescore bytes/vector"})
-    cols = ["codec", "family", "bytes/vector", "rescore bytes/vector", "nDCG@10", "Recall@10", "Recall@100",
+    cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "nDCG@10", "Recall@10", "Recall@100",
             "MRR@10", OVERLAP, "% float32 nDCG@10", "Δ nDCG@10 [95% CI]"]
     return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -121,11 +121,11 @@ def _signed(x: float) -> str:
     return f"{round(float(x), 3) + 0.0:+.3f}"
 
 
-def _delta_with_ci(results: pd.DataFrame, dataset: str, model: str, codec_label: str) -> str:
+def _delta_with_ci(results: pd.DataFrame, dataset: str, model: str, codec: str) -> str:
     """Mean per-query nDCG@10 difference from float32 with its paired bootstrap 95% CI, as text."""
     rows = results[(results.dataset == dataset) & (results.model == model) & (results.metric == "nDCG@10")
                    & (results.query_id != "")]
-    per_query = rows.pivot_table(index="query_id", columns="codec_label", values="value")
-    diff = (per_query[codec_label] - per_query[Float32.label]).to_numpy()
+    per_query = rows.pivot_table(index="query_id", columns="codec", values="value")
+    diff = (per_query[codec] - per_query[REFERENCE]).to_numpy()
     low, high = metrics.paired_bootstrap_ci(diff)
     return f"{_signed(diff.mean())} [{_signed(low)}, {_signed(high)}]"
