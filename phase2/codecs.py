@@ -10,11 +10,13 @@ Factory names (:func:`make_codec`):
 
 - ``Flat`` float32, ``FP16`` float16, ``BF16`` bfloat16 (faiss);
 - ``SQ8`` / ``SQ4``: 8 / 4 bits per dimension, each dimension's corpus [min, max] mapped
-  linearly to 256 / 16 levels (faiss ``ScalarQuantizer``);
+  linearly to 256 / 16 levels (faiss ``ScalarQuantizer``); ``SQ8u`` one range for all
+  dimensions; ``SQ8p`` / ``SQ4p`` per-dimension [1%, 99%] quantiles, values beyond clipped;
 - ``PQ<m>``: product quantization, m sub-vectors of 8 bits (m bytes); ``OPQ<m>,PQ<m>``
   with a learned rotation first (faiss);
 - ``BIN``: 1 bit per dimension, the sign; ``BINc`` the sign after subtracting the corpus
-  mean; ``BINr`` the sign after a seeded random rotation. Binary codes are searched by
+  mean; ``BINr`` the sign after a seeded random rotation; ``ITQ`` after a learned rotation
+  (iterative quantization). Binary codes are searched by
   Hamming distance (numba kernel); the others score a float query against decoded vectors,
   ``BINa`` too (sign bits, float query: asymmetric);
 - ``<first>+R<m><second>``: ``first`` finds ``m * k`` candidates, ``second`` (Flat, FP16,
@@ -172,7 +174,11 @@ class Float16(DecodingCodec):
 
 
 class FaissScalarQuantizer(DecodingCodec):
-    """faiss ``ScalarQuantizer``: per-dimension min/max levels (SQ8, SQ4) or bfloat16 truncation."""
+    """faiss ``ScalarQuantizer``: 2^b levels over a range fitted on the corpus, or bfloat16 truncation.
+
+    The range is each dimension's [min, max] or, for the ``_uniform`` types, one range shared
+    by all dimensions.
+    """
 
     def __init__(self, name: str, label: str, family: str, qtype: int) -> None:
         super().__init__()
@@ -190,6 +196,46 @@ class FaissScalarQuantizer(DecodingCodec):
 
     def decode(self, codes):
         return self._sq.decode(np.ascontiguousarray(codes))
+
+
+class ClippedScalarQuantizer(DecodingCodec):
+    """``bits`` per dimension over each dimension's [q, 1 - q] corpus quantiles; values beyond are clipped.
+
+    Level ``floor((x - lo) / step)`` with ``step = (hi - lo) / 2^bits``, decoded at the middle of its
+    cell. Written here because faiss's ``RS_quantiles`` range statistic gave different codes from one
+    process to the next for the same input. 4-bit codes pack two dimensions per byte, high nibble first.
+    """
+
+    family = "scalar"
+
+    def __init__(self, bits: int, quantile: float = 0.01) -> None:
+        super().__init__()
+        if bits not in (4, 8):
+            raise ParameterError(f"clipped scalar quantizer supports 4 or 8 bits, got {bits}")
+        self.bits, self.quantile = bits, quantile
+        self.name = f"SQ{bits}p"
+        self.label = f"int{bits} (per-dim {100 * quantile:g}-{100 * (1 - quantile):g}% quantiles)"
+
+    def _fit(self, corpus):
+        lo, hi = np.quantile(corpus.astype(np.float64), [self.quantile, 1 - self.quantile], axis=0)
+        step = np.maximum(hi - lo, 1e-12) / (1 << self.bits)
+        self._lo, self._step = lo.astype(np.float32), step.astype(np.float32)
+
+    def _code_size(self):
+        return -(-self.dim * self.bits // 8)
+
+    def _encode(self, x):
+        levels = np.clip(np.floor((x - self._lo) / self._step), 0, (1 << self.bits) - 1).astype(np.uint8)
+        if self.bits == 8:
+            return levels
+        if self.dim % 2:
+            levels = np.hstack([levels, np.zeros((len(levels), 1), np.uint8)])
+        return (levels[:, 0::2] << 4) | levels[:, 1::2]
+
+    def decode(self, codes):
+        if self.bits == 4:
+            codes = np.stack([codes >> 4, codes & 0x0F], axis=2).reshape(len(codes), -1)[:, :self.dim]
+        return self._lo + (codes.astype(np.float32) + 0.5) * self._step
 
 
 OPQ_ITERATIONS = 20  # faiss's default is 50; 20 keeps single-threaded training to minutes on 10k vectors
@@ -350,6 +396,36 @@ class Rescored(Codec):
         return scores, ids
 
 
+class IterativeQuantization(SignBinary):
+    """ITQ (Gong & Lazebnik, 2011): center, rotate into the PCA basis, then learn the rotation R
+    that minimises the quantization loss ``||sign(VR) - VR||`` by alternating B = sign(VR) and
+    orthogonal Procrustes for R. All ``d`` components are kept (d bits); R starts from a seeded
+    random rotation; training runs on one thread for reproducible codes.
+    """
+
+    def __init__(self, iterations: int = 50, seed: int = 0) -> None:
+        super().__init__(center=True, seed=seed)
+        self.iterations = iterations
+        self.name, self.label = "ITQ", "binary (ITQ rotation)"
+
+    def _fit(self, corpus):
+        if corpus.shape[0] < self.dim:
+            raise ValueError(f"ITQ: needs at least as many corpus vectors as dimensions ({self.dim}) for a full "
+                             f"PCA basis, got {corpus.shape[0]}")
+        self._mean = corpus.mean(axis=0, dtype=np.float64).astype(np.float32)
+        centered = (corpus - self._mean).astype(np.float64)
+        with _one_thread():
+            _, _, components = np.linalg.svd(centered, full_matrices=False)
+            basis = components.T  # d x d, columns = principal directions
+            projected = centered @ basis
+            rotation = random_rotation(self.dim, self.seed).astype(np.float64)
+            for _ in range(self.iterations):
+                codes = np.where(projected @ rotation >= 0, 1.0, -1.0)
+                u, _, vt = np.linalg.svd(codes.T @ projected)
+                rotation = (u @ vt).T
+            self._rotation = (basis @ rotation).astype(np.float32)
+
+
 def random_rotation(dim: int, seed: int) -> np.ndarray:
     """A seeded random orthogonal ``dim x dim`` matrix (QR of a Gaussian, signs fixed so Q is unique)."""
     gaussian = np.random.default_rng(seed).standard_normal((dim, dim))
@@ -367,10 +443,15 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "FP16": Float16,
     "BF16": lambda: FaissScalarQuantizer("BF16", "bfloat16", "float", faiss.ScalarQuantizer.QT_bf16),
     "SQ8": lambda: FaissScalarQuantizer("SQ8", "int8 (per-dim min/max)", "scalar", faiss.ScalarQuantizer.QT_8bit),
+    "SQ8u": lambda: FaissScalarQuantizer("SQ8u", "int8 (one global range)", "scalar",
+                                         faiss.ScalarQuantizer.QT_8bit_uniform),
+    "SQ8p": lambda: ClippedScalarQuantizer(8),
     "SQ4": lambda: FaissScalarQuantizer("SQ4", "int4 (per-dim min/max)", "scalar", faiss.ScalarQuantizer.QT_4bit),
+    "SQ4p": lambda: ClippedScalarQuantizer(4),
     "BIN": SignBinary,
     "BINc": lambda: SignBinary(center=True),
     "BINr": lambda: SignBinary(rotate=True),
+    "ITQ": IterativeQuantization,
     "BINa": AsymmetricBinary,
 }
 """Codecs with a fixed name; ``PQ<m>`` and ``OPQ<m>,PQ<m>`` are parsed (:data:`PATTERNS`)."""

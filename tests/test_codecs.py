@@ -16,10 +16,13 @@ GOLDEN = {"Flat": ((64, 100), "f2c1719a60655313"), "FP16": ((64, 100), "a7b55c2d
           "SQ4": ((64, 100), "30b59c555a9dd7f3"), "BIN": ((64, 100), "f5027001f31b8ce7"),
           "BINc": ((64, 100), "78c4f0367b6b67a2"), "BINr": ((64, 100), "7c9b8d140aafc087"),
           "BINa": ((64, 100), "f5027001f31b8ce7"),  # the same bits as BIN
+          "SQ8u": ((64, 100), "b8195ee41fae2b27"), "SQ8p": ((64, 100), "c2b2d0dbae00c52b"),
+          "SQ4p": ((64, 100), "eb1f41a658ff4f33"), "ITQ": ((300, 32), "6ab31b7f7b61b828"),
           "PQ8": ((300, 32), "a8c4b132302be3c0"), "OPQ8,PQ8": ((300, 32), "9419b3a76d83a4e6"),
           "BIN+R4SQ8": ((300, 32), "2c35b1ed998e1d85")}
 SIZES = {"Flat": 4 * 384, "FP16": 2 * 384, "BF16": 2 * 384, "SQ8": 384, "SQ4": 192, "BIN": 48, "BINc": 48,
-         "BINr": 48, "BINa": 48, "PQ48": 48, "OPQ24,PQ24": 24, "BIN+R4Flat": 48 + 1536}
+         "BINr": 48, "BINa": 48, "PQ48": 48, "OPQ24,PQ24": 24, "BIN+R4Flat": 48 + 1536, "SQ8u": 384,
+         "SQ8p": 384, "SQ4p": 192, "ITQ": 48}
 
 
 def unit_vectors(n, d, seed):
@@ -163,7 +166,7 @@ def test_centering_and_rotation_are_fitted_on_the_corpus_and_applied_to_queries(
     (lambda c, x: c.fit(x).search(c.encode(x), x[:0], 1), "the query set is empty"),
     (lambda c, x: c.fit(x).search(c.encode(x), np.where(x > 1, np.inf, x), 1), "search queries: non-finite value"),
 ])
-@pytest.mark.parametrize("name", [n for n in CODECS if n != "BINr"])
+@pytest.mark.parametrize("name", [n for n in CODECS if n not in ("BINr", "ITQ")])
 def test_bad_input_is_rejected_with_a_clear_message(name, call, message):
     x = np.random.default_rng(0).standard_normal((20, 16)).astype(np.float32) * 2
     with pytest.raises(ValueError, match=message):
@@ -204,3 +207,45 @@ def test_rescoring_names_are_checked():
         make_codec("BIN+R4PQ8")
     with pytest.raises(ParameterError, match="rescoring factor must be >= 1, got 0"):
         make_codec("BIN+R0Flat")
+
+
+def test_itq_learns_an_orthogonal_rotation_with_lower_quantization_loss():
+    docs = unit_vectors(2000, 32, 19) * np.linspace(0.2, 3, 32).astype(np.float32)  # unequal variances
+    itq = make_codec("ITQ").fit(docs)
+    rotation = itq._rotation
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(32), atol=1e-4)
+    centered = docs - itq._mean
+
+    def loss(r):
+        v = centered @ r
+        return float(np.sum((np.where(v >= 0, 1.0, -1.0) - v) ** 2))
+
+    random = make_codec("BINr").fit(docs)._rotation
+    assert loss(rotation) < loss(random)
+    with pytest.raises(ValueError, match="ITQ: needs at least as many corpus vectors as dimensions \\(32\\)"):
+        make_codec("ITQ").fit(docs[:20])
+
+
+def test_int8_differs_from_sentence_transformers_int8_by_rounding_only():
+    """sentence-transformers' int8 maps [min, max] to 255 steps and truncates toward zero after
+    subtracting 128; faiss's SQ8 truncates the 0..255 position. So ST + 128 equals SQ8 where the
+    position is >= 128 and is one higher (ceil instead of floor) below it: never further apart."""
+    docs = unit_vectors(500, 64, 20)
+    ours = make_codec("SQ8").fit(docs).encode(docs).astype(int)
+    theirs = quantize_embeddings(docs, precision="int8", calibration_embeddings=docs).astype(int) + 128
+    assert np.abs(ours - theirs).max() <= 1
+    assert (ours == theirs).mean() > 0.4
+
+
+@pytest.mark.parametrize("name", ["SQ8p", "SQ4p"])
+def test_clipped_scalar_quantizer_against_a_plain_reference(name):
+    bits = int(name[2])
+    docs = unit_vectors(400, 15, 21)  # odd dimension: the 4-bit codes carry one pad nibble
+    codec = make_codec(name).fit(docs)
+    lo, hi = np.quantile(docs.astype(np.float64), [0.01, 0.99], axis=0)
+    step = (hi - lo) / 2**bits
+    levels = np.clip(np.floor((docs - lo) / step), 0, 2**bits - 1)
+    np.testing.assert_allclose(codec.decode(codec.encode(docs)), lo + (levels + 0.5) * step, atol=1e-5)
+    inside = (docs >= lo) & (docs <= hi)
+    error = np.abs(codec.decode(codec.encode(docs)) - docs)
+    assert np.all(error[inside] <= np.broadcast_to(step, docs.shape)[inside] / 2 + 1e-5)

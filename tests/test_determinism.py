@@ -18,6 +18,10 @@
 """
 
 import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -77,3 +81,19 @@ def test_smoke_quality_table_is_identical_across_runs_and_thread_counts():
     one, two, again = with_threads(1, run), with_threads(2, run), with_threads(2, run)
     assert one.drop(columns=METADATA).equals(two.drop(columns=METADATA))
     assert two.equals(again)
+
+
+def test_codes_are_identical_across_processes():
+    """Guards against a library reading uninitialised memory (faiss's quantile statistic did)."""
+    from test_codecs import GOLDEN
+
+    script = ("import hashlib, numpy as np\nfrom phase2.codecs import make_codec\nfrom test_codecs import GOLDEN\n"
+              "for name, (shape, _) in GOLDEN.items():\n"
+              "    x = np.random.default_rng(20261124).standard_normal(shape).astype(np.float32)\n"
+              "    print(name, hashlib.sha256(make_codec(name).fit(x).encode(x).tobytes()).hexdigest()[:16])\n")
+    tests_dir = Path(__file__).parent
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              cwd=tests_dir, env={**os.environ, "PYTHONPATH": str(tests_dir)}).stdout
+               for _ in range(4)}
+    assert len(outputs) == 1
+    assert dict(line.split() for line in outputs.pop().splitlines()) == {n: h for n, (_, h) in GOLDEN.items()}
