@@ -34,7 +34,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from phase2.errors import ParameterError
-from phase2.kernels import hamming_topk
+from phase2.kernels import asymmetric_topk, hamming_topk
 
 _QUERY_BLOCK = 1024  # queries scored per block: bounds the score matrix to block x n_docs floats
 
@@ -323,10 +323,11 @@ class SignBinary(Codec):
         return -dist.astype(np.float32), ids
 
 
-class AsymmetricBinary(DecodingCodec):
+class AsymmetricBinary(Codec):
     """Sign bits stored, float query kept: score ``sum_i q_i * (+1 if bit_i else -1)``.
 
-    Same codes (and bytes) as ``BIN``; only the query side keeps its magnitudes.
+    Same codes (and bytes) as ``BIN``; only the query side keeps its magnitudes. Scored by
+    per-byte lookup tables (numba kernel), in float32, the same on any thread count.
     """
 
     name, label, family = "BINa", "binary, float query (asymmetric)", "binary"
@@ -337,9 +338,8 @@ class AsymmetricBinary(DecodingCodec):
     def _encode(self, x):
         return np.packbits(x > 0, axis=1)
 
-    def decode(self, codes):
-        bits = np.unpackbits(codes, axis=1, count=self.dim)
-        return bits.astype(np.float32) * 2 - 1
+    def _search(self, codes, queries, k):
+        return asymmetric_topk(queries, codes, k)
 
 
 RESCORE_CUTOFF = 10  # the rescored head is factor x 10 candidates: the cutoff of nDCG@10, MRR@10, Recall@10

@@ -1,16 +1,36 @@
 """Numba kernels for packed binary codes. Validation lives in the Python wrappers.
 
 Codes are rows of ``uint8`` as ``np.packbits`` writes them (first dimension in the
-most significant bit). Kernels read them as ``uint64`` words; a width that is not
-a multiple of 64 bits is zero-padded on both sides, which leaves every Hamming
-distance unchanged (``0 xor 0 = 0``).
+most significant bit). The Hamming kernels read them as ``uint64`` words; a width that
+is not a multiple of 64 bits is zero-padded on both sides, which leaves every distance
+unchanged (``0 xor 0 = 0``).
+
+Every top-k here orders by score and then by ascending row (the tie rule), whatever the
+thread count: each thread keeps exact per-query heaps over its own slice of rows, keyed by
+``(score, row)``, and the slices are merged by the same key.
+
+Speed comes from two things (measured in the throughput chapter): the word count of a code
+is a compile-time constant (one kernel is compiled per width, so the inner loop unrolls and
+the queries stay in registers), and each block of database rows is scored against every
+query of the batch while it sits in cache, so a batch reads the database from memory once.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
+import sys
+
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+from phase2.storage import atomic_write_bytes, cache_dir
+
+_BLOCK_BYTES = 16 * 1024  # database rows per block: about half of a 32 KiB L1 data cache
+_NO_ROW = np.iinfo(np.int64).max
 
 
 @intrinsic
@@ -24,46 +44,144 @@ def _popcount64(typingctx, x):
     return sig, codegen
 
 
-@njit(
-    types.void(types.uint64[:, ::1], types.uint64[:, ::1], types.int32[:, ::1], types.int64[:, ::1]),
-    parallel=True,
-    cache=True,
-)
-def _hamming_topk_kernel(queries, database, out_dist, out_ids):
-    r"""Exact Hamming top-k with a counting selection.
+@njit(cache=True)
+def _replace_top(keys, rows, key, row):
+    """Replace the root of the max-heap ordered by ``(key, row)`` and sift it down."""
+    k = keys.shape[0]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= k:
+            break
+        right = child + 1
+        if right < k and (keys[right] > keys[child] or (keys[right] == keys[child] and rows[right] > rows[child])):
+            child = right
+        if keys[child] < key or (keys[child] == key and rows[child] < row):
+            break
+        keys[i] = keys[child]
+        rows[i] = rows[child]
+        i = child
+    keys[i] = key
+    rows[i] = row
 
-    For query :math:`q` and row :math:`x_j`, :math:`d_j = \sum_w \mathrm{popcount}(q_w \oplus x_{j,w})`.
-    Distances are integers in :math:`[0, 64W]`, so a histogram finds the threshold
-    :math:`t` (smallest with :math:`|\{j: d_j \le t\}| \ge k`) and one ascending pass
-    over :math:`j` places each row at its rank. Result: distance ascending, ties by
-    ascending row index -- the same order as a stable sort, for any thread count.
+
+QUERY_GROUP = 8  # queries scored together against each row: the row is loaded once, the queries stay in registers
+
+
+def _group_source(group: int, n_words: int, indent: str) -> str:
+    """Loop body scoring ``group`` queries from ``q0`` against rows ``start..end``, fully unrolled."""
+    lines = [f"q{a}_{w} = queries[q0 + {a}, {w}]" for a in range(group) for w in range(n_words)]
+    lines += [f"top{a} = heap_dist[s, q0 + {a}, 0]" for a in range(group)]
+    lines.append("for j in range(start, end):")
+    lines += [f"    x{w} = database[j, {w}]" for w in range(n_words)]
+    for a in range(group):
+        lines += [f"    d{a} = np.int32(" + " + ".join(f"popcount(q{a}_{w} ^ x{w})" for w in range(n_words)) + ")",
+                  f"    if d{a} < top{a}:",
+                  f"        replace_top(heap_dist[s, q0 + {a}], heap_rows[s, q0 + {a}], d{a}, np.int64(j))",
+                  f"        top{a} = heap_dist[s, q0 + {a}, 0]"]
+    return "\n".join(indent + line for line in lines)
+
+
+@functools.cache
+def _hamming_kernel(n_words: int):
+    r"""Compile the blocked Hamming top-k for codes of exactly ``n_words`` 64-bit words.
+
+    For query :math:`q` and row :math:`x_j`, :math:`d_j = \sum_{w<W} \mathrm{popcount}(q_w \oplus x_{j,w})`.
+    Slice ``s`` of the rows fills ``heap_dist[s, q]``/``heap_rows[s, q]``, a max-heap of the
+    ``k`` smallest ``(d_j, j)``. Rows are visited in ascending order, so a row at the
+    heap's worst distance never displaces an earlier one: the test is ``d_j < top``.
+
+    The source is generated for ``W`` and a group of :data:`QUERY_GROUP` queries (then single
+    queries for the remainder) so every word is a named scalar held in a register: with a loop
+    over words and queries instead, the scan ran at half the rate on the machine of the
+    throughput chapter. Compiling takes seconds per width, once: the module is written to the
+    cache directory and numba caches its machine code there.
     """
-    n_queries, n_words = queries.shape
+    block_rows = max(16, _BLOCK_BYTES // (8 * n_words))
+    source = f"""# Generated by phase2.kernels for {n_words}-word codes; numba caches its machine code beside this file.
+import numpy as np
+from numba import njit, prange, types
+
+from phase2.kernels import _popcount64 as popcount, _replace_top as replace_top
+
+
+@njit(types.void(types.uint64[:, ::1], types.uint64[:, ::1], types.int32[:, :, ::1], types.int64[:, :, ::1]),
+      parallel=True, boundscheck=False, cache=True)
+def kernel(queries, database, heap_dist, heap_rows):
+    n_slices = heap_dist.shape[0]
+    n_queries = queries.shape[0]
     n_rows = database.shape[0]
-    k = out_ids.shape[1]
-    max_dist = n_words * 64
+    n_grouped = n_queries - n_queries % {QUERY_GROUP}
+    slice_rows = (n_rows + n_slices - 1) // n_slices
+    for s in prange(n_slices):
+        stop = min(n_rows, (s + 1) * slice_rows)
+        for start in range(s * slice_rows, stop, {block_rows}):
+            end = min(stop, start + {block_rows})
+            for q0 in range(0, n_grouped, {QUERY_GROUP}):
+{_group_source(QUERY_GROUP, n_words, " " * 16)}
+            for q0 in range(n_grouped, n_queries):
+{_group_source(1, n_words, " " * 16)}
+"""
+    # A real file (named by its content) lets numba cache the compiled kernel across processes.
+    path = cache_dir() / "kernels" / f"hamming_{n_words}w_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
+    if not path.exists() or path.read_text() != source:
+        atomic_write_bytes(path, source.encode())
+    spec = importlib.util.spec_from_file_location(f"_phase2_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba re-imports it by name when loading its cache
+    spec.loader.exec_module(module)
+    return module.kernel
+
+
+@njit(types.void(types.float32[:, ::1], types.uint8[:, ::1], types.float32[:, :, ::1], types.int64[:, :, ::1]),
+      parallel=True, cache=True)
+def _asymmetric_kernel(tables, database, heap_cost, heap_rows):
+    r"""Blocked top-k of float queries against sign codes through per-byte lookup tables.
+
+    ``tables[q, 256 * p + v]`` is :math:`\sum_{t<8} \pm q_{8p+t}` for byte value ``v`` at byte ``p``
+    (``+`` where bit ``t`` is set), so the score of row ``j`` is :math:`\sum_p T_q[p, x_{j,p}]`,
+    summed in byte order. The heaps keep the ``k`` smallest ``(-score, j)``.
+    """
+    n_slices = heap_cost.shape[0]
+    n_queries = tables.shape[0]
+    n_rows, n_bytes = database.shape
+    slice_rows = (n_rows + n_slices - 1) // n_slices
+    block_rows = max(16, 16384 // n_bytes)
+    for s in prange(n_slices):
+        stop = min(n_rows, (s + 1) * slice_rows)
+        for start in range(s * slice_rows, stop, block_rows):
+            end = min(stop, start + block_rows)
+            for qi in range(n_queries):
+                table = tables[qi]
+                keys = heap_cost[s, qi]
+                rows = heap_rows[s, qi]
+                top = keys[0]
+                for j in range(start, end):
+                    score = np.float32(0)
+                    for p in range(n_bytes):
+                        score += table[256 * p + database[j, p]]
+                    if -score < top:
+                        _replace_top(keys, rows, -score, np.int64(j))
+                        top = keys[0]
+
+
+@njit(types.float32[:, ::1](types.float32[:, ::1], types.uint8[:, ::1], types.int64[:, ::1]),
+      parallel=True, cache=True)
+def _uint8_dot_kernel(weights, codes, candidates):
+    r""":math:`s_{q,i} = \sum_d w_{q,d}\, c_{r,d}` for each candidate row :math:`r = \mathrm{cand}_{q,i}`,
+    summed in dimension order in float32."""
+    n_queries, n_candidates = candidates.shape
+    dim = codes.shape[1]
+    out = np.empty((n_queries, n_candidates), np.float32)
     for qi in prange(n_queries):
-        dist = np.empty(n_rows, np.int32)
-        hist = np.zeros(max_dist + 1, np.int64)
-        for j in range(n_rows):
-            s = np.uint64(0)
-            for w in range(n_words):
-                s += _popcount64(queries[qi, w] ^ database[j, w])
-            dist[j] = np.int32(s)
-            hist[s] += 1
-        # start[d] = rank of the first row at distance d
-        start = np.empty(max_dist + 1, np.int64)
-        total = 0
-        for d in range(max_dist + 1):
-            start[d] = total
-            total += hist[d]
-        for j in range(n_rows):
-            d = dist[j]
-            rank = start[d]
-            if rank < k:
-                out_dist[qi, rank] = d
-                out_ids[qi, rank] = j
-                start[d] = rank + 1
+        w = weights[qi]
+        for i in range(n_candidates):
+            row = codes[candidates[qi, i]]
+            acc = np.float32(0)
+            for d in range(dim):
+                acc += w[d] * np.float32(row[d])
+            out[qi, i] = acc
+    return out
 
 
 def as_words(codes: np.ndarray) -> np.ndarray:
@@ -88,6 +206,26 @@ def _check_codes(queries: np.ndarray, database: np.ndarray) -> None:
                          f"database has {database.shape[1]}")
 
 
+def _check_k(database: np.ndarray, k: int) -> None:
+    if database.shape[0] == 0:
+        raise ValueError("database is empty")
+    if not 1 <= k <= database.shape[0]:
+        raise ValueError(f"k must be between 1 and the database size {database.shape[0]}, got {k}")
+
+
+def _slices(n_rows: int) -> int:
+    """Row slices: one per thread, never so many that a slice is smaller than a few blocks."""
+    return max(1, min(numba.get_num_threads(), n_rows // 4096))
+
+
+def _merge(heap_keys: np.ndarray, heap_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the ``k`` smallest ``(key, row)`` over all slices' heaps."""
+    keys = heap_keys.transpose(1, 0, 2).reshape(heap_keys.shape[1], -1)
+    rows = heap_rows.transpose(1, 0, 2).reshape(heap_rows.shape[1], -1)
+    order = np.lexsort((rows, keys), axis=-1)[:, :k]
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+
 def hamming_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest database rows of each query by Hamming distance.
 
@@ -95,13 +233,64 @@ def hamming_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.
     then by row index (the documented tie rule).
     """
     _check_codes(queries, database)
-    if database.shape[0] == 0:
-        raise ValueError("database is empty")
-    if not 1 <= k <= database.shape[0]:
-        raise ValueError(f"k must be between 1 and the database size {database.shape[0]}, got {k}")
-    out_dist = np.empty((queries.shape[0], k), np.int32)
-    out_ids = np.empty((queries.shape[0], k), np.int64)
-    if queries.shape[0]:
-        _hamming_topk_kernel(as_words(queries), as_words(database), out_dist, out_ids)
-    return out_dist, out_ids
+    _check_k(database, k)
+    if queries.shape[0] == 0:
+        return np.empty((0, k), np.int32), np.empty((0, k), np.int64)
+    q_words, db_words = as_words(queries), as_words(database)
+    n_slices = _slices(database.shape[0])
+    heap_dist = np.full((n_slices, len(q_words), k), np.iinfo(np.int32).max, np.int32)
+    heap_rows = np.full((n_slices, len(q_words), k), _NO_ROW, np.int64)
+    _hamming_kernel(db_words.shape[1])(q_words, db_words, heap_dist, heap_rows)
+    return _merge(heap_dist, heap_rows, k)
 
+
+def sign_lookup_tables(queries: np.ndarray) -> np.ndarray:
+    """Per query and code byte, the score contribution of each of the 256 byte values (see the kernel)."""
+    n, dim = queries.shape
+    n_bytes = -(-dim // 8)
+    padded = np.zeros((n, n_bytes * 8), np.float32)
+    padded[:, :dim] = queries
+    signs = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32) * 2 - 1  # [256, 8]
+    tables = np.einsum("npt,vt->npv", padded.reshape(n, n_bytes, 8), signs, optimize=False)
+    return np.ascontiguousarray(tables.reshape(n, n_bytes * 256), dtype=np.float32)
+
+
+def asymmetric_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of float ``queries`` against sign codes, score ``sum_i q_i * (+1 if bit_i else -1)``.
+
+    Returns ``(scores float32 [nq, k], ids int64 [nq, k])``, score descending, ties by row.
+    Padding bits of the last byte count as zeros of a zero query component, so they add nothing.
+    """
+    if not isinstance(queries, np.ndarray) or queries.ndim != 2 or queries.dtype != np.float32:
+        raise ValueError(f"queries must be a 2-D float32 array, got {getattr(queries, 'dtype', type(queries))}")
+    if not isinstance(database, np.ndarray) or database.dtype != np.uint8 or database.ndim != 2:
+        raise ValueError("database codes must be a 2-D uint8 array of packed bits")
+    if database.shape[1] != -(-queries.shape[1] // 8):
+        raise ValueError(f"code width mismatch: {queries.shape[1]}-d queries need {-(-queries.shape[1] // 8)} "
+                         f"bytes per code, database has {database.shape[1]}")
+    _check_k(database, k)
+    n_slices = _slices(database.shape[0])
+    heap_cost = np.full((n_slices, len(queries), k), np.inf, np.float32)
+    heap_rows = np.full((n_slices, len(queries), k), _NO_ROW, np.int64)
+    if len(queries):
+        _asymmetric_kernel(sign_lookup_tables(queries), np.ascontiguousarray(database), heap_cost, heap_rows)
+    cost, rows = _merge(heap_cost, heap_rows, k)
+    return -cost, rows
+
+
+def uint8_dot(weights: np.ndarray, codes: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Scores ``weights[q] . codes[candidates[q, i]]`` of a candidate list (int8/uint8 rescoring).
+
+    A scalar-quantized score ``q . (lo + step * c)`` ranks candidates as ``(q * step) . c``, so
+    rescoring needs one float weight vector per query and the raw codes only.
+    """
+    if weights.ndim != 2 or codes.ndim != 2 or weights.shape[1] != codes.shape[1]:
+        raise ValueError(f"weights {weights.shape} and codes {codes.shape} must be 2-D with the same width")
+    if codes.dtype != np.uint8:
+        raise ValueError(f"codes must be uint8, got {codes.dtype}")
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    if candidates.shape[0] != weights.shape[0]:
+        raise ValueError(f"{candidates.shape[0]} candidate lists for {weights.shape[0]} queries")
+    if candidates.size and (candidates.min() < 0 or candidates.max() >= len(codes)):
+        raise ValueError(f"candidate rows must lie in [0, {len(codes)})")
+    return _uint8_dot_kernel(np.ascontiguousarray(weights, dtype=np.float32), np.ascontiguousarray(codes), candidates)

@@ -1,11 +1,12 @@
-"""Oracle tests: the numba Hamming top-k against a slow, obvious reference and against faiss."""
+"""Oracle tests: the numba kernels against slow, obvious references and against faiss."""
 
 import faiss
 import numba
 import numpy as np
 import pytest
 
-from phase2.kernels import as_words, hamming_topk
+from phase2 import kernels
+from phase2.kernels import as_words, asymmetric_topk, hamming_topk, uint8_dot
 
 
 def reference_topk(queries, database, k):
@@ -23,9 +24,16 @@ def random_codes(rng, n, nbytes):
     return codes
 
 
+@pytest.fixture(params=[1, 3], ids=["one-slice", "three-slices"])
+def slices(request, monkeypatch):
+    """Row slices per search: three force the cross-slice merge even on one thread and 40 rows."""
+    monkeypatch.setattr(kernels, "_slices", lambda n_rows: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("nbits", [8, 56, 64, 72, 128, 200, 384, 1000])
 @pytest.mark.parametrize("k", [1, 7, 40])
-def test_topk_matches_reference_on_any_width(nbits, k):
+def test_topk_matches_reference_on_any_width(nbits, k, slices):
     rng = np.random.default_rng(nbits * 100 + k)
     database = random_codes(rng, 40, nbits // 8)
     queries = np.vstack([database[:4], random_codes(rng, 6, nbits // 8)])
@@ -62,7 +70,8 @@ def test_distances_equal_faiss_index_binary_flat(nbytes):
 
 def test_same_result_with_one_and_two_threads():
     rng = np.random.default_rng(7)
-    database, queries = random_codes(rng, 3000, 48), random_codes(rng, 64, 48)
+    database, queries = random_codes(rng, 20_000, 48), random_codes(rng, 64, 48)
+    database[5000:5100] = database[100]  # ties across the two threads' slices
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -90,3 +99,39 @@ def test_bad_input_is_rejected_with_a_clear_message(queries, database, k, messag
 def test_no_queries_gives_empty_result():
     dist, ids = hamming_topk(np.zeros((0, 4), np.uint8), np.zeros((3, 4), np.uint8), 2)
     assert dist.shape == ids.shape == (0, 2)
+
+
+def reference_asymmetric(queries, database, k):
+    """Decode every sign to +-1, one float64 dot product per row, stable sort by score descending."""
+    signs = np.unpackbits(database, axis=1, count=queries.shape[1]).astype(np.float64) * 2 - 1
+    scores = queries.astype(np.float64) @ signs.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
+
+
+@pytest.mark.parametrize("dim", [8, 13, 64, 384])
+def test_asymmetric_topk_matches_reference(dim, slices):
+    rng = np.random.default_rng(dim)
+    queries = rng.integers(-4, 5, (6, dim)).astype(np.float32)  # small integers: exact sums, real ties
+    database = random_codes(rng, 60, -(-dim // 8))
+    database[:, -1] &= np.uint8(0xFF << (-dim % 8) & 0xFF)  # padding bits are zero, as np.packbits writes them
+    scores, ids = asymmetric_topk(queries, database, 20)
+    ref_scores, ref_ids = reference_asymmetric(queries, database, 20)
+    np.testing.assert_array_equal(scores, ref_scores)
+    np.testing.assert_array_equal(ids, ref_ids)
+
+
+def test_asymmetric_topk_rejects_a_width_mismatch():
+    with pytest.raises(ValueError, match="13-d queries need 2 bytes per code, database has 3"):
+        asymmetric_topk(np.zeros((1, 13), np.float32), np.zeros((4, 3), np.uint8), 1)
+
+
+def test_uint8_dot_scores_candidates_like_numpy():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, (50, 37), dtype=np.uint8)
+    weights = rng.standard_normal((4, 37)).astype(np.float32)
+    candidates = rng.integers(0, 50, (4, 9))
+    expected = np.einsum("qd,qid->qi", weights.astype(np.float64), codes[candidates].astype(np.float64))
+    np.testing.assert_allclose(uint8_dot(weights, codes, candidates), expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match=r"candidate rows must lie in \[0, 50\)"):
+        uint8_dot(weights, codes, candidates + 50)
