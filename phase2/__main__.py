@@ -1,16 +1,21 @@
-"""Command line: build the book, or re-execute one chapter with new parameters.
+"""Command line: build the book, re-execute one chapter, run the benchmark harness, or the demo.
 
     python -m phase2 book --profile default
     python -m phase2 chapter quality_vs_memory -p dataset scifact -p model minilm-l6
+    python -m phase2 demo --dataset scifact
+    python -m phase2 bench kernels --n 1000000 --bits 384,1024 --threads 1,2
+    python -m phase2 bench methods --dataset scifact --sizes 10000,100000 --methods flat,bin-flat,hnsw-flat
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from phase2 import pipeline
+from phase2.ann import FaissTrainingWarning
 from phase2.errors import Phase2Error
 
 
@@ -42,16 +47,126 @@ def main(argv: list[str] | None = None) -> int:
     chapter.add_argument("--output", type=Path, help="executed notebook path (default: _build/executed/...)")
     chapter.add_argument("--list", action="store_true", help="list the chapter's parameters and exit")
 
+    demo = sub.add_parser("demo", help="build a few indexes on one collection; show example hits and a comparison",
+                          description=_demo_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--dataset", default="scifact", help="collection name (default: scifact)")
+    demo.add_argument("--model", default="minilm-l6", help="embedding model (default: minilm-l6)")
+    demo.add_argument("--indexes", type=_names, help="comma-separated subset of the indexes above (default: all)")
+    demo.add_argument("--examples", type=int, default=3, help="example queries to show (default: 3)")
+    demo.add_argument("--threads", type=int, help="threads for building and searching (default: all)")
+
+    bench = sub.add_parser("bench", help="the benchmark harness; results are appended under the results directory",
+                           description=_bench_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    runs = bench.add_subparsers(dest="suite", required=True)
+    kernels = runs.add_parser("kernels", help="exhaustive Hamming top-k: this project's kernel vs faiss")
+    kernels.add_argument("--n", type=int, default=1_000_000, help="database codes (default: 1,000,000)")
+    kernels.add_argument("--bits", type=_ints, default=[384, 1024], help="code widths, multiples of 8 (384,1024)")
+    kernels.add_argument("--threads", type=_ints, help="thread counts (default: 1 and all)")
+    kernels.add_argument("--queries", type=int, default=256, help="queries per batch (default: 256)")
+    kernels.add_argument("--repeats", type=int, default=5, help="timed repeats after a warm-up; median kept (5)")
+    methods = runs.add_parser("methods", help="recall, q/s, latency, build time and memory of every method")
+    methods.add_argument("--dataset", type=_names, default=["scifact"],
+                         help="collections whose documents are pooled into the real corpus (default: scifact)")
+    methods.add_argument("--model", default="minilm-l6", help="embedding model (default: minilm-l6)")
+    methods.add_argument("--sizes", type=_ints, default=[10_000, 100_000],
+                         help="corpus sizes; beyond the real corpus, synthetic (default: 10000,100000)")
+    methods.add_argument("--methods", type=_names, help="registry names (default: all; see --list)")
+    methods.add_argument("--queries", type=int, default=1000, help="real queries used, a seeded sample (1000)")
+    methods.add_argument("--repeats", type=int, default=3, help="timed repeats after a warm-up (default: 3)")
+    methods.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p99 (100)")
+    methods.add_argument("--threads", type=_ints, help="search thread counts (default: 1 and all)")
+    methods.add_argument("--no-synthetic-check", action="store_true",
+                         help="do not also run synthetic data at the sizes that are real")
+    methods.add_argument("--list", action="store_true", help="list the registered methods and their grids")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "book":
             pipeline.build_book(args.profile, force=args.force)
+        elif args.command == "demo":
+            run_demo(args)
+        elif args.command == "bench":
+            run_bench(args)
         else:
             run_one_chapter(args)
     except Phase2Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v.replace("_", "")) for v in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _demo_description() -> str:
+    from phase2.demo import DEMO_METHODS
+
+    listing = "\n".join(f"  {key:<15} {label}" for key, (label, *_rest) in DEMO_METHODS.items())
+    return ("Embed one collection (cached after the first run), build each index below, print the top hits of a\n"
+            "few example queries from each, then a table of bytes/vector (measured index size), nDCG@10 on the\n"
+            "collection's judgements, recall@10 against float32 exhaustive search, queries/s (whole query set,\n"
+            "median of 3) and build time.\n\nIndexes:\n" + listing)
+
+
+def _bench_description() -> str:
+    from phase2.results import results_dir
+
+    return ("Timed runs of the benchmark harness (phase2.bench). Each run appends one file\n"
+            f"  {results_dir()}/throughput/<run id>.parquet\n"
+            "(set PHASE2_RESULTS_DIR to write elsewhere); nothing is overwritten. The machine should be otherwise\n"
+            "idle: medians of repeated timings are kept, and ratios are only quoted within one run.")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from phase2.demo import run_demo as demo
+
+    if args.examples < 0:
+        raise pipeline.ParameterError(f"--examples must be at least 0, got {args.examples}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FaissTrainingWarning)
+        hits, table = demo(args.dataset, args.model, args.examples, args.indexes, args.threads)
+    print(hits)
+    print(f"\n{args.dataset}, {args.model}: {len(table)} indexes, top-10 of every judged query\n")
+    formats = {"code bytes/vector": "{:,.0f}", "index bytes/vector": "{:,.0f}", "nDCG@10": "{:.3f}",
+               "recall@10 vs float32": "{:.3f}", "queries/s": "{:,.0f}", "build s": "{:.2f}"}
+    print(table.to_string(index=False, formatters={c: f.format for c, f in formats.items()}))
+    for message in dict.fromkeys(str(w.message) for w in caught if w.category is FaissTrainingWarning):
+        print(f"note: {message}")
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from phase2 import bench
+    from phase2.bench_registry import REGISTRY
+
+    if args.suite == "kernels":
+        table = bench.run_kernels(args.n, args.bits, args.threads, n_queries=args.queries, repeats=args.repeats)
+        summary = bench.kernel_table(table)
+    elif args.list:
+        for name, entry in REGISTRY.items():
+            grid = ", ".join(str(q) for q in entry.query_grid if q) or "-"
+            print(f"{name:<18} query grid: {grid}")
+        return
+    else:
+        table = bench.run_grid(args.dataset, args.model, args.sizes, args.methods, n_queries=args.queries,
+                               check_synthetic=not args.no_synthetic_check, repeats=args.repeats,
+                               latency_queries=args.latency_queries, thread_counts=args.threads)
+        points = bench.operating_points(table)
+        summary = points[["data_kind", "n_vectors", "method", "query_params", "search_threads", "recall@10", "qps",
+                          "p50_ms", "p99_ms", "bytes_per_vector", "build_s"]]
+    path = bench.save(table)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"))
+    print(f"\nresults appended: {path}")
 
 
 def run_one_chapter(args: argparse.Namespace) -> None:

@@ -71,3 +71,14 @@ def check_range(name: str, value: int | float, low: float, high: float | None = 
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ParameterError(f"parameter {name!r} must be {bound}, got {value!r}")
+
+
+def split_ints(value: str, what: str, low: int = 1) -> list[int]:
+    """A comma-separated list of integers (``_`` separators allowed), each at least ``low``."""
+    try:
+        numbers = [int(v.strip().replace("_", "")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"{what}: expected comma-separated integers, got {value!r}") from None
+    if not numbers or min(numbers) < low:
+        raise ParameterError(f"{what}: expected integers >= {low}, got {value!r}")
+    return numbers

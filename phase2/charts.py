@@ -23,3 +23,52 @@ def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:
     )
     return (lines + points).properties(width=230, height=190).facet(
         facet=alt.Facet("dataset:N", title=None), columns=3)
+
+
+FAMILY_ORDER = ["float", "scalar", "pq", "ivf", "graph", "rabitq", "binary", "binary+rescore"]
+
+
+def _family_color(title: str = "family") -> alt.Color:
+    return alt.Color("family:N", title=title, sort=FAMILY_ORDER, scale=alt.Scale(scheme="tableau10"))
+
+
+def recall_vs_qps(points: pd.DataFrame) -> alt.FacetChart:
+    """Recall@10 against queries/s (log), one line per method through its query settings; one panel per
+    corpus size (columns) and thread count (rows). Up and to the right is better."""
+    data = points.assign(size=points.data_kind + " n=" + points.n_vectors.map("{:,}".format),
+                         threads=points.search_threads.map("{} thread(s)".format))
+    base = alt.Chart(data).encode(
+        x=alt.X("recall@10:Q", scale=alt.Scale(zero=False), title="recall@10 (vs exact float32)"),
+        y=alt.Y("qps:Q", scale=alt.Scale(type="log"), title="queries/s (log scale)"),
+        color=_family_color(), detail="method:N",
+    )
+    lines = base.mark_line(opacity=0.6).encode(order="recall@10:Q")
+    marks = base.mark_point(filled=True, size=45).encode(
+        shape=alt.Shape("family:N", sort=FAMILY_ORDER, legend=None),
+        tooltip=["method", "query_params", alt.Tooltip("recall@10:Q", format=".3f"),
+                 alt.Tooltip("qps:Q", format=",.0f"), alt.Tooltip("bytes_per_vector:Q", format=",.1f")])
+    return (lines + marks).properties(width=260, height=210).facet(
+        row=alt.Row("threads:N", title=None), column=alt.Column("size:N", title=None, sort=None))
+
+
+def growth_with_size(points: pd.DataFrame, value: str, title: str) -> alt.Chart:
+    """``value`` against corpus size, log-log, one line per method (its first query setting)."""
+    data = points.sort_values("n_vectors").drop_duplicates(["data_kind", "n_vectors", "method"])
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("n_vectors:Q", scale=alt.Scale(type="log"), title="corpus size (log scale)"),
+        y=alt.Y(f"{value}:Q", scale=alt.Scale(type="log"), title=title),
+        color=_family_color(), detail="method:N",
+        strokeDash=alt.StrokeDash("data_kind:N", title="data"),
+        tooltip=["method", "data_kind", "n_vectors", alt.Tooltip(f"{value}:Q", format=",.2f")],
+    ).properties(width=420, height=260)
+
+
+def real_vs_synthetic(pairs: pd.DataFrame) -> alt.Chart:
+    """Recall@10 of each operating point on real data against the same point on synthetic data."""
+    diagonal = alt.Chart(pd.DataFrame({"x": [0.0, 1.0]})).mark_line(color="#999999", strokeDash=[4, 4]).encode(
+        x="x:Q", y="x:Q")
+    points = alt.Chart(pairs).mark_point(filled=True, size=50).encode(
+        x=alt.X("real:Q", title="recall@10, real embeddings", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("synthetic:Q", title="recall@10, synthetic (noisy copies)", scale=alt.Scale(domain=[0, 1])),
+        color=_family_color(), tooltip=["method", "query_params", "real", "synthetic"])
+    return (diagonal + points).properties(width=300, height=300)

@@ -218,12 +218,27 @@ def _slices(n_rows: int) -> int:
     return max(1, min(numba.get_num_threads(), n_rows // 4096))
 
 
+@njit(cache=True)
+def _merge_heaps(keys, rows, k):  # pragma: no cover - compiled
+    """Per query, the ``k`` smallest ``(key, row)`` pairs over all slices' heaps, in order."""
+    n_slices, n_queries, depth = keys.shape
+    out_keys = np.empty((n_queries, k), keys.dtype)
+    out_rows = np.empty((n_queries, k), np.int64)
+    for q in range(n_queries):
+        flat_keys = keys[:, q, :].copy().reshape(n_slices * depth)
+        flat_rows = rows[:, q, :].copy().reshape(n_slices * depth)
+        by_row = np.argsort(flat_rows, kind="mergesort")
+        order = by_row[np.argsort(flat_keys[by_row], kind="mergesort")]  # stable: ties stay by row
+        for i in range(k):
+            out_keys[q, i] = flat_keys[order[i]]
+            out_rows[q, i] = flat_rows[order[i]]
+    return out_keys, out_rows
+
+
 def _merge(heap_keys: np.ndarray, heap_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the ``k`` smallest ``(key, row)`` over all slices' heaps."""
-    keys = heap_keys.transpose(1, 0, 2).reshape(heap_keys.shape[1], -1)
-    rows = heap_rows.transpose(1, 0, 2).reshape(heap_rows.shape[1], -1)
-    order = np.lexsort((rows, keys), axis=-1)[:, :k]
-    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    """Per query, the ``k`` smallest ``(key, row)`` over all slices' heaps (compiled: per-call cost
+    matters for single-query latency)."""
+    return _merge_heaps(heap_keys, heap_rows, k)
 
 
 def hamming_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

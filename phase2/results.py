@@ -53,9 +53,9 @@ def run_metadata(profile: str, chapter: str, seed: int) -> dict:
     }
 
 
-def write_results(table: pd.DataFrame, directory: Path | None = None) -> Path:
-    """Add one run's rows as ``<directory>/<chapter>/<run_id>.parquet`` (atomic)."""
-    missing = [c for c in COLUMNS if c not in table.columns]
+def write_results(table: pd.DataFrame, directory: Path | None = None, columns: list[str] = COLUMNS) -> Path:
+    """Add one run's rows as ``<directory>/<chapter>/<run_id>.parquet`` (atomic), in the schema ``columns``."""
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"results table lacks columns {missing}")
     runs = table["run_id"].unique()
@@ -66,7 +66,7 @@ def write_results(table: pd.DataFrame, directory: Path | None = None) -> Path:
     if path.exists():
         raise FileExistsError(f"{path} exists: run ids are unique, refusing to overwrite")
     buf = io.BytesIO()
-    table[COLUMNS].to_parquet(buf, index=False)
+    table[columns].to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
     return path
 

@@ -14,6 +14,7 @@ from phase2.__main__ import main
 
 CHAPTERS = pipeline.chapter_notebooks()
 QUALITY = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
+THROUGHPUT = pipeline.CHAPTERS_DIR / "throughput.ipynb"
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
@@ -58,6 +59,12 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "binary (1-bit sign) (48 bytes, 32x smaller) kept" in text
+    assert len(list((out / "results" / "throughput").glob("*.parquet"))) == 1
+    nb = nbformat.read(out / THROUGHPUT.name, as_version=4)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "this project's Hamming top-k answered" in text and "Recall@10 >= 0.9" in text
+    assert "operating points on both" in text  # the real-vs-synthetic check ran
 
 
 def test_nbval_reexecution_reproduces_checked_tables(executed):
@@ -83,11 +90,25 @@ def test_papermill_with_a_bad_parameter_stops_with_a_clear_message(tmp_path, par
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(("parameters", "message"), [
+    ({"sizes": "1000,lots"}, "sizes: expected comma-separated integers, got '1000,lots'"),
+    ({"sizes": "10"}, "sizes: expected integers >= 100, got '10'"),
+    ({"methods": "flat,nope"}, "methods: unknown 'nope'; valid: flat, sq8, pq"),
+    ({"kernel_bits": "384,20"}, "bits must be positive multiples of 8"),
+    ({"model": "minilm-l6,minilm-l6"}, "model: 'minilm-l6,minilm-l6' names an entry twice"),
+])
+def test_throughput_chapter_rejects_bad_parameters(tmp_path, parameters, message):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(THROUGHPUT), str(tmp_path / "out.ipynb"),
+                                   parameters={"kernel_n": 1000, **parameters}, cwd=str(tmp_path), progress_bar=False)
+    assert message in str(err.value)
+
+
 def test_cli_rejects_unknown_parameter_before_running(capsys):
     assert main(["chapter", "quality_vs_memory", "-p", "datset", "scifact"]) == 2
     assert "unknown parameter(s) 'datset'" in capsys.readouterr().err
     assert main(["chapter", "nochapter"]) == 2
-    assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory" in capsys.readouterr().err
+    assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory, throughput" in capsys.readouterr().err
 
 
 def test_cli_reports_a_failing_chapter_briefly(capsys, tmp_path):
@@ -105,10 +126,12 @@ def test_cli_lists_parameters(capsys):
 
 def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
     html = smoke_book
-    for page in ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html"]:
+    for page in ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html",
+                 "chapters/throughput.html"]:
         assert (html / page).is_file(), page
-    page = (html / "chapters" / "quality_vs_memory.html").read_text()
-    assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
-    images = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.svg)"', page)
-    assert images, "the chart should be a static SVG image"
-    assert all('role="graphics-symbol"' in (html / img).read_text() for img in images), "chart without marks"
+    for chapter in ("quality_vs_memory", "throughput"):
+        page = (html / "chapters" / f"{chapter}.html").read_text()
+        assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
+        images = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.svg)"', page)
+        assert images, f"{chapter}: the charts should be static SVG images"
+        assert all('role="graphics-symbol"' in (html / img).read_text() for img in images), "chart without marks"

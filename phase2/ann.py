@@ -1,0 +1,249 @@
+"""Search methods behind one small interface (in the spirit of ann-benchmarks).
+
+A :class:`Method` is built once from a corpus (``fit``), then answers top-k queries
+under a set of query-time arguments (``set_query_arguments`` then ``query``), and reports
+the memory it measurably holds (``index_bytes``: the serialized index, graph and codes
+included). Which methods exist and which parameters are swept lives in
+:mod:`phase2.bench_registry`; the runner (:mod:`phase2.bench`) never names a method.
+
+``deterministic`` says whether the built index is the same for any thread count: faiss
+builds HNSW graphs and trains k-means with threads, so those indexes (and their recall)
+may differ slightly from run to run. Exhaustive methods are exact and deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import warnings
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+
+import faiss
+import numpy as np
+
+from phase2.kernels import hamming_topk, uint8_dot
+
+SEED = 0
+POINTS_PER_CENTROID = 40  # faiss's k-means asks for at least 39 training points per centroid
+
+
+def sign_codes(x: np.ndarray) -> np.ndarray:
+    """1 bit per dimension, ``x > 0``, packed like ``np.packbits`` (the ``BIN`` codec's codes)."""
+    return np.packbits(x > 0, axis=1)
+
+
+def nlist(n: int) -> int:
+    """Inverted lists for ``n`` vectors: the power of two nearest ``4 sqrt(n)`` (faiss's rule of thumb)."""
+    return 1 << max(4, round(math.log2(4 * math.sqrt(n))))
+
+
+def training_sample(corpus: np.ndarray) -> np.ndarray:
+    """A seeded sample of ``40 * nlist(n)`` rows: enough for IVF k-means, and PQ (which keeps at most 65,536)."""
+    rows = POINTS_PER_CENTROID * nlist(len(corpus))
+    if len(corpus) <= rows:
+        return corpus
+    return corpus[np.sort(np.random.default_rng(SEED).choice(len(corpus), rows, replace=False))]
+
+
+class FaissTrainingWarning(UserWarning):
+    """What faiss printed while training (e.g. fewer k-means points than it recommends)."""
+
+
+@contextmanager
+def faiss_messages_as_warnings():
+    """faiss's C++ code prints training warnings straight to file descriptor 2; turn them into
+    Python warnings (one per distinct line) so callers can filter, count or show them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in dict.fromkeys(capture.read().decode(errors="replace").splitlines()):
+                if line.strip():
+                    warnings.warn(f"faiss: {line.strip()}", FaissTrainingWarning, stacklevel=3)
+
+
+class Method(ABC):
+    """Build once, then answer batches of queries under query-time arguments."""
+
+    family: str  # the chart's colour: float, scalar, pq, graph, ivf, binary, ...
+    deterministic: bool = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # registry name plus build parameters, e.g. "hnsw(M=32)"
+        self.query_arguments: dict = {}
+
+    @abstractmethod
+    def fit(self, corpus: np.ndarray) -> None:
+        """Build the index from unit-norm float32 vectors."""
+
+    def set_query_arguments(self, **arguments) -> None:
+        self.query_arguments = arguments
+
+    @abstractmethod
+    def query(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Row ids ``int64 [nq, k]`` of the best ``k`` corpus vectors per query (inner product)."""
+
+    @abstractmethod
+    def index_bytes(self) -> int:
+        """Bytes the search holds in memory, measured (serialized size or array sizes)."""
+
+    @property
+    @abstractmethod
+    def code_bytes(self) -> float:
+        """Bytes per vector scanned for every query (the codes), excluding graph or list overhead."""
+
+
+class FaissIndex(Method):
+    """Any float index faiss's factory can build, inner-product metric.
+
+    Query arguments are faiss ``ParameterSpace`` names: ``nprobe``, ``efSearch``, ``k_factor_rf``.
+    """
+
+    def __init__(self, name: str, factory: str, family: str, code_bytes: float, deterministic: bool = True):
+        super().__init__(name)
+        self.factory, self.family, self._code_bytes, self.deterministic = factory, family, code_bytes, deterministic
+
+    def fit(self, corpus):
+        self.index = faiss.index_factory(corpus.shape[1], self.factory, faiss.METRIC_INNER_PRODUCT)
+        if not self.index.is_trained:
+            with faiss_messages_as_warnings():
+                self.index.train(training_sample(corpus))
+        self.index.add(corpus)
+
+    def set_query_arguments(self, **arguments):
+        super().set_query_arguments(**arguments)
+        space = faiss.ParameterSpace()
+        for key, value in arguments.items():
+            space.set_index_parameter(self.index, key, value)
+
+    def query(self, queries, k):
+        return self.index.search(queries, k)[1]
+
+    def index_bytes(self):
+        return int(faiss.serialize_index(self.index).size)
+
+    @property
+    def code_bytes(self):
+        return self._code_bytes
+
+
+class FaissBinaryIndex(Method):
+    """A faiss binary index (``BFlat``, ``BHNSW32``, ``BIVF1024``) over sign codes; queries are signed too."""
+
+    family = "binary"
+
+    def __init__(self, name: str, factory: str, deterministic: bool = True):
+        super().__init__(name)
+        self.factory, self.deterministic = factory, deterministic
+
+    def fit(self, corpus):
+        codes = sign_codes(corpus)
+        self.dim = corpus.shape[1]
+        self.index = faiss.index_binary_factory(codes.shape[1] * 8, self.factory)
+        if not self.index.is_trained:
+            with faiss_messages_as_warnings():
+                self.index.train(training_sample(codes))
+        self.index.add(codes)
+
+    def set_query_arguments(self, **arguments):
+        super().set_query_arguments(**arguments)
+        for key, value in arguments.items():
+            if key == "efSearch":
+                self.index.hnsw.efSearch = value
+            elif key == "nprobe":
+                self.index.nprobe = value
+            else:
+                raise ValueError(f"{self.name}: unknown query argument {key!r}")
+
+    def query(self, queries, k):
+        return self.index.search(sign_codes(queries), k)[1]
+
+    def index_bytes(self):
+        return int(faiss.serialize_index_binary(self.index).size)
+
+    @property
+    def code_bytes(self):
+        return self.dim / 8
+
+
+class HammingFlat(Method):
+    """Exhaustive Hamming search of sign codes with this project's numba kernel."""
+
+    family = "binary"
+
+    def fit(self, corpus):
+        self.codes = sign_codes(corpus)
+
+    def query(self, queries, k):
+        return hamming_topk(sign_codes(queries), self.codes, k)[1]
+
+    def index_bytes(self):
+        return int(self.codes.nbytes)
+
+    @property
+    def code_bytes(self):
+        return self.codes.shape[1]
+
+
+class HammingRescore(HammingFlat):
+    """Hamming top ``factor * k`` (numba kernel), re-ranked by float32 vectors or int8 codes.
+
+    int8 rescoring uses faiss's per-dimension ``SQ8`` codes: ``q . decode(c)`` ranks like
+    ``(q * step) . c``, scored by the ``uint8_dot`` kernel. The re-ranking store is read for the
+    candidates only; ``index_bytes`` counts it (this benchmark holds it in memory).
+    Query argument: ``factor``.
+    """
+
+    family = "binary+rescore"
+
+    def __init__(self, name: str, store: str):
+        super().__init__(name)
+        if store not in ("float32", "int8"):
+            raise ValueError(f"rescoring store must be float32 or int8, got {store!r}")
+        self.store = store
+
+    def fit(self, corpus):
+        super().fit(corpus)
+        if self.store == "float32":
+            self.vectors = corpus.copy()
+        else:
+            self.sq = faiss.ScalarQuantizer(corpus.shape[1], faiss.ScalarQuantizer.QT_8bit)
+            self.sq.train(corpus)
+            self.vectors = self.sq.compute_codes(corpus)
+            trained = faiss.vector_to_array(self.sq.trained).reshape(2, -1)
+            self.step = (trained[1] / 255).astype(np.float32)
+
+    def query(self, queries, k):
+        depth = min(len(self.codes), k * self.query_arguments.get("factor", 1))
+        candidates = hamming_topk(sign_codes(queries), self.codes, depth)[1]
+        if self.store == "float32":
+            scores = np.einsum("qd,qcd->qc", queries, self.vectors[candidates])
+        else:
+            scores = uint8_dot(queries * self.step, self.vectors, candidates)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(candidates, order, axis=1)
+
+    def index_bytes(self):
+        return int(self.codes.nbytes + self.vectors.nbytes)
+
+
+def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Ground truth: exact inner-product top-k (faiss ``IndexFlatIP``)."""
+    index = faiss.IndexFlatIP(corpus.shape[1])
+    index.add(corpus)
+    return index.search(queries, k)[1]
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per query, the share of the true top-k found in the returned top-k."""
+    k = truth.shape[1]
+    return np.array([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth, strict=True)])

@@ -1,0 +1,159 @@
+"""The benchmark harness on a tiny grid: it runs every registered method, writes results that
+append, and rejects bad input. Nothing here is timed: speed is measured by ``phase2 bench``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phase2 import bench, results
+from phase2.__main__ import main
+from phase2.ann import FaissTrainingWarning, exact_topk, recall_at_k
+from phase2.bench_registry import REGISTRY
+from phase2.errors import ParameterError
+
+from conftest import require_dataset
+
+
+def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_run() -> pd.DataFrame:
+    corpus, queries = unit_rows(600, 32, 1), unit_rows(25, 32, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FaissTrainingWarning)  # 600 vectors are too few for faiss's k-means
+        return bench.run_methods(corpus, queries, "tiny", "synthetic", k=10, repeats=1, latency_queries=3,
+                                 thread_counts=[1, 2], progress=False)
+
+
+def test_every_registered_method_runs_every_setting(tiny_run):
+    assert list(tiny_run.columns) == bench.BENCH_COLUMNS
+    assert set(tiny_run.build_params) == set(REGISTRY)
+    for name, entry in REGISTRY.items():
+        rows = tiny_run[(tiny_run.build_params == name) & (tiny_run.metric == "qps")]
+        methods = rows.method.nunique()
+        assert methods == len(entry.build(600, 32))
+        assert len(rows) == methods * len(entry.query_grid) * 2, name  # every setting at 1 and 2 threads
+        assert set(rows.query_params) == {json.dumps(q, sort_keys=True) for q in entry.query_grid}
+    assert tiny_run.run_id.nunique() == 1 and (tiny_run.index_bytes > 0).all()
+    assert set(tiny_run.metric) == {"build_s", "recall@10", "qps", "p50_ms", "p99_ms"}
+    values = tiny_run.set_index("metric").value
+    assert (values.drop("recall@10") > 0).all() and values["recall@10"].between(0, 1).all()
+
+
+def test_exact_methods_agree_with_ground_truth(tiny_run):
+    points = bench.operating_points(tiny_run)
+    recall = points.groupby("method")["recall@10"]
+    assert recall.min()["flat"] == 1.0
+    assert recall.min()["bin-flat"] == recall.min()["bin-flat-faiss"]  # same codes, same distances
+    rescored = points[points.method == "bin-rescore-f32"].set_index("query_params")["recall@10"]
+    assert rescored['{"factor": 10}'].min() >= rescored['{"factor": 1}'].max()
+    assert (points.bytes_per_vector > 0).all()
+
+
+def test_graph_overhead_is_measured(tiny_run):
+    points = bench.operating_points(tiny_run)
+    per_vector = points.groupby("method").bytes_per_vector.first()
+    assert per_vector["flat"] == pytest.approx(32 * 4, abs=0.5)  # the serialized header is a few bytes
+    assert per_vector["hnsw-flat(M=32)"] > per_vector["flat"] + 32 * 4  # M=32: 64 int32 links on level 0
+    assert per_vector["bin-flat"] == 4
+
+
+def test_results_append_and_never_overwrite(tiny_run, isolated_results):
+    first = bench.save(tiny_run)
+    again = tiny_run.assign(run_id="another-run")
+    second = bench.save(again)
+    assert first != second
+    table = results.read_results(bench.CHAPTER, latest=False)
+    assert set(table.run_id) == {tiny_run.run_id.iloc[0], "another-run"} and len(table) == 2 * len(tiny_run)
+    with pytest.raises(FileExistsError):
+        bench.save(tiny_run)
+
+
+def test_unknown_method_names_the_valid_ones():
+    with pytest.raises(ParameterError, match="unknown method.*'nope'.*bin-flat"):
+        bench.run_methods(unit_rows(50, 8, 0), unit_rows(2, 8, 1), "tiny", "real", ["flat", "nope"])
+
+
+def test_kernel_benchmark_checks_faiss_and_reports_bandwidth():
+    table = bench.run_kernels(3000, [24, 64], [1], n_queries=9, k=5, repeats=1, bandwidth_bytes=1 << 23,
+                              progress=False)
+    summary = bench.kernel_table(table)
+    assert list(summary.bits) == [24, 64] and (summary.threads == 1).all()
+    assert np.allclose(summary["speedup"], summary["ours q/s"] / summary["faiss q/s"])
+    assert (summary[["ours GB/s", "faiss GB/s", "memory read GB/s"]] > 0).all().all()
+    with pytest.raises(ParameterError, match="multiples of 8"):
+        bench.run_kernels(100, [20], [1], progress=False)
+
+
+def test_synthetic_documents_are_unit_norm_seeded_and_as_clustered_as_the_real_ones():
+    centres = unit_rows(40, 16, 3)
+    real = centres[np.random.default_rng(4).integers(0, 40, 3000)] + 0.15 * unit_rows(3000, 16, 5)
+    real = (real / np.linalg.norm(real, axis=1, keepdims=True)).astype(np.float32)
+    model = bench.fit_synthetic(real)
+    a = bench.sample_synthetic(model, 5000, seed=1, chunk=1500)
+    assert a.dtype == np.float32 and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert np.array_equal(a, bench.sample_synthetic(model, 5000, seed=1, chunk=1500))
+    assert not np.array_equal(a, bench.sample_synthetic(model, 5000, seed=2, chunk=1500))
+    assert np.abs(a.mean(0) - real.mean(0)).max() < 0.05  # keeps the per-dimension offsets binarization sees
+    same_size = bench.sample_synthetic(model, len(real))
+    assert bench._median_nn_cosine(same_size) == pytest.approx(bench._median_nn_cosine(real), abs=0.02)
+    assert bench.fit_synthetic(real).scale == model.scale
+
+
+def test_benchmark_corpus_is_real_until_it_runs_out():
+    real = unit_rows(100, 8, 0)
+    sample = bench.benchmark_corpus(real, 40, "real")
+    assert len({r.tobytes() for r in sample} - {r.tobytes() for r in real}) == 0
+    with pytest.raises(ParameterError, match="100 vectors, 500 asked"):
+        bench.benchmark_corpus(real, 500, "real")
+    with pytest.raises(ParameterError, match="'real' or 'synthetic'"):
+        bench.benchmark_corpus(real, 10, "fake")
+    assert bench.benchmark_corpus(real, 500, "synthetic").shape == (500, 8)
+
+
+def test_pareto_front_and_speedup_at_recall():
+    points = pd.DataFrame({"data_kind": "real", "n_vectors": 10, "search_threads": 1, "family": "x",
+                           "method": ["flat", "a", "a", "a", "b"],
+                           "recall@10": [1.0, 0.5, 0.9, 0.8, 0.95], "qps": [10.0, 100, 50, 40, 20]})
+    front = bench.pareto_front(points)
+    assert list(zip(front.method, front["recall@10"], strict=True)) == [("a", 0.5), ("a", 0.9), ("b", 0.95),
+                                                                        ("flat", 1.0)]
+    speed = bench.speedup_at_recall(points, targets=(0.9, 0.99)).set_index(["method", "target_recall@10"])
+    assert speed.loc[("a", 0.9), "speedup_vs_flat"] == 5.0
+    assert np.isnan(speed.loc[("a", 0.99), "qps"]) and speed.loc[("flat", 0.99), "speedup_vs_flat"] == 1.0
+
+
+def test_recall_counts_the_shared_neighbours():
+    truth = exact_topk(unit_rows(50, 8, 0), unit_rows(3, 8, 1), 5)
+    assert recall_at_k(truth, truth).tolist() == [1.0, 1.0, 1.0]
+    assert recall_at_k(truth[:, ::-1], truth).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_cli_lists_methods_and_rejects_bad_values(capsys):
+    assert main(["bench", "methods", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in REGISTRY)
+    with pytest.raises(SystemExit):
+        main(["bench", "kernels", "--bits", "384,abc"])
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert main(["bench", "methods", "--methods", "flat,nope", "--dataset", "cranfield"]) == 2
+    assert "unknown method(s) ['nope']" in capsys.readouterr().err
+    assert main(["demo", "--indexes", "binary,bogus"]) == 2
+    assert "unknown demo index ['bogus']" in capsys.readouterr().err
+
+
+def test_demo_runs_on_a_shared_collection(capsys):
+    require_dataset("cranfield")
+    assert main(["demo", "--dataset", "cranfield", "--indexes", "int8,binary,binary+rescore", "--examples", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "query " in out and "float32 flat" in out and "binary + float32 rescore" in out
+    table = out.split("top-10 of every judged query")[1]
+    assert "nDCG@10" in table and "queries/s" in table and len(table.strip().splitlines()) == 5
