@@ -16,7 +16,8 @@ Factory names (:func:`make_codec`):
   with a learned rotation first (faiss);
 - ``BIN``: 1 bit per dimension, the sign; ``BINc`` the sign after subtracting the corpus
   mean; ``BINr`` the sign after a seeded random rotation; ``ITQ`` after a learned rotation
-  (iterative quantization). Binary codes are searched by
+  (iterative quantization); ``BIN2t`` / ``BIN4t`` 2 / 4 bits per dimension, a thermometer code
+  over per-dimension quantiles. Binary codes are searched by
   Hamming distance (numba kernel); the others score a float query against decoded vectors,
   ``BINa`` too (sign bits, float query: asymmetric);
 - ``<first>+R<m><second>``: ``first`` finds ``m * k`` candidates, ``second`` (Flat, FP16,
@@ -323,6 +324,38 @@ class SignBinary(Codec):
         return -dist.astype(np.float32), ids
 
 
+class ThermometerBinary(SignBinary):
+    """``bits`` bits per dimension, a thermometer code: bit ``j`` is ``x > t_j``, where ``t_j`` is the
+    ``(j + 1) / (bits + 1)`` corpus quantile of that dimension (``bits + 1`` equally filled levels).
+
+    The Hamming distance of two such codes is the L1 distance of their levels summed over
+    dimensions, so they are searched by the same Hamming kernel as ``BIN``; bits are packed
+    dimension by dimension, ``bits`` consecutive bits each.
+    """
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        if bits < 2:
+            raise ParameterError(f"a thermometer code needs at least 2 bits per dimension, got {bits}")
+        self.bits = bits
+        self.name = f"BIN{bits}t"
+        self.label = f"binary ({bits}-bit thermometer, per-dim quantiles)"
+
+    def _fit(self, corpus):
+        levels = np.arange(1, self.bits + 1) / (self.bits + 1)
+        self._thresholds = np.quantile(corpus.astype(np.float64), levels, axis=0).T.astype(np.float32)  # [d, bits]
+
+    def _code_size(self):
+        return -(-self.dim * self.bits // 8)
+
+    def _encode(self, x):
+        return np.packbits((x[:, :, None] > self._thresholds[None]).reshape(len(x), -1), axis=1)
+
+    def levels(self, x: np.ndarray) -> np.ndarray:
+        """Each dimension's level ``0 .. bits`` (how many thresholds it exceeds): the codes' meaning."""
+        return (check_vectors(x, f"{self.name}.levels", self.dim)[:, :, None] > self._thresholds[None]).sum(axis=2)
+
+
 class AsymmetricBinary(Codec):
     """Sign bits stored, float query kept: score ``sum_i q_i * (+1 if bit_i else -1)``.
 
@@ -453,6 +486,8 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "BINr": lambda: SignBinary(rotate=True),
     "ITQ": IterativeQuantization,
     "BINa": AsymmetricBinary,
+    "BIN2t": lambda: ThermometerBinary(2),
+    "BIN4t": lambda: ThermometerBinary(4),
 }
 """Codecs with a fixed name; ``PQ<m>`` and ``OPQ<m>,PQ<m>`` are parsed (:data:`PATTERNS`)."""
 

@@ -102,7 +102,7 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
                          f"{len(g)} collection{'s' if len(g) > 1 else ''}"
                          + (f": {', '.join(bad.dataset)}." if len(bad) else "."))
         if len(binary):
-            budget = int(binary["bytes/vector"].max())
+            budget = int(binary["bytes/vector"].min())  # the 1-bit codes' size
             reference_ndcg = ref.set_index("dataset")["nDCG@10"]
             notes = []
             for dataset, g in rows[rows["bytes/vector"] <= budget].groupby("dataset", sort=False):

@@ -19,10 +19,11 @@ GOLDEN = {"Flat": ((64, 100), "f2c1719a60655313"), "FP16": ((64, 100), "a7b55c2d
           "SQ8u": ((64, 100), "b8195ee41fae2b27"), "SQ8p": ((64, 100), "c2b2d0dbae00c52b"),
           "SQ4p": ((64, 100), "eb1f41a658ff4f33"), "ITQ": ((300, 32), "6ab31b7f7b61b828"),
           "PQ8": ((300, 32), "a8c4b132302be3c0"), "OPQ8,PQ8": ((300, 32), "9419b3a76d83a4e6"),
-          "BIN+R4SQ8": ((300, 32), "2c35b1ed998e1d85")}
+          "BIN+R4SQ8": ((300, 32), "2c35b1ed998e1d85"), "BIN2t": ((64, 100), "3278971700f98be2"),
+          "BIN4t": ((64, 100), "1df4ab37009665ce")}
 SIZES = {"Flat": 4 * 384, "FP16": 2 * 384, "BF16": 2 * 384, "SQ8": 384, "SQ4": 192, "BIN": 48, "BINc": 48,
          "BINr": 48, "BINa": 48, "PQ48": 48, "OPQ24,PQ24": 24, "BIN+R4Flat": 48 + 1536, "SQ8u": 384,
-         "SQ8p": 384, "SQ4p": 192, "ITQ": 48}
+         "SQ8p": 384, "SQ4p": 192, "ITQ": 48, "BIN2t": 96, "BIN4t": 192}
 
 
 def unit_vectors(n, d, seed):
@@ -249,3 +250,28 @@ def test_clipped_scalar_quantizer_against_a_plain_reference(name):
     inside = (docs >= lo) & (docs <= hi)
     error = np.abs(codec.decode(codec.encode(docs)) - docs)
     assert np.all(error[inside] <= np.broadcast_to(step, docs.shape)[inside] / 2 + 1e-5)
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_thermometer_hamming_distance_is_l1_distance_of_levels(bits):
+    """Oracle: the slow obvious distance (sum of per-dimension level differences) ranks like the codes,
+    including all-zero and duplicate rows; levels are equally filled on the corpus."""
+    docs = unit_vectors(500, 20, 7)
+    docs[3] = docs[4]  # duplicate rows
+    docs[5] = 0.0  # all-zero row
+    queries = unit_vectors(6, 20, 8)
+    codec = make_codec(f"BIN{bits}t").fit(docs)
+    doc_levels, query_levels = codec.levels(docs), codec.levels(queries)
+    assert np.allclose(np.bincount(doc_levels.ravel(), minlength=bits + 1) / doc_levels.size, 1 / (bits + 1),
+                       atol=0.02)
+    l1 = np.abs(query_levels[:, None, :] - doc_levels[None, :, :]).sum(axis=2)
+    scores, ids = codec.search(codec.encode(docs), queries, 25)
+    expected_scores, expected_ids = topk_by_score(-l1.astype(np.float32), 25)
+    assert np.array_equal(scores, expected_scores) and np.array_equal(ids, expected_ids)
+
+
+def test_thermometer_needs_two_bits():
+    from phase2.codecs import ThermometerBinary
+
+    with pytest.raises(ParameterError, match="at least 2 bits"):
+        ThermometerBinary(1)

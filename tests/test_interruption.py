@@ -16,8 +16,11 @@ from phase2.datasets import load_beir_dir
 
 # Runs in a child process: makes the final fsync of the chosen write announce itself and hang,
 # so the parent can kill the child while the bytes are written but not yet renamed into place.
+# SIGINT gets Python's Ctrl-C handler back: a shell running the tests in the background (`make test &`)
+# starts children with SIGINT ignored, and Python then never raises KeyboardInterrupt.
 CHILD = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from phase2 import storage
     hang_on = int(os.environ["HANG_ON_WRITE"])  # 1-based index of the write to interrupt
     writes = [0]
