@@ -16,6 +16,7 @@ from pathlib import Path
 
 from phase2 import pipeline
 from phase2.ann import FaissTrainingWarning
+from phase2.chapters import split_ints
 from phase2.errors import Phase2Error
 
 
@@ -101,12 +102,9 @@ def _names(text: str) -> list[str]:
 
 def _ints(text: str) -> list[int]:
     try:
-        values = [int(v.replace("_", "")) for v in _names(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+        return split_ints(text, "value")
+    except Phase2Error as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _demo_description() -> str:

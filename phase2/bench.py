@@ -163,7 +163,7 @@ def benchmark_corpus(real: np.ndarray, n: int, kind: str, model: SyntheticModel 
     raise ParameterError(f"corpus kind must be 'real' or 'synthetic', got {kind!r}")
 
 
-def _timed(fn, repeats: int) -> tuple[float, object]:
+def median_seconds(fn, repeats: int) -> tuple[float, object]:
     """Median wall time of ``repeats`` calls after one warm-up call, and the last result."""
     result = fn()
     times = []
@@ -203,7 +203,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                 method.set_query_arguments(**arguments)
                 for count in thread_counts:
                     with threads(count):
-                        batch_s, found = _timed(lambda m=method: m.query(queries, k), repeats)
+                        batch_s, found = median_seconds(lambda m=method: m.query(queries, k), repeats)
                         latencies = []
                         for i in range(len(single)):
                             start = time.perf_counter()
@@ -259,7 +259,7 @@ def memory_read_gbps(count: int, nbytes: int = 1 << 30, repeats: int = 5) -> flo
     """Median rate at which ``count`` threads read a ``nbytes`` array that does not fit in cache."""
     words = np.ones(nbytes // 8, np.uint64)
     with threads(count):
-        seconds, _ = _timed(lambda: _read_all(words), repeats)
+        seconds, _ = median_seconds(lambda: _read_all(words), repeats)
     return nbytes / seconds / 1e9
 
 
@@ -289,8 +289,8 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
                     deterministic=True, code_bytes_per_vector=width / 8, index_bytes=database.nbytes, family="binary")
         for count in thread_counts:
             with threads(count):
-                ours_s, (ours_dist, _) = _timed(lambda q=queries, db=database: hamming_topk(q, db, k), repeats)
-                faiss_s, (faiss_dist, _) = _timed(lambda q=queries, ix=index: ix.search(q, k), repeats)
+                ours_s, (ours_dist, _) = median_seconds(lambda q=queries, db=database: hamming_topk(q, db, k), repeats)
+                faiss_s, (faiss_dist, _) = median_seconds(lambda q=queries, ix=index: ix.search(q, k), repeats)
             if not np.array_equal(ours_dist, faiss_dist):
                 raise AssertionError(f"kernel and faiss distances differ at {width} bits")
             scanned = n * width / 8 * n_queries / 1e9

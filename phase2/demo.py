@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from phase2 import metrics
 from phase2.ann import Method, recall_at_k
-from phase2.bench import max_threads, threads
+from phase2.bench import max_threads, median_seconds, threads
 from phase2.bench_registry import REGISTRY
 from phase2.datasets import Collection, load_dataset
 from phase2.embeddings import embed
@@ -62,18 +62,13 @@ def compare(collection: Collection, docs: np.ndarray, queries: np.ndarray, index
     reference = indexes[0].method.query(queries, K)
     rows = []
     for index in indexes:
-        found = index.method.query(queries, K)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            index.method.query(queries, K)
-            times.append(time.perf_counter() - start)
+        seconds, found = median_seconds(lambda m=index.method: m.query(queries, K), repeats)
         run = metrics.ranked_doc_ids(found, collection.doc_ids, collection.query_ids)
         ndcg = metrics.mean(metrics.per_query(run, collection.qrels, ("nDCG@10",))["nDCG@10"])
         rows.append({"index": index.label, "code bytes/vector": index.method.code_bytes,
                      "index bytes/vector": index.method.index_bytes() / len(docs),
                      "nDCG@10": ndcg, "recall@10 vs float32": recall_at_k(found, reference).mean(),
-                     "queries/s": len(queries) / float(np.median(times)), "build s": index.build_s})
+                     "queries/s": len(queries) / seconds, "build s": index.build_s})
     return pd.DataFrame(rows)
 
 

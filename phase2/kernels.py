@@ -219,8 +219,9 @@ def _slices(n_rows: int) -> int:
 
 
 @njit(cache=True)
-def _merge_heaps(keys, rows, k):  # pragma: no cover - compiled
-    """Per query, the ``k`` smallest ``(key, row)`` pairs over all slices' heaps, in order."""
+def _merge(keys, rows, k):  # pragma: no cover - compiled
+    """Per query, the ``k`` smallest ``(key, row)`` pairs over all slices' heaps, in order
+    (compiled: its per-call cost counts in single-query latency)."""
     n_slices, n_queries, depth = keys.shape
     out_keys = np.empty((n_queries, k), keys.dtype)
     out_rows = np.empty((n_queries, k), np.int64)
@@ -233,12 +234,6 @@ def _merge_heaps(keys, rows, k):  # pragma: no cover - compiled
             out_keys[q, i] = flat_keys[order[i]]
             out_rows[q, i] = flat_rows[order[i]]
     return out_keys, out_rows
-
-
-def _merge(heap_keys: np.ndarray, heap_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the ``k`` smallest ``(key, row)`` over all slices' heaps (compiled: per-call cost
-    matters for single-query latency)."""
-    return _merge_heaps(heap_keys, heap_rows, k)
 
 
 def hamming_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
