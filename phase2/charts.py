@@ -72,3 +72,38 @@ def real_vs_synthetic(pairs: pd.DataFrame) -> alt.Chart:
         y=alt.Y("synthetic:Q", title="recall@10, synthetic (noisy copies)", scale=alt.Scale(domain=[0, 1])),
         color=_family_color(), tooltip=["method", "query_params", "real", "synthetic"])
     return (diagonal + points).properties(width=300, height=300)
+
+
+def equal_memory(best: pd.DataFrame) -> alt.FacetChart:
+    """Δ nDCG@10 from float32 of each family's best code within each budget, with its 95% CI as a band;
+    one panel per collection (columns) and model (rows)."""
+    data = best.rename(columns={"Δ nDCG@10": "delta", "Δ low": "low", "Δ high": "high",
+                                "bytes/vector": "bytes_per_vector"})
+    base = alt.Chart(data).encode(
+        x=alt.X("budget:Q", scale=alt.Scale(type="log", base=2, nice=False),
+                axis=alt.Axis(values=sorted(best.budget.unique().tolist())),
+                title="budget: bytes per vector scanned (log)"),
+        color=_family_color())
+    band = base.mark_area(opacity=0.18).encode(y=alt.Y("low:Q", title="Δ nDCG@10 vs float32 (95% CI)"), y2="high:Q")
+    line = base.mark_line(point=True).encode(
+        y="delta:Q", tooltip=["dataset", "model", "budget", "family", "name", "bytes_per_vector",
+                              alt.Tooltip("delta:Q", format="+.3f"), alt.Tooltip("low:Q", format="+.3f"),
+                              alt.Tooltip("high:Q", format="+.3f")])
+    zero = alt.Chart(data).mark_rule(color="#999999", strokeDash=[4, 4]).encode(y=alt.datum(0))
+    return alt.layer(band, line, zero).properties(width=200, height=170).facet(
+        column=alt.Column("dataset:N", title=None, sort=None), row=alt.Row("model:N", title=None, sort=None))
+
+
+def rescoring(curves: pd.DataFrame) -> alt.FacetChart:
+    """% of float32 nDCG@10 against the rescoring factor, one line per pipeline
+    (:func:`phase2.quality.rescoring_curves`); each line starts at its first stage alone ("none")."""
+    data = curves.assign(step=curves.factor.map(lambda f: f"x{f}" if f else "none"))
+    order = ["none", *(f"x{f}" for f in sorted(curves.factor.unique()) if f)]
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("step:O", sort=order, title="rescoring factor (candidates = factor x 10)"),
+        y=alt.Y("% float32 nDCG@10:Q", scale=alt.Scale(zero=False), title="% of float32 nDCG@10"),
+        color=alt.Color("pipeline:N", title="first stage + rescoring"),
+        tooltip=["dataset", "model", "pipeline", "factor", "candidates",
+                 alt.Tooltip("% float32 nDCG@10:Q", format=".1f"), "RAM bytes/vector", "disk bytes/vector"],
+    ).properties(width=200, height=180).facet(column=alt.Column("dataset:N", title=None, sort=None),
+                                              row=alt.Row("model:N", title=None, sort=None))

@@ -17,9 +17,11 @@ Factory names (:func:`make_codec`):
 - ``BIN``: 1 bit per dimension, the sign; ``BINc`` the sign after subtracting the corpus
   mean; ``BINr`` the sign after a seeded random rotation; ``ITQ`` after a learned rotation
   (iterative quantization); ``BIN2t`` / ``BIN4t`` 2 / 4 bits per dimension, a thermometer code
-  over per-dimension quantiles. Binary codes are searched by
+  over per-dimension quantiles; ``ITQ<bits>`` ITQ on the top ``bits`` principal components;
+  ``LSH<bits>`` random hyperplanes at median thresholds (faiss). Binary codes are searched by
   Hamming distance (numba kernel); the others score a float query against decoded vectors,
   ``BINa`` too (sign bits, float query: asymmetric);
+- ``RaBitQ<b>``: RaBitQ with b bits per dimension and per-vector correction factors (faiss);
 - ``<first>+R<m><second>``: ``first`` finds ``m * k`` candidates, ``second`` (Flat, FP16,
   BF16, SQ8 or SQ4 codes, which may live on disk) re-ranks them, e.g. ``BIN+R4Flat``.
 """
@@ -430,33 +432,110 @@ class Rescored(Codec):
 
 
 class IterativeQuantization(SignBinary):
-    """ITQ (Gong & Lazebnik, 2011): center, rotate into the PCA basis, then learn the rotation R
-    that minimises the quantization loss ``||sign(VR) - VR||`` by alternating B = sign(VR) and
-    orthogonal Procrustes for R. All ``d`` components are kept (d bits); R starts from a seeded
-    random rotation; training runs on one thread for reproducible codes.
+    """ITQ (Gong & Lazebnik, 2011): center, project onto the top ``bits`` principal directions,
+    then learn the rotation R that minimises the quantization loss ``||sign(VR) - VR||`` by
+    alternating B = sign(VR) and orthogonal Procrustes for R. ``bits`` defaults to ``d`` (all
+    components kept); fewer bits give codes below d/8 bytes. R starts from a seeded random
+    rotation; training runs on one thread for reproducible codes.
     """
 
-    def __init__(self, iterations: int = 50, seed: int = 0) -> None:
+    def __init__(self, bits: int | None = None, iterations: int = 50, seed: int = 0) -> None:
         super().__init__(center=True, seed=seed)
-        self.iterations = iterations
-        self.name, self.label = "ITQ", "binary (ITQ rotation)"
+        self.bits, self.iterations = bits, iterations
+        self.name = f"ITQ{bits}" if bits else "ITQ"
+        self.label = f"binary (ITQ rotation{f', {bits} bits' if bits else ''})"
 
     def _fit(self, corpus):
+        bits = self.bits or self.dim
+        if not 8 <= bits <= self.dim:
+            raise ValueError(f"{self.name}: bits must be between 8 and the dimension {self.dim}, got {bits}")
         if corpus.shape[0] < self.dim:
-            raise ValueError(f"ITQ: needs at least as many corpus vectors as dimensions ({self.dim}) for a full "
-                             f"PCA basis, got {corpus.shape[0]}")
+            raise ValueError(f"{self.name}: needs at least as many corpus vectors as dimensions ({self.dim}) for a "
+                             f"full PCA basis, got {corpus.shape[0]}")
         self._mean = corpus.mean(axis=0, dtype=np.float64).astype(np.float32)
         centered = (corpus - self._mean).astype(np.float64)
         with _one_thread():
             _, _, components = np.linalg.svd(centered, full_matrices=False)
-            basis = components.T  # d x d, columns = principal directions
+            basis = components[:bits].T  # d x bits, columns = leading principal directions
             projected = centered @ basis
-            rotation = random_rotation(self.dim, self.seed).astype(np.float64)
+            rotation = random_rotation(bits, self.seed).astype(np.float64)
             for _ in range(self.iterations):
                 codes = np.where(projected @ rotation >= 0, 1.0, -1.0)
                 u, _, vt = np.linalg.svd(codes.T @ projected)
                 rotation = (u @ vt).T
             self._rotation = (basis @ rotation).astype(np.float32)
+
+    def _code_size(self):
+        return -(-(self.bits or self.dim) // 8)
+
+
+class RandomHyperplaneLSH(SignBinary):
+    """Classical LSH (Charikar, 2002) as faiss builds it (``IndexLSH``): ``bits`` random orthonormal
+    projections (fewer or more than ``d``), each thresholded at its corpus median. faiss seeds the
+    projection itself, so the codes are fixed; searched by Hamming distance like ``BIN``.
+    """
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = bits
+        self.name, self.label = f"LSH{bits}", f"binary (LSH, {bits} random hyperplanes)"
+
+    def _fit(self, corpus):
+        if self.bits < 8 or self.bits % 8:
+            raise ValueError(f"{self.name}: bits must be a positive multiple of 8, got {self.bits}")
+        with _one_thread():  # the constructor draws and orthonormalizes the projection: BLAS, thread-dependent
+            self._index = faiss.IndexLSH(self.dim, self.bits, True, True)
+            self._index.train(corpus)
+
+    def _code_size(self):
+        return self.bits // 8
+
+    def _encode(self, x):
+        with _one_thread():
+            return self._index.sa_encode(x)
+
+
+class RaBitQ(Codec):
+    """RaBitQ (Gao & Long, 2024) as faiss implements it (``IndexRaBitQ``, inner product): sign bits of
+    the vector relative to the corpus centroid plus ``bits - 1`` extra bits per dimension, and a few
+    float correction factors per vector that make the score estimate unbiased. The query is
+    quantized to ``QUERY_BITS`` bits (faiss's default), so the search is asymmetric.
+    Ties in faiss's estimated scores are rare; the returned lists are re-sorted by (score, row).
+    """
+
+    family = "rabitq"
+    QUERY_BITS = 4
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        if not 1 <= bits <= 9:
+            raise ParameterError(f"RaBitQ<b>: faiss supports 1 to 9 bits per dimension, got {bits}")
+        self.bits = bits
+        self.name, self.label = f"RaBitQ{bits}", f"RaBitQ ({bits} bit{'s' if bits > 1 else ''}/dim)"
+
+    def _new_index(self) -> faiss.IndexRaBitQ:
+        index = faiss.IndexRaBitQ(self.dim, faiss.METRIC_INNER_PRODUCT, self.bits)
+        index.qb = self.QUERY_BITS
+        return index
+
+    def _fit(self, corpus):
+        self._index = self._new_index()
+        with _one_thread():
+            self._index.train(corpus)
+
+    def _code_size(self):
+        return self._index.code_size
+
+    def _encode(self, x):
+        with _one_thread():
+            return self._index.sa_encode(x)
+
+    def _search(self, codes, queries, k):
+        index = faiss.clone_index(self._index)  # trained and empty
+        index.add_sa_codes(codes)
+        scores, ids = index.search(queries, k)
+        order = np.lexsort((ids, -scores), axis=1)
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def random_rotation(dim: int, seed: int) -> np.ndarray:
@@ -494,6 +573,9 @@ CODECS: dict[str, Callable[[], Codec]] = {
 PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Codec]]] = {
     "PQ<m>": (re.compile(r"PQ(\d+)"), lambda m: ProductQuantizer(int(m[1]))),
     "OPQ<m>,PQ<m>": (re.compile(r"OPQ(\d+),PQ(\1)"), lambda m: ProductQuantizer(int(m[1]), opq=True)),
+    "ITQ<bits>": (re.compile(r"ITQ(\d+)"), lambda m: IterativeQuantization(int(m[1]))),
+    "LSH<bits>": (re.compile(r"LSH(\d+)"), lambda m: RandomHyperplaneLSH(int(m[1]))),
+    "RaBitQ<b>": (re.compile(r"RaBitQ(\d)"), lambda m: RaBitQ(int(m[1]))),
     "<first>+R<factor><second>": (re.compile(r"(\w+)\+R(\d+)(Flat|FP16|BF16|SQ8|SQ4)"),
                                   lambda m: Rescored(make_codec(m[1]), make_codec(m[3]), int(m[2]))),
 }

