@@ -5,6 +5,7 @@
     python -m phase2 demo --dataset scifact
     python -m phase2 bench kernels --n 1000000 --bits 384,1024 --threads 1,2
     python -m phase2 bench methods --dataset scifact --sizes 10000,100000 --methods flat,bin-flat,hnsw-flat
+    python -m phase2 advise --docs 10_000_000 --memory 4GB --target-recall 0.7
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def main(argv: list[str] | None = None) -> int:
                          help="do not also run synthetic data at the sizes that are real")
     methods.add_argument("--list", action="store_true", help="list the registered methods and their grids")
 
+    advise = sub.add_parser("advise", help="which scheme for N documents, a RAM budget and a recall target",
+                            description=_advise_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    advise.add_argument("--docs", type=_count, required=True, help="documents to index, e.g. 10_000_000")
+    advise.add_argument("--memory", required=True, help="RAM budget, e.g. 4GB (decimal) or 4GiB (binary)")
+    advise.add_argument("--target-recall", type=float, required=True,
+                        help="minimum recall@10 against exact float32 search, e.g. 0.9")
+    advise.add_argument("--min-qps", type=float, default=0.0, help="minimum queries/s (default: no minimum)")
+    advise.add_argument("--threads", type=int, help="search threads, as measured (default: the most measured)")
+    advise.add_argument("--rescore-on-disk", action="store_true",
+                        help="binary + rescoring: keep only the binary codes in RAM, the rescoring vectors on disk")
+    advise.add_argument("--strict", action="store_true", help="refuse corpus sizes beyond the measured ones")
+    advise.add_argument("--candidates", type=int, default=5, help="also list this many runners-up (default: 5)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "book":
@@ -88,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(args)
         elif args.command == "bench":
             run_bench(args)
+        elif args.command == "advise":
+            run_advise(args)
         else:
             run_one_chapter(args)
     except Phase2Error as exc:
@@ -105,6 +121,23 @@ def _ints(text: str) -> list[int]:
         return split_ints(text, "value")
     except Phase2Error as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        return split_ints(text, "docs")[0]
+    except Phase2Error as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _advise_description() -> str:
+    from phase2 import advisor
+
+    return ("Answer from the newest throughput measurements (phase2.advisor): the fastest measured scheme that\n"
+            "fits the RAM budget and whose recall@10 (lower 95% bound) meets the target, scaled to --docs.\n"
+            "Memory scales linearly; queries/s by a power law fitted to the measured sizes; recall is taken at\n"
+            "the nearest measured size. Every extrapolation is stated in the answer; --strict refuses it.\n\n"
+            + advisor.__doc__.split("\n\n")[0])
 
 
 def _demo_description() -> str:
@@ -165,6 +198,21 @@ def run_bench(args: argparse.Namespace) -> None:
     path = bench.save(table)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"))
     print(f"\nresults appended: {path}")
+
+
+def run_advise(args: argparse.Namespace) -> None:
+    from phase2 import advisor
+
+    question = advisor.Question(args.docs, advisor.parse_bytes(args.memory), args.target_recall, args.min_qps,
+                                args.threads, args.rescore_on_disk)
+    points, evidence = advisor.measured_points()
+    advice = advisor.advise(points, question, evidence, strict=args.strict)
+    print(advice.text())
+    if args.candidates:
+        columns = ["series", "query_params", "RAM GB", "disk GB", "recall@10", "recall low", "qps", "feasible"]
+        print(f"\ncandidates (feasible first, then by queries/s), top {args.candidates}:")
+        print(advice.candidates[columns].head(args.candidates).to_string(
+            index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"))
 
 
 def run_one_chapter(args: argparse.Namespace) -> None:

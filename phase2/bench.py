@@ -209,7 +209,11 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                             start = time.perf_counter()
                             method.query(single[i:i + 1], k)
                             latencies.append(time.perf_counter() - start)
-                    values = {"recall@10": float(recall_at_k(found, truth).mean()), "qps": len(queries) / batch_s,
+                    recalls = recall_at_k(found, truth)
+                    values = {"recall@10": float(recalls.mean()),
+                              "recall@10_se": float(recalls.std(ddof=1) / np.sqrt(len(recalls))) if len(recalls) > 1
+                              else float("nan"),
+                              "qps": len(queries) / batch_s,
                               "p50_ms": 1e3 * float(np.percentile(latencies, 50)),
                               "p99_ms": 1e3 * float(np.percentile(latencies, 99))}
                     rows += [dict(common, query_params=json.dumps(arguments, sort_keys=True), search_threads=count,

@@ -82,3 +82,14 @@ def split_ints(value: str, what: str, low: int = 1) -> list[int]:
     if not numbers or min(numbers) < low:
         raise ParameterError(f"{what}: expected integers >= {low}, got {value!r}")
     return numbers
+
+
+def split_floats(value: str, what: str, low: float, high: float) -> list[float]:
+    """A comma-separated list of numbers, each in ``[low, high]``."""
+    try:
+        numbers = [float(v.strip().replace("_", "")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"{what}: expected comma-separated numbers, got {value!r}") from None
+    if not numbers or min(numbers) < low or max(numbers) > high:
+        raise ParameterError(f"{what}: expected numbers between {low} and {high}, got {value!r}")
+    return numbers

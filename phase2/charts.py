@@ -107,3 +107,72 @@ def rescoring(curves: pd.DataFrame) -> alt.FacetChart:
                  alt.Tooltip("% float32 nDCG@10:Q", format=".1f"), "RAM bytes/vector", "disk bytes/vector"],
     ).properties(width=200, height=180).facet(column=alt.Column("dataset:N", title=None, sort=None),
                                               row=alt.Row("model:N", title=None, sort=None))
+
+
+def regimes(grid: pd.DataFrame, measured_up_to: int) -> alt.FacetChart:
+    """Which family wins each (corpus size, RAM budget) cell: one panel per recall target (columns) and
+    rescoring store (rows). Faded cells are uncertain (a tie with another family, or recall within 0.02
+    of the target); cells marked with a dot are beyond the largest measured corpus (extrapolated)."""
+    data = grid.assign(size=grid.docs.map(lambda n: f"{n:.0e}".replace("e+0", "e")),
+                       budget=grid["memory GB"].map(lambda g: f"{g:g} GB"),
+                       certain=~(grid.tie | grid.fragile),
+                       measured=grid.docs <= measured_up_to)
+    sizes = list(dict.fromkeys(data.sort_values("docs")["size"]))
+    budgets = list(dict.fromkeys(data.sort_values("memory GB", ascending=False)["budget"]))
+    base = alt.Chart().encode(x=alt.X("size:O", sort=sizes, title="documents"),
+                              y=alt.Y("budget:O", sort=budgets, title="RAM budget"))
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("family:N", sort=FAMILY_ORDER + ["none"], title="winning family",
+                        scale=alt.Scale(domain=FAMILY_ORDER + ["none"],
+                                        range=["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b",
+                                               "#b279a2", "#ff9da6", "#eeeeee"])),
+        opacity=alt.condition("datum.certain", alt.value(1.0), alt.value(0.45)),
+        tooltip=["docs", "memory GB", "winner", "family", alt.Tooltip("qps:Q", format=",.0f"), "runner_up",
+                 "tie", "fragile", alt.Tooltip("extrapolation:Q", format=",.0f")])
+    marks = base.mark_text(fontSize=9, dy=0).encode(text=alt.Text("unmeasured:N"))
+    layered = alt.layer(cells, marks, data=data.assign(unmeasured=data.measured.map({True: "", False: "·"})))
+    return layered.properties(width=200, height=170).facet(
+        column=alt.Column("target recall@10:O", title="target recall@10"),
+        row=alt.Row("rescoring store:N", title="rescoring store"))
+
+
+def repair_gains(losses: pd.DataFrame) -> alt.Chart:
+    """% of float32 nDCG@10 kept by each 1-bit code (:data:`phase2.geometry.LOSS_CODECS`), one row
+    per (collection, model) pair (:func:`phase2.geometry.loss_table`)."""
+    kept = [column for column in losses if column.startswith("% ")]
+    data = losses.assign(pair=losses.dataset + " / " + losses.model).melt(
+        id_vars=["pair"], value_vars=kept, var_name="code", value_name="retained")
+    data["code"] = data.code.str.removeprefix("% ")
+    return alt.Chart(data).mark_point(filled=True, size=80).encode(
+        x=alt.X("retained:Q", scale=alt.Scale(zero=False), title="% of float32 nDCG@10 (1 bit per dimension)"),
+        y=alt.Y("pair:N", title=None, sort=None),
+        color=alt.Color("code:N", title="1-bit code", sort=None), shape=alt.Shape("code:N", sort=None),
+        tooltip=["pair", "code", alt.Tooltip("retained:Q", format=".1f")],
+    ).properties(width=420, height=alt.Step(22))
+
+
+def diagnostics_vs_loss(frame: pd.DataFrame, diagnostics: list[str]) -> alt.FacetChart:
+    """The 1-bit loss of each (collection, model) pair against each diagnostic, one panel per diagnostic."""
+    long = frame.melt(id_vars=["dataset", "model", "1-bit loss"], value_vars=diagnostics,
+                      var_name="diagnostic", value_name="value")
+    return alt.Chart(long).mark_point(filled=True, size=70).encode(
+        x=alt.X("value:Q", scale=alt.Scale(zero=False), title=None),
+        y=alt.Y("1-bit loss:Q", title="1-bit loss (points of float32 nDCG@10)"),
+        color=alt.Color("dataset:N"), shape=alt.Shape("model:N"),
+        tooltip=["dataset", "model", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("1-bit loss:Q", format=".1f")],
+    ).properties(width=170, height=150).facet(facet=alt.Facet("diagnostic:N", title=None, sort=diagnostics),
+                                              columns=3).resolve_scale(x="independent")
+
+
+def predicted_vs_actual(predictions: pd.DataFrame) -> alt.LayerChart:
+    """Held-out predictions (:func:`phase2.geometry.held_out_predictions`) against the measured loss;
+    points on the dashed diagonal are perfect predictions."""
+    ends = [predictions.actual.min(), predictions.actual.max()]
+    diagonal = alt.Chart(pd.DataFrame({"x": ends})).mark_line(color="#999999", strokeDash=[4, 4]).encode(
+        x="x:Q", y="x:Q")
+    points = alt.Chart(predictions).mark_point(filled=True, size=80).encode(
+        x=alt.X("actual:Q", title="measured 1-bit loss (points)"),
+        y=alt.Y("predicted:Q", title="predicted from the held-out fit (points)"),
+        color="dataset:N", shape="model:N",
+        tooltip=["dataset", "model", alt.Tooltip("actual:Q", format=".1f"), alt.Tooltip("predicted:Q", format=".1f")])
+    return (diagonal + points).properties(width=320, height=260)

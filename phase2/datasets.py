@@ -37,6 +37,15 @@ KNOWN_DATASETS = ("cranfield", "scifact", "nfcorpus", "squad-dev", "npl")
 #: BEIR-format hub repositories (corpus/queries configs, and a ``-qrels`` twin).
 HUB_IDS = {"scifact": "BeIR/scifact", "nfcorpus": "BeIR/nfcorpus"}
 
+#: What kind of retrieval each shared collection is (its README has the provenance).
+KINDS = {
+    "cranfield": "aeronautics abstracts, expert queries (classic IR)",
+    "scifact": "scientific claims against abstracts",
+    "nfcorpus": "lay health questions against medical articles",
+    "squad-dev": "questions against Wikipedia paragraphs",
+    "npl": "physics abstracts, expert queries (classic IR)",
+}
+
 
 @dataclass(frozen=True)
 class Collection:

@@ -220,6 +220,9 @@ class OnnxMeanPoolEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
+CHECKPOINT_TEXTS = 2048  # texts encoded between two checkpoints of a long embedding run
+
+
 def embedding_key(spec: ModelSpec, collection: Collection, part: str) -> str:
     """Cache key: weights + collection files + which texts + settings + library versions."""
     location, tokenizer = _encoder_paths(spec)
@@ -241,7 +244,11 @@ def embedding_key(spec: ModelSpec, collection: Collection, part: str) -> str:
 
 
 def embed(collection: Collection, model: str, part: str, progress: bool = True) -> np.ndarray:
-    """Unit-norm float32 embeddings of the collection's ``docs`` or (judged) ``queries``, cached."""
+    """Unit-norm float32 embeddings of the collection's ``docs`` or (judged) ``queries``, cached.
+
+    Texts are encoded in checkpoints of ``CHECKPOINT_TEXTS``: an interrupted run (hours for the 768-d
+    model on two cores) resumes after the last finished checkpoint instead of starting over.
+    """
     if part not in ("docs", "queries"):
         raise ValueError(f"part must be 'docs' or 'queries', got {part!r}")
     spec = get_model_spec(model)
@@ -251,7 +258,20 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
     if cached is not None:
         return cached
     texts = collection.doc_texts if part == "docs" else collection.query_texts
-    encoder = _load_encoder(*_encoder_paths(spec), spec.max_seq_length)
-    vectors = np.asarray(encoder(texts, spec.batch_size, progress), dtype=np.float32)
+    checkpoints = path.with_suffix(".partial")
+    encoder = None
+    chunks = []
+    for start in range(0, max(len(texts), 1), CHECKPOINT_TEXTS):
+        chunk_path, chunk_key = checkpoints / f"{start:09d}.npy", f"{key}:{start}"
+        chunk = load_array(chunk_path, chunk_key)
+        if chunk is None:
+            encoder = encoder or _load_encoder(*_encoder_paths(spec), spec.max_seq_length)
+            chunk = np.asarray(encoder(texts[start:start + CHECKPOINT_TEXTS], spec.batch_size, progress),
+                               dtype=np.float32)
+            if len(texts) > CHECKPOINT_TEXTS:
+                save_array(chunk_path, chunk, chunk_key)
+        chunks.append(chunk)
+    vectors = np.concatenate(chunks)
     save_array(path, vectors, key)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return vectors

@@ -102,16 +102,33 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
-def execution_key(notebook: Path, parameters: dict) -> str:
+def execution_key(notebook: Path, parameters: dict, upstream: tuple[str, ...] = ()) -> str:
+    """Changes with the notebook, its parameters, the ``phase2`` sources and the keys of the chapters
+    whose results it reads (``upstream``)."""
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True).encode())
     h.update(_sources_digest().encode())
+    h.update(json.dumps(list(upstream)).encode())
     return h.hexdigest()[:20]
 
 
-def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool = False) -> bool:
+def upstream_chapters(notebook: Path, before: list[str]) -> list[str]:
+    """Chapters whose results this one reads: its metadata ``phase2.reads``, a list of chapter names or
+    ``"*"`` for every chapter before it in the table of contents (``before``)."""
+    reads = nbformat.read(notebook, as_version=4).metadata.get("phase2", {}).get("reads", [])
+    if reads == "*":
+        return list(before)
+    late = [name for name in reads if name not in before]
+    if late:
+        raise ChapterError(f"chapter {notebook.stem} reads the results of {late}, which _toc.yml does not "
+                           f"place before it")
+    return list(reads)
+
+
+def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool = False,
+                    upstream: tuple[str, ...] = ()) -> bool:
     """Execute with papermill into ``output`` unless an up-to-date result is there; True if it ran."""
-    key = execution_key(notebook, parameters)
+    key = execution_key(notebook, parameters, upstream)
     if output.exists() and not force:
         try:
             if nbformat.read(output, as_version=4).metadata.get("phase2", {}).get("key") == key:
@@ -139,11 +156,13 @@ def executed_dir(profile: str) -> Path:
 
 def run_chapters(profile_name: str, force: bool = False) -> list[Path]:
     load_profile(profile_name)
-    outputs = []
+    outputs, keys = [], {}
     for notebook in chapter_notebooks():
         parameters = chapter_parameters(notebook, profile_name)
         output = executed_dir(profile_name) / "chapters" / notebook.name
-        ran = execute_chapter(notebook, parameters, output, force=force)
+        upstream = tuple(keys[name] for name in upstream_chapters(notebook, list(keys)))
+        ran = execute_chapter(notebook, parameters, output, force=force, upstream=upstream)
+        keys[notebook.stem] = execution_key(notebook, parameters, upstream)
         print(f"{'executed' if ran else 'up to date'}: {notebook.relative_to(PROJECT_ROOT)} -> "
               f"{output.relative_to(PROJECT_ROOT)}", flush=True)
         outputs.append(output)

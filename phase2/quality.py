@@ -204,9 +204,11 @@ def rescoring_verdict(table: pd.DataFrame) -> str:
             alone = table[(table.dataset == dataset) & (table.model == model) & (table["first stage"] == first)
                           & (table.factor == 0)]["% float32 nDCG@10"]
             enough = h[h["Δ high"] >= 0].sort_values("factor")
-            reached = (f"matches float32 from factor {int(enough.factor.iloc[0])} "
-                       f"({int(enough.candidates.iloc[0])} candidates, "
-                       f"{enough['% float32 nDCG@10'].iloc[0]:.1f}%)" if len(enough) else
+            first_enough = enough.iloc[0] if len(enough) else None
+            reached = (f"not significantly below float32 from factor {int(first_enough.factor)} "
+                       f"({int(first_enough.candidates)} candidates, {first_enough['% float32 nDCG@10']:.1f}%, "
+                       f"Δ nDCG@10 CI [{first_enough['Δ low']:+.3f}, {first_enough['Δ high']:+.3f}])"
+                       if first_enough is not None else
                        f"below float32 at every factor (best {h['% float32 nDCG@10'].max():.1f}%)")
             start = f"{alone.iloc[0]:.1f}% alone, " if len(alone) else ""
             parts.append(f"{dataset}/{model}: {start}{reached}")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from phase2 import PROJECT_ROOT
+from phase2 import PROJECT_ROOT, pipeline
 from phase2.datasets import find_dataset
 from phase2.errors import DatasetError
 
@@ -55,7 +57,17 @@ def require_dataset(name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def smoke_book() -> Path:
-    """The book built on the smoke profile exactly as a user builds it; returns ``_build/html``."""
-    subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke"], check=True, cwd=PROJECT_ROOT)
-    return PROJECT_ROOT / "_build" / "html"
+def smoke_build(tmp_path_factory) -> SimpleNamespace:
+    """The book built on the smoke profile exactly as a user builds it, every chapter executed now
+    (``--force``) with its results in a scratch directory: ``html``, ``executed`` notebooks, ``results``."""
+    results = tmp_path_factory.mktemp("smoke-results")
+    subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke", "--force"], check=True,
+                   cwd=PROJECT_ROOT, env={**os.environ, "PHASE2_RESULTS_DIR": str(results)})
+    return SimpleNamespace(html=PROJECT_ROOT / "_build" / "html", results=results,
+                           executed=pipeline.executed_dir("smoke") / "chapters")
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_build) -> Path:
+    """``_build/html`` of the smoke build."""
+    return smoke_build.html

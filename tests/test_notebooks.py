@@ -16,6 +16,16 @@ CHAPTERS = pipeline.chapter_notebooks()
 QUALITY = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
 THROUGHPUT = pipeline.CHAPTERS_DIR / "throughput.ipynb"
 RESCORING = pipeline.CHAPTERS_DIR / "rescoring.ipynb"
+GEOMETRY = pipeline.CHAPTERS_DIR / "geometry.ipynb"
+REGIMES = pipeline.CHAPTERS_DIR / "regimes.ipynb"
+CONCLUSION = pipeline.CHAPTERS_DIR / "conclusion.ipynb"
+REPRODUCTION = pipeline.CHAPTERS_DIR / "reproduction.ipynb"
+
+
+def markdown_outputs(path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("data", {}).get("text/markdown", "") + o.get("data", {}).get("text/html", "")
+                   + o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
@@ -38,48 +48,47 @@ def test_parameters_cell_is_first_and_holds_typed_literals_with_help(notebook):
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    """Every chapter executed by papermill on the smoke profile, results in a scratch directory."""
-    out = tmp_path_factory.mktemp("executed")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PHASE2_RESULTS_DIR", str(out / "results"))
-    paths = []
-    for nb in CHAPTERS:
-        path = out / nb.name
-        pipeline.execute_chapter(nb, pipeline.chapter_parameters(nb, "smoke"), path)
-        paths.append(path)
-    yield out, paths
-    mp.undo()
+def executed(smoke_build):
+    """Every chapter executed by papermill on the smoke profile (by the smoke book build), and its results."""
+    return smoke_build.results, [smoke_build.executed / nb.name for nb in CHAPTERS]
 
 
 def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
-    out, paths = executed
-    assert [p.name for p in paths] == [nb.name for nb in CHAPTERS]
-    assert len(list((out / "results" / "quality_vs_memory").glob("*.parquet"))) == 1
-    nb = nbformat.read(out / QUALITY.name, as_version=4)
-    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.outputs)
+    results, paths = executed
+    assert all(p.is_file() for p in paths)
+    chapters = paths[0].parent
+    assert len(list((results / "quality_vs_memory").glob("*.parquet"))) == 1
+    text = markdown_outputs(chapters / QUALITY.name)
     assert "binary (1-bit sign) (48 bytes, 32x smaller) kept" in text
     assert "**At equal memory**" in text and "48 bytes/vector: binary" in text
     assert "published about 92-96%" in text
-    assert len(list((out / "results" / "rescoring").glob("*.parquet"))) == 1
-    nb = nbformat.read(out / RESCORING.name, as_version=4)
-    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.outputs)
-    assert "- BIN rescored with Flat: cranfield/minilm-l6: 80.5% alone, matches float32 from factor" in text
-    assert len(list((out / "results" / "throughput").glob("*.parquet"))) == 1
-    nb = nbformat.read(out / THROUGHPUT.name, as_version=4)
-    text = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.outputs)
+    assert len(list((results / "rescoring").glob("*.parquet"))) == 1
+    text = markdown_outputs(chapters / RESCORING.name)
+    assert ("- BIN rescored with Flat: cranfield/minilm-l6: 80.5% alone, not significantly below float32 from "
+            "factor") in text
+    assert len(list((results / "throughput").glob("*.parquet"))) == 1
+    text = markdown_outputs(chapters / THROUGHPUT.name)
     assert "this project's Hamming top-k answered" in text and "Recall@10 >= 0.9" in text
     assert "operating points on both" in text  # the real-vs-synthetic check ran
+    assert len(list((results / "geometry").glob("*.parquet"))) == 1
+    text = markdown_outputs(chapters / GEOMETRY.name)
+    assert "The plain sign code loses between 19.5 and 19.5 points" in text
+    assert "correlations and held-out predictions need at least three" in text
+    text = markdown_outputs(chapters / REGIMES.name)
+    assert "a binary scheme wins" in text and ("choose" in text or "no measured scheme meets" in text)
+    assert "EXTRAPOLATED" in text  # smoke measures 2,000 vectors at most
+    text = markdown_outputs(chapters / CONCLUSION.name)
+    assert "Quality at equal memory" in text and 'href="quality_vs_memory.html#equal-memory"' in text
+    assert 'href="regimes.html#which-scheme-wins-where"' in text
+    text = markdown_outputs(chapters / REPRODUCTION.name)
+    assert "default" in text and "smoke" in text
 
 
-def test_nbval_reexecution_reproduces_checked_tables(executed):
-    out, paths = executed
+def test_nbval_reexecution_reproduces_checked_tables(executed, tmp_path):
+    _, paths = executed
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
-                           *map(str, paths)], capture_output=True, text=True, cwd=out,
-                          env={**__import__("os").environ, "PHASE2_RESULTS_DIR": str(out / "results")})
+                           *map(str, paths)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "PHASE2_RESULTS_DIR": str(tmp_path / "results")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
@@ -98,6 +107,11 @@ def test_nbval_reexecution_reproduces_checked_tables(executed):
     (RESCORING, {"rescore_with": "Flat,ITQ"}, "rescore_with: unknown 'ITQ'; valid: Flat, FP16, BF16, SQ8, SQ4"),
     (RESCORING, {"factors": "1,0"}, "factors: expected integers >= 1, got '1,0'"),
     (RESCORING, {"first_stages": "BIN,NOPE"}, "unknown codec 'NOPE'"),
+    (GEOMETRY, {"sample": 5}, "parameter 'sample' must be >= 20, got 5"),
+    (REGIMES, {"memory_budgets": "1GB,4XB"}, "memory: expected a size such as 4GB"),
+    (REGIMES, {"target_recalls": "0.9,1.5"}, "target_recalls: expected numbers between 0.01 and 1.0, got '0.9,1.5'"),
+    (CONCLUSION, {"latency_targets": "fast"}, "latency_targets: expected comma-separated integers, got 'fast'"),
+    (REPRODUCTION, {"profile": "nope"}, "profile: unknown 'nope'; valid: default, full, smoke"),
 ], ids=lambda v: v.stem if hasattr(v, "stem") else None)
 def test_papermill_with_a_bad_parameter_stops_with_a_clear_message(tmp_path, notebook, parameters, message):
     extra = {"kernel_n": 1000} if notebook == THROUGHPUT else {}  # never reached: parameters fail first
@@ -112,7 +126,8 @@ def test_cli_rejects_unknown_parameter_before_running(capsys):
     assert "unknown parameter(s) 'datset'" in capsys.readouterr().err
     assert main(["chapter", "nochapter"]) == 2
     err = capsys.readouterr().err
-    assert "unknown chapter 'nochapter'; chapters: method, quality_vs_memory, rescoring, throughput" in err
+    assert ("unknown chapter 'nochapter'; chapters: method, quality_vs_memory, rescoring, throughput, geometry, "
+            "regimes, conclusion, reproduction") in err
 
 
 def test_cli_reports_a_failing_chapter_briefly(capsys, tmp_path):
@@ -130,10 +145,12 @@ def test_cli_lists_parameters(capsys):
 
 def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
     html = smoke_book
-    for page in ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html",
-                 "chapters/rescoring.html", "chapters/throughput.html"]:
+    for page in ["book/index.html", *(f"chapters/{nb.stem}.html" for nb in CHAPTERS),
+                 *(f"book/{name}.html" for name in ("design_space", "architecture", "spec", "literature", "roadmap"))]:
         assert (html / page).is_file(), page
-    for chapter in ("quality_vs_memory", "rescoring", "throughput"):
+    literature = (html / "book" / "literature.html").read_text()
+    assert "Gong and Lazebnik, 2011" in literature and "Iterative quantization" in literature  # bibliography
+    for chapter in ("quality_vs_memory", "rescoring", "throughput", "geometry", "regimes"):
         page = (html / "chapters" / f"{chapter}.html").read_text()
         assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
         images = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.svg)"', page)

@@ -1,0 +1,150 @@
+"""Embedding geometry, and whether it explains where 1-bit codes lose.
+
+A sign bit keeps only which side of zero each coordinate falls on. It throws away
+most when the coordinates are not centred on zero (every vector gets the same bits
+for offset dimensions), when a few dimensions carry most of the variance (their
+magnitudes are lost), and when the corpus is anisotropic (all vectors in a narrow
+cone, so the distinguishing part is small). The diagnostics below measure these on a
+seeded sample of the corpus, cheaply enough to run before choosing a codec.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+DIAGNOSTICS = {
+    "mean norm": "length of the corpus mean vector (0: centred; unit-norm vectors, so at most 1)",
+    "anisotropy": "average cosine of random document pairs",
+    "offset/sd": "median over dimensions of |mean| / standard deviation",
+    "variance spread": "coefficient of variation of the per-dimension variances",
+    "outlier variance": "largest per-dimension variance / median per-dimension variance",
+    "effective rank": "exp(entropy of the covariance eigenvalues) / dimensions",
+    "bit entropy": "mean entropy (bits) of each sign bit over the sample; 1 = balanced",
+    "query shift": "1 - cosine(mean query, mean document)",
+    "sign overlap@10": "overlap@10 of sign-bit Hamming search with cosine search, sample documents as queries",
+}
+"""Diagnostic name -> what it measures. All but ``query shift`` need only the corpus."""
+
+PREDICTOR = "sign overlap@10"
+"""The diagnostic chosen before looking at the results to predict the 1-bit loss (the others are descriptive)."""
+
+
+def diagnostics(docs: np.ndarray, queries: np.ndarray, sample: int, seed: int, probes: int = 200) -> dict:
+    """:data:`DIAGNOSTICS` of unit-norm ``docs`` (a seeded sample of ``sample`` rows) and ``queries``."""
+    if sample < 20:
+        raise ValueError(f"sample must be at least 20 documents, got {sample}")
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(docs), size=min(sample, len(docs)), replace=False))
+    x = docs[rows].astype(np.float64)
+    n, d = x.shape
+    mean, sd = x.mean(axis=0), x.std(axis=0)
+    variance = sd ** 2
+    first, second = rng.integers(0, n, size=(2, 20_000))
+    distinct = first != second
+    eigenvalues = np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False)), 0, None)
+    share = eigenvalues[eigenvalues > 0] / eigenvalues.sum()
+    positive = (x > 0).mean(axis=0)
+    bit_entropy = -(_xlog2(positive) + _xlog2(1 - positive))
+    query_mean = queries.astype(np.float64).mean(axis=0)
+    return {
+        "mean norm": float(np.linalg.norm(mean)),
+        "anisotropy": float(np.einsum("ij,ij->i", x[first[distinct]], x[second[distinct]]).mean()),
+        "offset/sd": float(np.median(np.abs(mean) / np.maximum(sd, 1e-12))),
+        "variance spread": float(variance.std() / variance.mean()),
+        "outlier variance": float(variance.max() / np.median(variance)),
+        "effective rank": float(np.exp(-(share * np.log(share)).sum()) / d),
+        "bit entropy": float(bit_entropy.mean()),
+        "query shift": float(1 - query_mean @ mean / max(np.linalg.norm(query_mean) * np.linalg.norm(mean), 1e-12)),
+        "sign overlap@10": sign_overlap(x, min(probes, n - 11)),
+    }
+
+
+def sign_overlap(x: np.ndarray, probes: int, k: int = 10) -> float:
+    """Mean overlap of the top ``k`` by sign-bit Hamming distance and by inner product, the first
+    ``probes`` rows as queries against all rows (themselves excluded); ties go to the lower row."""
+    if probes < 1 or len(x) <= k:
+        raise ValueError(f"need more than {k} rows and at least one probe, got {len(x)} rows, {probes} probes")
+    bits = x > 0
+    agreement = (bits[:probes, None, :] == bits[None, :, :]).sum(axis=2).astype(np.float64)
+    scores = x[:probes] @ x.T
+    self_match = np.arange(probes)
+    agreement[self_match, self_match] = -np.inf
+    scores[self_match, self_match] = -np.inf
+    by_bits = np.argsort(-agreement, axis=1, kind="stable")[:, :k]
+    by_cosine = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(by_bits, by_cosine, strict=True)]))
+
+
+def _xlog2(p: np.ndarray) -> np.ndarray:
+    return np.where(p > 0, p * np.log2(np.where(p > 0, p, 1)), 0.0)
+
+
+LOSS_CODECS = {"BIN": "sign", "BINc": "centred sign", "BINr": "rotated sign", "ITQ": "ITQ"}
+"""The 1-bit codecs (d bits each) whose losses the chapter explains, and their short labels."""
+
+
+def loss_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model): float32 nDCG@10, % retained by each of :data:`LOSS_CODECS`, the 1-bit loss
+    (100 - % retained by BIN, in points) and the gain of centring, rotation and ITQ over BIN (points)."""
+    wide = summary.pivot_table(index=["dataset", "model"], columns="name", values="% float32 nDCG@10",
+                               sort=False)
+    reference = summary[summary.name == "Flat"].set_index(["dataset", "model"])["nDCG@10"]
+    table = pd.DataFrame({"float32 nDCG@10": reference})
+    for name in LOSS_CODECS:
+        table[f"% {name}"] = wide[name]
+    table["1-bit loss"] = 100 - table["% BIN"]
+    for name in ("BINc", "BINr", "ITQ"):
+        table[f"gain {name}"] = table[f"% {name}"] - table["% BIN"]
+    return table.reset_index()
+
+
+def correlations(frame: pd.DataFrame, target: str, names: list[str], permutations: int = 10_000,
+                 seed: int = 0) -> pd.DataFrame:
+    """Spearman's rank correlation of each diagnostic with ``target`` across the rows of ``frame``, with a
+    two-sided permutation p-value (seeded). With a handful of rows, only strong correlations mean much."""
+    rng = np.random.default_rng(seed)
+    y = frame[target].rank().to_numpy()
+    rows = []
+    for name in names:
+        x = frame[name].rank().to_numpy()
+        rho = _pearson(x, y)
+        shuffled = np.array([_pearson(x, rng.permutation(y)) for _ in range(permutations)])
+        p = (1 + np.sum(np.abs(shuffled) >= abs(rho) - 1e-12)) / (1 + permutations)
+        rows.append({"diagnostic": name, "Spearman rho": rho, "permutation p": p, "pairs": len(frame)})
+    return pd.DataFrame(rows)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    denominator = np.sqrt((x @ x) * (y @ y))
+    return float(x @ y / denominator) if denominator > 0 else 0.0
+
+
+def held_out_predictions(frame: pd.DataFrame, predictor: str, target: str, group: str = "dataset") -> pd.DataFrame:
+    """Leave one ``group`` out: fit ``target ~ a + b * predictor`` on the other groups' rows, predict the
+    held-out rows. Beside it, the baseline that ignores geometry (the other rows' mean)."""
+    groups = frame[group].unique()
+    if len(groups) < 3:
+        raise ValueError(f"need at least 3 distinct {group}s to hold one out, got {len(groups)}")
+    rows = []
+    for held_out in groups:
+        train, test = frame[frame[group] != held_out], frame[frame[group] == held_out]
+        slope, intercept = np.polyfit(train[predictor], train[target], 1)
+        for _, row in test.iterrows():
+            rows.append({"dataset": row.dataset, "model": row.model, predictor: row[predictor],
+                         "actual": row[target], "predicted": intercept + slope * row[predictor],
+                         "baseline": train[target].mean()})
+    out = pd.DataFrame(rows)
+    out["error"] = out.predicted - out.actual
+    out["baseline error"] = out.baseline - out.actual
+    return out
+
+
+def prediction_verdict(predictions: pd.DataFrame, predictor: str, target: str) -> str:
+    """One sentence: held-out mean absolute error of the geometric prediction against the baseline's."""
+    mae, baseline = predictions.error.abs().mean(), predictions["baseline error"].abs().mean()
+    better = "beats" if mae < baseline else "does not beat"
+    return (f"Predicting the {target} from {predictor!r} with one dataset held out at a time: mean absolute error "
+            f"{mae:.1f} points against {baseline:.1f} for the geometry-blind baseline over {len(predictions)} "
+            f"(dataset, model) pairs; the diagnostic {better} the baseline.")

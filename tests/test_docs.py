@@ -1,0 +1,36 @@
+"""The book's reference pages list what the code defines: codec names, result columns, profiles."""
+
+import re
+
+import pytest
+
+from phase2 import PROJECT_ROOT, bench, codecs, pipeline, results
+
+SPEC = PROJECT_ROOT / "book" / "spec.md"
+
+
+def listed(block: str) -> list[str]:
+    text = SPEC.read_text()
+    body = re.search(rf"<!-- {block} -->(.*?)<!-- /{block} -->", text, re.S)
+    assert body, f"{SPEC}: no <!-- {block} --> block"
+    return re.findall(r"`([^`]+)`", body[1])
+
+
+@pytest.mark.parametrize(("block", "defined"), [
+    ("codec-patterns", [*codecs.CODECS, *codecs.PATTERNS]),
+    ("quality-columns", results.COLUMNS),
+    ("bench-columns", bench.BENCH_COLUMNS),
+    ("profiles", pipeline.profile_names()),
+])
+def test_spec_lists_match_the_code(block, defined):
+    assert listed(block) == list(defined)
+
+
+def test_every_citation_has_a_reference():
+    bib = (PROJECT_ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    cited = set()
+    for page in (PROJECT_ROOT / "book").glob("*.md"):
+        for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", page.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited and cited <= keys, sorted(cited - keys)
