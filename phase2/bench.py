@@ -15,6 +15,7 @@ queried by the real queries and labelled ``synthetic`` in every row.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -48,6 +49,29 @@ model fitted to the real corpus named in ``source``) or ``random codes`` (kernel
 
 def max_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy ticks of the whole machine, ticks of this process) from Linux's /proc."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    busy = sum(map(int, fields)) - int(fields[3]) - int(fields[4])  # all but idle and iowait
+    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return busy, int(own[11]) + int(own[12])  # utime + stime
+
+
+def busy_cores_elsewhere(seconds: float = 2.0) -> float | None:
+    """Cores kept busy by *other* processes during ``seconds`` of sleep (None where /proc is missing).
+
+    Timings are only meaningful on an idle machine: a background process at the lowest priority
+    made faiss's 2-thread PQ training 10-16x slower inside a Jupyter kernel on the 2-core reference
+    machine (OpenMP threads wait for each other at every barrier)."""
+    try:
+        busy, own = _cpu_ticks()
+        time.sleep(seconds)
+        busy_after, own_after = _cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, (busy_after - busy) - (own_after - own)) / os.sysconf("SC_CLK_TCK") / seconds
 
 
 @contextmanager

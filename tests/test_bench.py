@@ -4,6 +4,9 @@ append, and rejects bad input. Nothing here is timed: speed is measured by ``pha
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -158,3 +161,15 @@ def test_demo_runs_on_a_shared_collection(capsys):
     assert "query " in out and "float32 flat" in out and "binary + float32 rescore" in out
     table = out.split("top-10 of every judged query")[1]
     assert "nDCG@10" in table and "queries/s" in table and len(table.strip().splitlines()) == 5
+
+
+def test_busy_cores_elsewhere_sees_a_spinning_process():
+    spin = "import time\nend = time.time() + 3\nwhile time.time() < end: pass"
+    spinner = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.3)
+        busy = bench.busy_cores_elsewhere(1.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy > 0.3

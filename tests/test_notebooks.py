@@ -59,7 +59,8 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     chapters = paths[0].parent
     assert len(list((results / "quality_vs_memory").glob("*.parquet"))) == 1
     text = markdown_outputs(chapters / QUALITY.name)
-    assert "binary (1-bit sign) (48 bytes, 32x smaller) kept" in text
+    assert "codes lost more than 5% on at least one collection: " in text
+    assert "binary (1-bit sign) (48 B, 80.5%)" in text
     assert "**At equal memory**" in text and "48 bytes/vector: binary" in text
     assert "published about 92-96%" in text
     assert len(list((results / "rescoring").glob("*.parquet"))) == 1

@@ -5,6 +5,10 @@ import pandas as pd
 import pytest
 
 from phase2 import quality
+from phase2.codecs import Codec
+from phase2.datasets import load_beir_dir
+
+from conftest import write_collection
 
 # codec -> (family, bytes, rescore bytes, per-query nDCG@10 for 40 queries)
 RNG = np.random.default_rng(0)
@@ -73,3 +77,40 @@ def test_rescoring_table_and_verdict_find_the_first_factor_not_significantly_bel
 
 def test_rescoring_grid_never_rescores_a_codec_by_itself():
     assert quality.rescoring_grid(["BIN", "SQ8"], ["SQ8"], [2]) == ["BIN", "SQ8", "BIN+R2SQ8"]
+
+
+def test_verdict_sorts_codecs_into_tiers_by_their_worst_collection(results):
+    text = quality.verdict(quality.all_summaries(results))
+    lines = text.splitlines()
+    assert lines[0].startswith("**m**, 1 collection, float32 = 1536 bytes/vector")
+    assert lines[1].startswith("- 2 codes kept at least 99% of float32's nDCG@10 on every collection: ")
+    assert "BIN+R4Flat (48 B + 1536 B rescore store, 100.0%)" in lines[1]
+    assert lines[2].startswith("- 2 codes kept 95-99% on every collection: PQ16 (16 B, ")
+    assert lines[3].startswith("- 3 codes lost more than 5% on at least one collection: ITQ128 (16 B, 82.6%)")
+    assert lines[4].startswith("- Best codec within 16 scanned bytes/vector, by nDCG@10: toy: PQ16")
+
+
+def test_search_results_are_cached_and_keyed_by_codec_depth_and_code(tmp_path, monkeypatch):
+    words = "wing lift heat flow boundary layer speed shock wave drag".split()
+    corpus = [{"_id": f"d{i}", "text": " ".join(words[i % 10:] + words[:i % 10][: i % 3])} for i in range(12)]
+    qrels = ["query-id\tcorpus-id\tscore", "q1\td1\t1", "q2\td3\t1"]
+    tiny_collection = write_collection(tmp_path / "data", corpus=corpus, qrels=qrels)
+    monkeypatch.setenv("PHASE2_DATA_DIR", str(tiny_collection.parent))
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
+    first = quality.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False)
+    assert len(list((tmp_path / "cache" / "search").glob("*.ids.npy"))) == 4  # Flat runs as the reference
+
+    def no_fit(self, corpus):
+        raise AssertionError(f"cache miss: {self.name} was fitted again")
+
+    monkeypatch.setattr(Codec, "fit", no_fit)
+    pd.testing.assert_frame_equal(
+        quality.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False), first)
+    with pytest.raises(AssertionError, match="cache miss: Flat"):
+        quality.run_collection("tiny", "minilm-l6", ["BIN"], 11, {}, progress=False)  # another depth
+
+    collection = load_beir_dir(tiny_collection)
+    key = quality.search_key(collection, "minilm-l6", "BIN", 12)
+    assert key != quality.search_key(collection, "minilm-l6", "BINc", 12)
+    monkeypatch.setattr(quality, "_search_code_digest", lambda: "edited codecs.py")
+    assert key != quality.search_key(collection, "minilm-l6", "BIN", 12)
