@@ -224,7 +224,7 @@ def measured_points(directory=None) -> tuple[pd.DataFrame, str]:
                           "(make book, or python -m phase2 chapter throughput --profile default)") from None
     points = bench.operating_points(table)
     kind = scaling_table(points)
-    first = table.iloc[0]
+    first = table[table.data_kind != bench.KERNEL_DATA].iloc[0]
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
     evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, {first.cpu}): "
                 f"{kind.data_kind.iloc[0]} corpora of {sizes} vectors modelled on {first.source}, "

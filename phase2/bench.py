@@ -47,6 +47,9 @@ or qps, scan_GBps, read_GBps (kernels). ``data_kind`` is ``real``, ``synthetic``
 model fitted to the real corpus named in ``source``) or ``random codes`` (kernels)."""
 
 
+KERNEL_DATA = "random codes"  # data_kind of the kernel comparison's rows, which share a run with the methods
+
+
 def max_threads() -> int:
     return numba.config.NUMBA_NUM_THREADS
 
@@ -312,7 +315,7 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
         queries = rng.integers(0, 256, (n_queries, width // 8), dtype=np.uint8)
         index = faiss.IndexBinaryFlat(width)
         index.add(database)
-        base = dict(meta, data_kind="random codes", source="uniform random codes", n_vectors=n, dim=width,
+        base = dict(meta, data_kind=KERNEL_DATA, source="uniform random codes", n_vectors=n, dim=width,
                     build_params="", query_params="",
                     deterministic=True, code_bytes_per_vector=width / 8, index_bytes=database.nbytes, family="binary")
         for count in thread_counts:
@@ -336,8 +339,11 @@ def save(table: pd.DataFrame) -> Path:
 
 def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per code width and thread count: both kernels' queries/s and scan rate, the speedup, and the
-    scan rate as a multiple of the measured memory read rate."""
-    kernels = table[table.data_kind == "random codes"]
+    scan rate as a multiple of the measured memory read rate (no rows when the run timed no kernels)."""
+    kernels = table[table.data_kind == KERNEL_DATA]
+    if kernels.empty:
+        return pd.DataFrame(columns=["N", "bits", "threads", "ours q/s", "faiss q/s", "speedup", "ours GB/s",
+                                     "faiss GB/s", "memory read GB/s", "ours / memory read"])
     wide = kernels.pivot_table(index=["n_vectors", "dim", "search_threads"], columns=["method", "metric"],
                                values="value", aggfunc="median")
     out = pd.DataFrame({
@@ -352,7 +358,7 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def operating_points(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (data, size, method, query setting, threads): recall@10, q/s, latency, memory, build time."""
-    methods = table[table.data_kind != "random codes"]
+    methods = table[table.data_kind != KERNEL_DATA]
     keys = ["data_kind", "n_vectors", "method", "family", "build_params", "query_params", "search_threads"]
     wide = methods[methods.metric != "build_s"].pivot_table(index=keys, columns="metric", values="value",
                                                             aggfunc="median").reset_index()
@@ -403,11 +409,27 @@ def synthetic_agreement(points: pd.DataFrame) -> pd.DataFrame:
     return pairs.assign(difference=pairs.synthetic - pairs.real)
 
 
-def _best(speed: pd.DataFrame, target: float, families: Iterable[str] | None = None) -> pd.Series | None:
+def fastest_reaching(speed: pd.DataFrame, target: float, families: Iterable[str] | None = None) -> pd.Series | None:
+    """The :func:`speedup_at_recall` row with the most queries/s at ``target`` (of ``families``), or None."""
     rows = speed[(speed["target_recall@10"] == target) & speed.qps.notna()]
     if families is not None:
         rows = rows[rows.family.isin(list(families))]
     return rows.loc[rows.qps.idxmax()] if len(rows) else None
+
+
+def fastest_sentence(speed: pd.DataFrame, target: float) -> str:
+    """Which method was fastest at a recall target, and how the fastest binary pipeline compares."""
+    best = fastest_reaching(speed, target)
+    binary = fastest_reaching(speed, target, ["binary", "binary+rescore"])
+    if best is None:
+        return "no method reached it."
+    text = f"fastest was `{best.method}` at {best.qps:,.0f} q/s ({best.speedup_vs_flat:.1f}x float32 flat)"
+    if binary is None:
+        return text + "; no binary pipeline reached this recall."
+    if binary.method == best.method:
+        return text + ", a binary pipeline."
+    return (text + f"; the fastest binary pipeline, `{binary.method}`, reached {binary.qps:,.0f} q/s "
+                   f"({binary.qps / best.qps:.2f}x the fastest).")
 
 
 def verdict(kernels: pd.DataFrame, points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95)) -> str:
@@ -442,20 +464,5 @@ def verdict(kernels: pd.DataFrame, points: pd.DataFrame, targets: Iterable[float
             f"quantization report quotes 15x to 46x for binary exact search; our ratio is "
             f"{'inside' if 15 <= ratio <= 46 else 'below' if ratio < 15 else 'above'} that range on this machine.")
     speed = speedup_at_recall(largest[largest.search_threads == most], targets)
-    for target in targets:
-        best = _best(speed, target)
-        binary = _best(speed, target, ["binary", "binary+rescore"])
-        if best is None:
-            lines.append(f"- **Recall@10 >= {target}:** no method reached it at N = {n:,}.")
-            continue
-        text = (f"- **Recall@10 >= {target}, N = {n:,}:** fastest was `{best.method}` at {best.qps:,.0f} q/s "
-                f"({best.speedup_vs_flat:.1f}x float32 flat)")
-        if binary is None:
-            text += "; no binary pipeline reached this recall."
-        elif binary.method == best.method:
-            text += ", a binary pipeline."
-        else:
-            text += (f"; the fastest binary pipeline, `{binary.method}`, reached {binary.qps:,.0f} q/s "
-                     f"({binary.qps / best.qps:.2f}x the fastest).")
-        lines.append(text)
+    lines.extend(f"- **Recall@10 >= {target}, N = {n:,}:** {fastest_sentence(speed, target)}" for target in targets)
     return "\n".join(lines)

@@ -148,3 +148,50 @@ def prediction_verdict(predictions: pd.DataFrame, predictor: str, target: str) -
     return (f"Predicting the {target} from {predictor!r} with one dataset held out at a time: mean absolute error "
             f"{mae:.1f} points against {baseline:.1f} for the geometry-blind baseline over {len(predictions)} "
             f"(dataset, model) pairs; the diagnostic {better} the baseline.")
+
+
+DIAGNOSTIC_FAMILY = "diagnostic"
+"""``family`` of the result rows that hold a diagnostic (``metric``) of a (dataset, model), with no codec."""
+
+
+def diagnostic_rows(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """The diagnostics table (one row per dataset and model) as result rows, so later chapters can read it."""
+    long = table.melt(id_vars=["dataset", "model"], value_vars=list(DIAGNOSTICS), var_name="metric")
+    return long.assign(**meta, codec="", codec_label="", family=DIAGNOSTIC_FAMILY, bytes_per_vector=0,
+                       rescore_bytes_per_vector=0, query_id="")
+
+
+def split_results(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A geometry run's results as (diagnostics table, the codecs' search results)."""
+    is_diagnostic = runs.family == DIAGNOSTIC_FAMILY
+    table = runs[is_diagnostic].pivot_table(index=["dataset", "model"], columns="metric", values="value",
+                                            sort=False).reset_index()
+    table.columns.name = None
+    return table[["dataset", "model", *DIAGNOSTICS]], runs[~is_diagnostic]
+
+
+def summary(frame: pd.DataFrame, seed: int = 0) -> list[str]:
+    """The chapter's findings as sentences, from the merged diagnostics and loss table (one row per pair)."""
+    worst = frame.sort_values("1-bit loss", ascending=False).iloc[0]
+    best_fix = frame[["gain BINc", "gain BINr", "gain ITQ"]].median().idxmax().removeprefix("gain ")
+    lines = [f"The plain sign code loses between {frame['1-bit loss'].min():.1f} and {frame['1-bit loss'].max():.1f} "
+             f"points of float32's nDCG@10 across {len(frame)} (collection, model) pair(s); most on "
+             f"{worst.dataset} with {worst.model}.",
+             f"Median gain over the plain sign code: centring {frame['gain BINc'].median():+.1f}, random rotation "
+             f"{frame['gain BINr'].median():+.1f}, ITQ {frame['gain ITQ'].median():+.1f} points; the best repair "
+             f"in the median is {best_fix}."]
+    if frame.dataset.nunique() < 3:
+        return lines
+    found = correlations(frame, "1-bit loss", list(DIAGNOSTICS), seed=seed)
+    strongest = found.iloc[found["Spearman rho"].abs().argmax()]
+    lines.append(f"Strongest rank correlation with the loss: {strongest.diagnostic!r} (rho "
+                 f"{strongest['Spearman rho']:+.2f}, permutation p {strongest['permutation p']:.3f}, "
+                 f"{min(1.0, len(found) * strongest['permutation p']):.2f} after a Bonferroni correction for "
+                 f"{len(found)} diagnostics; {len(frame)} pairs). It was picked after the fact, so read it as a "
+                 "hypothesis for more collections and models to test.")
+    lines.append(prediction_verdict(held_out_predictions(frame, PREDICTOR, "1-bit loss"), PREDICTOR, "1-bit loss"))
+    post_hoc = held_out_predictions(frame, strongest.diagnostic, "1-bit loss")
+    lines.append(f"The same held-out test with {strongest.diagnostic!r} (selected on these data, so optimistic): "
+                 f"mean absolute error {post_hoc.error.abs().mean():.1f} points against "
+                 f"{post_hoc['baseline error'].abs().mean():.1f}.")
+    return lines

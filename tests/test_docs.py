@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from phase2 import PROJECT_ROOT, bench, codecs, pipeline, results
+from phase2 import PROJECT_ROOT, answers, bench, codecs, pipeline, results
 
 SPEC = PROJECT_ROOT / "book" / "spec.md"
 
@@ -34,3 +34,9 @@ def test_every_citation_has_a_reference():
         for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", page.read_text()):
             cited.update(k.strip() for k in group.split(","))
     assert cited and cited <= keys, sorted(cited - keys)
+
+
+def test_the_front_page_asks_the_questions_the_conclusion_answers():
+    front = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
+    for rq, question in answers.QUESTIONS.items():
+        assert f"**{rq}.** {question}" in front, rq

@@ -125,21 +125,36 @@ def test_missing_weights_offline_say_how_to_install(monkeypatch):
         embeddings.model_location(embeddings.get_model_spec("mpnet-base"))
 
 
-def test_interrupted_embedding_resumes_after_the_last_checkpoint(tiny_collection, cache, monkeypatch):
-    c = load_beir_dir(tiny_collection)
-    monkeypatch.setattr(embeddings, "CHECKPOINT_TEXTS", 2)
-    calls = []
-
-    def encoder_failing_on_second_chunk(texts, batch_size, progress):
+def encoder_failing_on_second_chunk(calls: list):
+    """A fake encoder that records its inputs and is interrupted (Ctrl-C) on its second call."""
+    def encode(texts, batch_size, progress):
         calls.append(list(texts))
         if len(calls) == 2:
             raise KeyboardInterrupt
         return np.tile(np.float32([1.0, 0.0]), (len(texts), 1))
+    return lambda *args: encode
 
-    monkeypatch.setattr(embeddings, "_load_encoder", lambda *args: encoder_failing_on_second_chunk)
+
+def test_interrupted_embedding_resumes_after_the_last_checkpoint(tiny_collection, cache, monkeypatch):
+    c = load_beir_dir(tiny_collection)
+    monkeypatch.setattr(embeddings, "CHECKPOINT_TEXTS", 2)
+    calls = []
+    monkeypatch.setattr(embeddings, "_load_encoder", encoder_failing_on_second_chunk(calls))
     with pytest.raises(KeyboardInterrupt):
         embeddings.embed(c, "minilm-l6", "docs", progress=False)
     assert not list(cache.glob("*.npy")) and len(list(cache.glob("*.partial/*.npy"))) == 1
     docs = embeddings.embed(c, "minilm-l6", "docs", progress=False)
     assert calls == [c.doc_texts[:2], c.doc_texts[2:], c.doc_texts[2:]]  # the first chunk is not encoded again
     assert docs.shape == (3, 2) and not list(cache.glob("*.partial"))
+
+
+def test_a_checkpoint_of_another_size_is_not_reused(tiny_collection, cache, monkeypatch):
+    c = load_beir_dir(tiny_collection)
+    calls = []
+    monkeypatch.setattr(embeddings, "_load_encoder", encoder_failing_on_second_chunk(calls))
+    monkeypatch.setattr(embeddings, "CHECKPOINT_TEXTS", 1)
+    with pytest.raises(KeyboardInterrupt):
+        embeddings.embed(c, "minilm-l6", "docs", progress=False)  # keeps a checkpoint of the first text
+    monkeypatch.setattr(embeddings, "CHECKPOINT_TEXTS", 2)
+    assert embeddings.embed(c, "minilm-l6", "docs", progress=False).shape == (3, 2)
+    assert calls[2:] == [c.doc_texts[:2], c.doc_texts[2:]]  # the one-text checkpoint was not taken for two

@@ -81,3 +81,29 @@ def test_held_out_prediction_refits_without_the_held_out_dataset():
     assert "beats the baseline" in geometry.prediction_verdict(predictions, "x", "loss")
     with pytest.raises(ValueError, match="need at least 3 distinct datasets"):
         geometry.held_out_predictions(frame[frame.dataset.isin(["d0", "d1"])], "x", "loss")
+
+
+def test_diagnostics_travel_through_the_result_rows_unchanged():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame([{"dataset": d, "model": m, **{name: rng.uniform() for name in geometry.DIAGNOSTICS}}
+                          for d in ("a", "b") for m in ("m1", "m2")])
+    searches = pd.DataFrame([{"dataset": "a", "model": "m1", "codec": "BIN", "family": "binary", "metric": "nDCG@10",
+                              "value": 0.4, "query_id": ""}])
+    rows = geometry.diagnostic_rows(table, {"run_id": "r", "chapter": "geometry"})
+    assert (rows.family == geometry.DIAGNOSTIC_FAMILY).all() and (rows.codec == "").all() and len(rows) == 4 * 9
+    back, rest = geometry.split_results(pd.concat([searches, rows], ignore_index=True))
+    pd.testing.assert_frame_equal(back, table)
+    pd.testing.assert_frame_equal(rest[searches.columns], searches)
+
+
+def test_summary_explains_and_tests_the_predictor_from_three_collections_on():
+    frame = pd.DataFrame([{"dataset": f"d{i % 4}", "model": f"m{i // 4}", "1-bit loss": 30 - 2.0 * i,
+                           "gain BINc": 1.0, "gain BINr": 0.5, "gain ITQ": 2.0 - i,
+                           **{name: float((i * (k + 3)) % 7) for k, name in enumerate(geometry.DIAGNOSTICS)}}
+                          for i in range(8)])
+    frame[geometry.PREDICTOR] = -frame["1-bit loss"]
+    lines = geometry.summary(frame, seed=0)
+    assert lines[0].startswith("The plain sign code loses between 16.0 and 30.0 points")
+    assert "the best repair in the median is BINc" in lines[1]
+    assert "'sign overlap@10' (rho -1.00" in lines[2] and "the diagnostic beats the baseline" in lines[3]
+    assert len(geometry.summary(frame[frame.dataset.isin(["d0", "d1"])])) == 2

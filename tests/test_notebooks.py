@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
-from phase2 import pipeline
+from phase2 import bench, pipeline
 from phase2.__main__ import main
 
 CHAPTERS = pipeline.chapter_notebooks()
@@ -67,7 +68,8 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     text = markdown_outputs(chapters / RESCORING.name)
     assert ("- BIN rescored with Flat: cranfield/minilm-l6: 80.5% alone, not significantly below float32 from "
             "factor") in text
-    assert len(list((results / "throughput").glob("*.parquet"))) == 1
+    (throughput_run,) = (results / "throughput").glob("*.parquet")
+    assert bench.KERNEL_DATA in set(pd.read_parquet(throughput_run).data_kind)  # the kernel comparison is kept too
     text = markdown_outputs(chapters / THROUGHPUT.name)
     assert "this project's Hamming top-k answered" in text and "Recall@10 >= 0.9" in text
     assert "operating points on both" in text  # the real-vs-synthetic check ran
@@ -81,6 +83,11 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     text = markdown_outputs(chapters / CONCLUSION.name)
     assert "Quality at equal memory" in text and 'href="quality_vs_memory.html#equal-memory"' in text
     assert 'href="regimes.html#which-scheme-wins-where"' in text
+    answers = text[text.index("**RQ1."):]
+    assert "The 1-bit sign code (48 B/vector" in answers and "Exhaustive 1-bit search answered" in answers
+    assert "this project's Hamming kernel answered" in answers
+    assert "The plain sign code loses between 19.5 and 19.5 points" in answers
+    assert "Asking for recall@10 >= 0.9 of exact search, over 36" in answers
     text = markdown_outputs(chapters / REPRODUCTION.name)
     assert "default" in text and "smoke" in text
 

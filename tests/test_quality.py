@@ -114,3 +114,16 @@ def test_search_results_are_cached_and_keyed_by_codec_depth_and_code(tmp_path, m
     assert key != quality.search_key(collection, "minilm-l6", "BINc", 12)
     monkeypatch.setattr(quality, "_search_code_digest", lambda: "edited codecs.py")
     assert key != quality.search_key(collection, "minilm-l6", "BIN", 12)
+
+
+def test_the_rq1_answer_states_scalar_sign_equal_memory_and_rescoring_numbers(results):
+    from phase2 import answers
+
+    summaries = quality.all_summaries(results)
+    text = answers.quality_answer(summaries, quality.binary_at_budgets(results, quality.equal_memory(summaries)))
+    assert text.startswith("Over 1 (collection, model) pairs and exhaustive search.")
+    sign = 100 * (BASE - np.where(np.arange(40) < 4, 0.5, 0.0)).mean() / BASE.mean()
+    assert f"The 1-bit sign code (48 B/vector at the smallest dimension, 32x smaller than float32) kept a median " \
+           f"{sign:.1f}%" in text
+    assert "worse in 2, competitive in 4 and better in 0 of 6 (pair, budget) cells" in text
+    assert "Re-ranking the sign code's top 40 brought the median to 100.0% with float32." in text
