@@ -79,8 +79,7 @@ def scaling_table(points: pd.DataFrame) -> pd.DataFrame:
     kind = sizes.idxmax()
     out = points[points.data_kind == kind].copy()
     out["series"] = out.method.map(series_name)
-    store = np.where(out.family == "binary+rescore", out.index_bytes / out.n_vectors - out.code_bytes, 0.0)
-    out["store_bytes_per_vector"] = store
+    out["store_bytes_per_vector"] = out.store_bytes
     if "recall@10_se" not in out:
         out["recall@10_se"] = np.nan
     return out

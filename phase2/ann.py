@@ -101,6 +101,12 @@ class Method(ABC):
     def code_bytes(self) -> float:
         """Bytes per vector scanned for every query (the codes), excluding graph or list overhead."""
 
+    @property
+    def store_bytes(self) -> float:
+        """Of ``index_bytes`` per vector, a re-ranking store read only for each query's candidates (may live
+        on disk); 0 for single-stage methods."""
+        return 0.0
+
 
 class FaissIndex(Method):
     """Any float index faiss's factory can build, inner-product metric.
@@ -194,25 +200,29 @@ class HammingFlat(Method):
         return self.codes.shape[1]
 
 
-class HammingRescore(HammingFlat):
-    """Hamming top ``factor * k`` (numba kernel), re-ranked by float32 vectors or int8 codes.
+class BinaryRescore(Method):
+    """A binary first stage's top ``factor * k``, re-ranked by float32 vectors or int8 codes.
 
-    int8 rescoring uses faiss's per-dimension ``SQ8`` codes: ``q . decode(c)`` ranks like
-    ``(q * step) . c``, scored by the ``uint8_dot`` kernel. The re-ranking store is read for the
-    candidates only; ``index_bytes`` counts it (this benchmark holds it in memory).
-    Query argument: ``factor``.
+    The first stage is this project's exhaustive Hamming scan (default) or a faiss binary index
+    (:class:`FaissBinaryIndex`: HNSW or IVF over the same sign codes). int8 rescoring uses faiss's
+    per-dimension ``SQ8`` codes: ``q . decode(c)`` ranks like ``(q * step) . c``, scored by the
+    ``uint8_dot`` kernel. The re-ranking store is read for the candidates only (``store_bytes``);
+    ``index_bytes`` counts it, as this benchmark holds it in memory. Query arguments: ``factor``, and
+    the first stage's own (``efSearch``, ``nprobe``).
     """
 
     family = "binary+rescore"
 
-    def __init__(self, name: str, store: str):
+    def __init__(self, name: str, store: str, first: Method | None = None):
         super().__init__(name)
         if store not in ("float32", "int8"):
             raise ValueError(f"rescoring store must be float32 or int8, got {store!r}")
         self.store = store
+        self.first = first or HammingFlat(name)
+        self.deterministic = self.first.deterministic
 
     def fit(self, corpus):
-        super().fit(corpus)
+        self.first.fit(corpus)
         if self.store == "float32":
             self.vectors = corpus.copy()
         else:
@@ -222,18 +232,33 @@ class HammingRescore(HammingFlat):
             trained = faiss.vector_to_array(self.sq.trained).reshape(2, -1)
             self.step = (trained[1] / 255).astype(np.float32)
 
+    def set_query_arguments(self, **arguments):
+        super().set_query_arguments(**arguments)
+        self.first.set_query_arguments(**{key: v for key, v in arguments.items() if key != "factor"})
+
     def query(self, queries, k):
-        depth = min(len(self.codes), k * self.query_arguments.get("factor", 1))
-        candidates = hamming_topk(sign_codes(queries), self.codes, depth)[1]
+        depth = min(len(self.vectors), k * self.query_arguments.get("factor", 1))
+        candidates = self.first.query(queries, depth)
+        missing = candidates < 0  # an inverted-file first stage may find fewer than ``depth``
+        safe = np.where(missing, 0, candidates)
         if self.store == "float32":
-            scores = np.einsum("qd,qcd->qc", queries, self.vectors[candidates])
+            scores = np.einsum("qd,qcd->qc", queries, self.vectors[safe])
         else:
-            scores = uint8_dot(queries * self.step, self.vectors, candidates)
+            scores = uint8_dot(queries * self.step, self.vectors, safe)
+        scores = np.where(missing, -np.inf, scores)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(candidates, order, axis=1)
 
     def index_bytes(self):
-        return int(self.codes.nbytes + self.vectors.nbytes)
+        return int(self.first.index_bytes() + self.vectors.nbytes)
+
+    @property
+    def code_bytes(self):
+        return self.first.code_bytes
+
+    @property
+    def store_bytes(self):
+        return self.vectors.nbytes / len(self.vectors)
 
 
 def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -34,14 +34,15 @@ from phase2.ann import exact_topk, recall_at_k
 from phase2.bench_registry import REGISTRY
 from phase2.datasets import load_dataset
 from phase2.embeddings import embed
-from phase2.errors import ParameterError
+from phase2.errors import ParameterError, Phase2Error
 from phase2.kernels import hamming_topk
 from phase2.results import run_metadata, write_results
 
 CHAPTER = "throughput"
 BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "versions", "cpu", "seed", "profile", "chapter",
                  "data_kind", "source", "n_vectors", "dim", "method", "family", "build_params", "query_params",
-                 "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes", "metric", "value"]
+                 "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
+                 "store_bytes_per_vector", "metric", "value"]
 """One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, build_s (methods)
 or qps, scan_GBps, read_GBps (kernels). ``data_kind`` is ``real``, ``synthetic`` (drawn from a
 model fitted to the real corpus named in ``source``) or ``random codes`` (kernels)."""
@@ -224,7 +225,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                 build_s = time.perf_counter() - start
             common = dict(base, method=method.name, family=method.family, build_params=name,
                           deterministic=method.deterministic, code_bytes_per_vector=float(method.code_bytes),
-                          index_bytes=method.index_bytes())
+                          index_bytes=method.index_bytes(), store_bytes_per_vector=float(method.store_bytes))
             rows.append(dict(common, query_params="", search_threads=max_threads(), metric="build_s", value=build_s))
             for arguments in entry.query_grid:
                 method.set_query_arguments(**arguments)
@@ -317,7 +318,8 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
         index.add(database)
         base = dict(meta, data_kind=KERNEL_DATA, source="uniform random codes", n_vectors=n, dim=width,
                     build_params="", query_params="",
-                    deterministic=True, code_bytes_per_vector=width / 8, index_bytes=database.nbytes, family="binary")
+                    deterministic=True, code_bytes_per_vector=width / 8, index_bytes=database.nbytes,
+                    store_bytes_per_vector=0.0, family="binary")
         for count in thread_counts:
             with threads(count):
                 ours_s, (ours_dist, _) = median_seconds(lambda q=queries, db=database: hamming_topk(q, db, k), repeats)
@@ -358,13 +360,17 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def operating_points(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (data, size, method, query setting, threads): recall@10, q/s, latency, memory, build time."""
+    if "store_bytes_per_vector" not in table:
+        raise Phase2Error(f"throughput run {table.run_id.iloc[0]} predates the rescoring-store column "
+                          "(store_bytes_per_vector): re-run the throughput chapter or `python -m phase2 bench methods`")
     methods = table[table.data_kind != KERNEL_DATA]
     keys = ["data_kind", "n_vectors", "method", "family", "build_params", "query_params", "search_threads"]
     wide = methods[methods.metric != "build_s"].pivot_table(index=keys, columns="metric", values="value",
                                                             aggfunc="median").reset_index()
     build = methods[methods.metric == "build_s"].groupby(["data_kind", "n_vectors", "method"]).agg(
         build_s=("value", "median"), index_bytes=("index_bytes", "first"),
-        code_bytes=("code_bytes_per_vector", "first"), deterministic=("deterministic", "first"))
+        code_bytes=("code_bytes_per_vector", "first"), store_bytes=("store_bytes_per_vector", "first"),
+        deterministic=("deterministic", "first"))
     out = wide.merge(build.reset_index(), on=["data_kind", "n_vectors", "method"])
     out["bytes_per_vector"] = out.index_bytes / out.n_vectors
     return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from phase2.ann import FaissBinaryIndex, FaissIndex, HammingFlat, HammingRescore, Method, nlist
+from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissIndex, HammingFlat, Method, nlist
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,15 @@ REGISTRY: dict[str, Entry] = {
     "bin-hnsw": Entry(lambda n, d: [FaissBinaryIndex("bin-hnsw(M=32)", "BHNSW32", deterministic=False)], EF_SEARCH),
     "bin-ivf": Entry(lambda n, d: [FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
                                                     deterministic=False)], NPROBE),
-    "bin-rescore-f32": Entry(lambda n, d: [HammingRescore("bin-rescore-f32", "float32")], FACTOR),
-    "bin-rescore-int8": Entry(lambda n, d: [HammingRescore("bin-rescore-int8", "int8")], FACTOR),
+    "bin-rescore-f32": Entry(lambda n, d: [BinaryRescore("bin-rescore-f32", "float32")], FACTOR),
+    "bin-rescore-int8": Entry(lambda n, d: [BinaryRescore("bin-rescore-int8", "int8")], FACTOR),
+    "bin-hnsw-rescore-int8": Entry(
+        lambda n, d: [BinaryRescore("bin-hnsw-rescore-int8(M=32)", "int8",
+                                    FaissBinaryIndex("bin-hnsw(M=32)", "BHNSW32", deterministic=False))],
+        [{"efSearch": e, "factor": f} for e in (32, 128) for f in (4, 10)]),
+    "bin-ivf-rescore-int8": Entry(
+        lambda n, d: [BinaryRescore(f"bin-ivf-rescore-int8(nlist={nlist(n)})", "int8",
+                                    FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
+                                                     deterministic=False))],
+        [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10)]),
 }

@@ -16,7 +16,7 @@ def point(n, method, build, family, recall, qps, bytes_per_vector, code_bytes=No
     return {"data_kind": "synthetic", "n_vectors": n, "method": method, "family": family, "build_params": build,
             "query_params": query, "search_threads": 2, "recall@10": recall, "recall@10_se": se, "qps": qps,
             "index_bytes": bytes_per_vector * n, "code_bytes": code_bytes or bytes_per_vector,
-            "bytes_per_vector": bytes_per_vector}
+            "store_bytes": bytes_per_vector - (code_bytes or bytes_per_vector), "bytes_per_vector": bytes_per_vector}
 
 
 @pytest.fixture

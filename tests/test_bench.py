@@ -15,9 +15,9 @@ import pytest
 
 from phase2 import bench, results
 from phase2.__main__ import main
-from phase2.ann import FaissTrainingWarning, exact_topk, recall_at_k
+from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissTrainingWarning, exact_topk, recall_at_k
 from phase2.bench_registry import REGISTRY
-from phase2.errors import ParameterError
+from phase2.errors import ParameterError, Phase2Error
 
 from conftest import require_dataset
 
@@ -60,6 +60,35 @@ def test_exact_methods_agree_with_ground_truth(tiny_run):
     rescored = points[points.method == "bin-rescore-f32"].set_index("query_params")["recall@10"]
     assert rescored['{"factor": 10}'].min() >= rescored['{"factor": 1}'].max()
     assert (points.bytes_per_vector > 0).all()
+
+
+def test_rescoring_store_is_counted_apart_from_the_first_stage(tiny_run):
+    points = bench.operating_points(tiny_run).groupby("method").first()
+    assert points.store_bytes["bin-rescore-f32"] == 32 * 4 and points.store_bytes["bin-rescore-int8"] == 32
+    assert points.store_bytes["bin-hnsw-rescore-int8(M=32)"] == 32 and points.store_bytes["flat"] == 0
+    hnsw = points.loc["bin-hnsw-rescore-int8(M=32)"]
+    assert hnsw.index_bytes / 600 > hnsw.code_bytes + hnsw.store_bytes  # the graph stays in RAM
+    with pytest.raises(Phase2Error, match="predates the rescoring-store column"):
+        bench.operating_points(tiny_run.drop(columns="store_bytes_per_vector"))
+
+
+def test_index_first_stages_rescore_like_the_scan_and_survive_short_candidate_lists():
+    corpus, queries = unit_rows(600, 32, 1), unit_rows(25, 32, 2)
+    scan = BinaryRescore("scan", "int8")
+    graph = BinaryRescore("graph", "int8", FaissBinaryIndex("g", "BHNSW32"))
+    lists = BinaryRescore("lists", "int8", FaissBinaryIndex("l", "BIVF16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FaissTrainingWarning)
+        for method in (scan, graph, lists):
+            method.fit(corpus)
+    scan.set_query_arguments(factor=60)  # every code is a candidate, so Hamming ties cannot differ
+    graph.set_query_arguments(factor=60, efSearch=600)
+    np.testing.assert_array_equal(graph.query(queries, 10), scan.query(queries, 10))
+    lists.set_query_arguments(factor=60, nprobe=1)  # one list of ~38 codes cannot fill 600 candidates
+    found = lists.query(queries, 10)
+    assert found.shape == (25, 10) and ((found >= 0) & (found < 600)).all()
+    with pytest.raises(ValueError, match="unknown query argument 'ef'"):
+        graph.set_query_arguments(ef=8)
 
 
 def test_graph_overhead_is_measured(tiny_run):
