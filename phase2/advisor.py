@@ -231,7 +231,7 @@ def measured_points(directory=None) -> tuple[pd.DataFrame, str]:
     return points, evidence
 
 
-BINARY_FAMILIES = ("binary", "binary+rescore")
+BINARY_FAMILIES = bench.BINARY_FAMILIES
 
 
 def _feasible_by_cell(points: pd.DataFrame, doc_counts: list[int], budgets: list[float], targets: list[float],

@@ -49,6 +49,7 @@ model fitted to the real corpus named in ``source``) or ``random codes`` (kernel
 
 
 KERNEL_DATA = "random codes"  # data_kind of the kernel comparison's rows, which share a run with the methods
+BINARY_FAMILIES = ("binary", "binary+rescore")  # the method families that count as binary in every verdict
 
 
 def max_threads() -> int:
@@ -426,7 +427,7 @@ def fastest_reaching(speed: pd.DataFrame, target: float, families: Iterable[str]
 def fastest_sentence(speed: pd.DataFrame, target: float) -> str:
     """Which method was fastest at a recall target, and how the fastest binary pipeline compares."""
     best = fastest_reaching(speed, target)
-    binary = fastest_reaching(speed, target, ["binary", "binary+rescore"])
+    binary = fastest_reaching(speed, target, BINARY_FAMILIES)
     if best is None:
         return "no method reached it."
     text = f"fastest was `{best.method}` at {best.qps:,.0f} q/s ({best.speedup_vs_flat:.1f}x float32 flat)"
