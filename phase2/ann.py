@@ -269,6 +269,13 @@ def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per query, the share of the true top-k found in the returned top-k."""
+    """Per query, the share of the true top-k found in the first k returned ids. -1 is faiss's "no result":
+    it never counts as found, and a truth row padded with it (a corpus smaller than k) has fewer to find."""
     k = truth.shape[1]
-    return np.array([len(set(f[:k]) & set(t)) / k for f, t in zip(found, truth, strict=True)])
+    if len(found) != len(truth):
+        raise ValueError(f"recall@{k}: found has {len(found)} rows, truth {len(truth)}")
+    out = np.empty(len(truth))
+    for i, (f, t) in enumerate(zip(found.tolist(), truth.tolist(), strict=True)):
+        relevant = set(t) - {-1}
+        out[i] = len(set(f[:k]) & relevant) / len(relevant) if relevant else 1.0
+    return out

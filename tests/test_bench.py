@@ -15,7 +15,7 @@ import pytest
 
 from phase2 import bench, results
 from phase2.__main__ import main
-from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissTrainingWarning, exact_topk, recall_at_k
+from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissTrainingWarning
 from phase2.bench_registry import REGISTRY
 from phase2.errors import ParameterError, Phase2Error
 
@@ -119,8 +119,7 @@ def test_kernel_benchmark_checks_faiss_and_reports_bandwidth():
     table = bench.run_kernels(3000, [24, 64], [1], n_queries=9, k=5, repeats=1, bandwidth_bytes=1 << 23,
                               progress=False)
     summary = bench.kernel_table(table)
-    assert list(summary.bits) == [24, 64] and (summary.threads == 1).all()
-    assert np.allclose(summary["speedup"], summary["ours q/s"] / summary["faiss q/s"])
+    assert list(summary.bits) == [24, 64] and (summary.threads == 1).all()  # the arithmetic: test_verdicts.py
     assert (summary[["ours GB/s", "faiss GB/s", "memory read GB/s"]] > 0).all().all()
     with pytest.raises(ParameterError, match="multiples of 8"):
         bench.run_kernels(100, [20], [1], progress=False)
@@ -162,12 +161,6 @@ def test_pareto_front_and_speedup_at_recall():
     speed = bench.speedup_at_recall(points, targets=(0.9, 0.99)).set_index(["method", "target_recall@10"])
     assert speed.loc[("a", 0.9), "speedup_vs_flat"] == 5.0
     assert np.isnan(speed.loc[("a", 0.99), "qps"]) and speed.loc[("flat", 0.99), "speedup_vs_flat"] == 1.0
-
-
-def test_recall_counts_the_shared_neighbours():
-    truth = exact_topk(unit_rows(50, 8, 0), unit_rows(3, 8, 1), 5)
-    assert recall_at_k(truth, truth).tolist() == [1.0, 1.0, 1.0]
-    assert recall_at_k(truth[:, ::-1], truth).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_cli_lists_methods_and_rejects_bad_values(capsys):

@@ -73,12 +73,6 @@ def test_float32_search_is_exact_inner_product_with_stable_ties():
     np.testing.assert_allclose(scores, np.take_along_axis(full, expected, axis=1), rtol=1e-6)
 
 
-def test_float16_decodes_within_half_precision():
-    docs = unit_vectors(100, 64, 4)
-    codec = make_codec("FP16").fit(docs)
-    np.testing.assert_allclose(codec.decode(codec.encode(docs)), docs, atol=1e-3)
-
-
 def test_int8_codes_and_scores_equal_faiss_index_scalar_quantizer():
     docs, queries = unit_vectors(500, 64, 5), unit_vectors(20, 64, 6)
     codec = make_codec("SQ8").fit(docs)

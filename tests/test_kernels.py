@@ -8,6 +8,8 @@ import pytest
 from phase2 import kernels
 from phase2.kernels import as_words, asymmetric_topk, hamming_topk, uint8_dot
 
+from conftest import require_threads
+
 
 def reference_topk(queries, database, k):
     """Unpack every bit, count differences, stable sort: distance ascending, ties by row index."""
@@ -72,11 +74,12 @@ def test_same_result_with_one_and_two_threads():
     rng = np.random.default_rng(7)
     database, queries = random_codes(rng, 20_000, 48), random_codes(rng, 64, 48)
     database[5000:5100] = database[100]  # ties across the two threads' slices
+    require_threads(2)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
         one = hamming_topk(queries, database, 10)
-        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(2)
         two = hamming_topk(queries, database, 10)
     finally:
         numba.set_num_threads(before)

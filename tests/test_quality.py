@@ -127,3 +127,16 @@ def test_the_rq1_answer_states_scalar_sign_equal_memory_and_rescoring_numbers(re
            f"{sign:.1f}%" in text
     assert "worse in 2, competitive in 4 and better in 0 of 6 (pair, budget) cells" in text
     assert "Re-ranking the sign code's top 40 brought the median to 100.0% with float32." in text
+
+
+def test_paired_difference_pairs_queries_by_id_not_by_row_order(results):
+    """A codec 0.01 below float32 on every query, with large between-query spread: the paired interval is
+    tight around -0.01 and stays so when one codec's rows come in another order; unpaired, it would not be."""
+    shuffled = results.sample(frac=1.0, random_state=1)  # rows in any order: pairing is by query id
+    mean, low, high = quality.paired_difference(shuffled, "toy", "m", "PQ48")
+    assert mean == pytest.approx(-0.01) and low == pytest.approx(-0.01) and high == pytest.approx(-0.01)
+    flat = quality.per_query_table(results, "toy", "m")["Flat"].to_numpy()
+    pq = quality.per_query_table(shuffled, "toy", "m").loc[[f"q{i}" for i in range(40)], "PQ48"].to_numpy()
+    unpaired = np.random.default_rng(0).permutation(pq) - flat  # the same values, paired wrongly
+    wrong_low, wrong_high = quality.metrics.paired_bootstrap_ci(unpaired)
+    assert wrong_high - wrong_low > 0.05 > high - low
