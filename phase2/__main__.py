@@ -6,6 +6,7 @@
     python -m phase2 bench kernels --n 1000000 --bits 384,1024 --threads 1,2
     python -m phase2 bench methods --dataset scifact --sizes 10000,100000 --methods flat,bin-flat,hnsw-flat
     python -m phase2 advise --docs 10_000_000 --memory 4GB --target-recall 0.7
+    python -m phase2 embeddings export --model mpnet-base --dataset scifact --to stores/
 """
 
 from __future__ import annotations
@@ -94,9 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     advise.add_argument("--strict", action="store_true", help="refuse corpus sizes beyond the measured ones")
     advise.add_argument("--candidates", type=int, default=5, help="also list this many runners-up (default: 5)")
 
+    stores = sub.add_parser("embeddings", help="publish embeddings as a read-only store other machines verify and use")
+    store_commands = stores.add_subparsers(dest="action", required=True)
+    export = store_commands.add_parser("export", help="write <to>/<model>/<collection>/ from the cache, embedding "
+                                                      "what is missing first (phase2.stores layout)")
+    export.add_argument("--model", required=True, help="embedding model, e.g. mpnet-base")
+    export.add_argument("--dataset", type=_names, required=True, help="collection name(s), comma-separated")
+    export.add_argument("--to", type=Path, required=True, help="the store's root directory")
+
     args = parser.parse_args(argv)
     try:
-        if args.command == "book":
+        if args.command == "embeddings":
+            run_export(args)
+        elif args.command == "book":
             pipeline.build_book(args.profile, force=args.force)
         elif args.command == "demo":
             run_demo(args)
@@ -213,6 +224,14 @@ def run_advise(args: argparse.Namespace) -> None:
         print(f"\ncandidates (feasible first, then by queries/s), top {args.candidates}:")
         print(advice.candidates[columns].head(args.candidates).to_string(
             index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"))
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from phase2.datasets import load_dataset
+    from phase2.embeddings import export_store
+
+    for name in args.dataset:
+        print(f"exported: {export_store(load_dataset(name), args.model, args.to)}", flush=True)
 
 
 def run_one_chapter(args: argparse.Namespace) -> None:

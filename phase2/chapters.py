@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import builtins
 
+from phase2 import stores
 from phase2.errors import ParameterError
 
 _INJECTED_MARKER = "# Parameters"
@@ -93,3 +94,18 @@ def split_floats(value: str, what: str, low: float, high: float) -> list[float]:
     if not numbers or min(numbers) < low or max(numbers) > high:
         raise ParameterError(f"{what}: expected numbers between {low} and {high}, got {value!r}")
     return numbers
+
+
+def collection_model_pairs(datasets: list[str], models: list[str],
+                           stored: list[str]) -> tuple[list[tuple[str, str]], str]:
+    """(collection, model) pairs a chapter runs: every collection with every model of ``models``, and each model
+    of ``stored`` on the collections whose embeddings a published store holds (:mod:`phase2.stores`), never
+    embedded here. Also a line naming what no store holds (empty when nothing is missing)."""
+    extra = [m for m in stored if m not in models]
+    pairs = [(d, m) for d in datasets for m in [*models, *(m for m in extra if stores.locate(m, d))]]
+    missing = {m: [d for d in datasets if (d, m) not in pairs] for m in extra}
+    where = ", ".join(str(root) for root in stores.store_roots())
+    line = " ".join(f"No embedding store holds {m} for {', '.join(ds)} (looked in {where}): those collections run "
+                    f"without {m}, which takes hours to embed here (`make book PROFILE=full` does it)."
+                    for m, ds in missing.items() if ds)
+    return pairs, line

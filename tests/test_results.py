@@ -8,7 +8,8 @@ from phase2 import results
 
 def one_run(run_meta, value=0.5):
     row = {**run_meta, "dataset": "tiny", "model": "m", "codec": "BIN", "codec_label": "binary", "family": "binary",
-           "bytes_per_vector": 48, "rescore_bytes_per_vector": 0, "metric": "nDCG@10", "value": value, "query_id": ""}
+           "bytes_per_vector": 48, "rescore_bytes_per_vector": 0, "metric": "nDCG@10", "value": value, "query_id": "",
+           "embeddings": ""}
     return pd.DataFrame([row, {**row, "query_id": "q1"}])
 
 
