@@ -155,6 +155,25 @@ def test_paired_bootstrap_ci_has_its_nominal_level(level, z):
     assert low < diff.mean() < high
 
 
+def bootstrap_drawn_per_call(diff, resamples=2000, seed=0, level=0.95):
+    """The interval as the chapters computed it before resamples were shared: drawn afresh in every call."""
+    rng = np.random.default_rng(seed)
+    means = np.concatenate([diff[rng.integers(0, len(diff), size=(min(200, resamples - start), len(diff)))].mean(1)
+                            for start in range(0, resamples, 200)])
+    tail = (1 - level) / 2
+    return tuple(float(v) for v in np.quantile(means, [tail, 1 - tail]))
+
+
+def test_paired_bootstrap_ci_draws_resamples_once_per_query_set_with_identical_results():
+    """The resampled rows are shared by every codec on one query set; each interval is bit-identical to drawing
+    them afresh per call, as the chapters did before."""
+    rng = np.random.default_rng(4)
+    for n in (333, 10_570):
+        for _ in range(3):  # several codecs on one query set
+            diff = rng.normal(0.01, 0.1, size=n)
+            assert metrics.paired_bootstrap_ci(diff) == bootstrap_drawn_per_call(diff)
+
+
 def test_paired_bootstrap_ci_is_seeded_and_brackets_the_mean():
     diff = np.random.default_rng(3).normal(-0.05, 0.2, size=400)
     low, high = metrics.paired_bootstrap_ci(diff)
