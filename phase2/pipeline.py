@@ -32,6 +32,9 @@ BUILD_DIR = PROJECT_ROOT / "_build"
 BOOK_FILES = ("_config.yml", "_toc.yml")
 BOOK_DIRS = ("book",)
 _PROFILE_KEYS = {"description", "parameters", "chapters"}
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+"""The kernel's own log at ERROR: ipykernel 7 warns on every start that its local TCP transport is not
+encrypted (noise in every chapter's console); the chapters' warnings and errors still reach their outputs."""
 
 
 def profile_names() -> list[str]:
@@ -139,7 +142,8 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
     partial = output.with_name(f".partial-{output.name}")
     try:
         papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
-                                   progress_bar=False, log_output=True, kernel_name="python3")
+                                   progress_bar=False, log_output=True, kernel_name="python3",
+                                   extra_arguments=KERNEL_ARGUMENTS)
     except papermill.PapermillExecutionError as exc:
         raise ChapterError(f"chapter {notebook.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                            f"the executed notebook, with the error, is at {partial}") from None

@@ -154,6 +154,14 @@ def test_cli_reports_a_failing_chapter_briefly(capsys, tmp_path):
     assert "the executed notebook, with the error, is at" in err
 
 
+def test_a_chapter_run_prints_no_kernel_transport_warning(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "phase2", "chapter", "method", "--output", str(tmp_path / "m.ipynb")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WARNING" not in proc.stderr and "without encryption" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"executed: {tmp_path / 'm.ipynb'}"
+
+
 def test_cli_lists_parameters(capsys):
     assert main(["chapter", "quality_vs_memory", "--list"]) == 0
     assert 'k: int = 100  # depth of each ranked list' in capsys.readouterr().out
