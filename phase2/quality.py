@@ -324,8 +324,8 @@ def budget_verdict(comparison: pd.DataFrame) -> str:
 
 
 def dimension_table(best: pd.DataFrame, budgets=(48, 96)) -> pd.DataFrame:
-    """Per collection and model (with its dimension): float32's nDCG@10, the full sign code's share of it (d bits),
-    and the best binary code's nDCG@10 at each budget of :func:`equal_memory`'s ``best`` (equal memory)."""
+    """Per collection and model (with its dimension): the best binary code within each budget and its nDCG@10,
+    from :func:`equal_memory`'s ``best`` (equal memory)."""
     rows = []
     for (dataset, model), g in best.groupby(["dataset", "model"], sort=False):
         binary = g[g.family == "binary"].set_index("budget")

@@ -142,3 +142,21 @@ def test_paired_difference_pairs_queries_by_id_not_by_row_order(results):
     unpaired = np.random.default_rng(0).permutation(pq) - flat  # the same values, paired wrongly
     wrong_low, wrong_high = quality.metrics.paired_bootstrap_ci(unpaired)
     assert wrong_high - wrong_low > 0.05 > high - low
+
+
+def test_dimension_verdict_compares_sign_codes_and_equal_memory_across_dimensions():
+    summaries = pd.DataFrame({"dataset": "toy", "model": ["minilm-l6", "mpnet-base"], "name": "BIN",
+                              "% float32 nDCG@10": [80.0, 90.0]})
+    best = pd.DataFrame([{"dataset": "toy", "model": m, "budget": b, "family": "binary", "name": n, "nDCG@10": v}
+                         for m, b, n, v in (("minilm-l6", 48, "BIN", 0.30), ("minilm-l6", 96, "BIN2t", 0.32),
+                                            ("mpnet-base", 48, "ITQ384", 0.33), ("mpnet-base", 96, "BIN", 0.36))])
+    table = quality.dimension_table(best)
+    assert table.dim.tolist() == [384, 768] and table["best binary ≤ 48 B"].tolist() == ["BIN", "ITQ384"]
+    assert quality.dimension_verdict(summaries, table) == (
+        "Over the 1 collection(s) with both: the full sign code kept a median 90.0% of float32's nDCG@10 at 768 bits "
+        "and 80.0% at 384 bits (less loss at the higher dimension, each against its own model's float32). At 48 "
+        "B/vector, the best binary code reached a median nDCG@10 of 0.330 with the 768-d model against 0.300 with "
+        "the 384-d models. At 96 B/vector, the best binary code reached a median nDCG@10 of 0.360 with the 768-d "
+        "model against 0.320 with the 384-d models.")
+    one = quality.dimension_table(best[best.model == "minilm-l6"])
+    assert quality.dimension_verdict(summaries, one).startswith("Every model here has 384 dimensions")
