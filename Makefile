@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODELS_STAMP := $(VENV)/.models-installed
 
-.PHONY: book test lint browser clean models
+.PHONY: book pdf test lint browser clean models
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ models: $(MODELS_STAMP)
 # sample to verify the published store it reads. Install its weights first.
 book: $(STAMP) $(if $(filter smoke,$(PROFILE)),,$(MODELS_STAMP))
 	$(PY) -m phase2 book --profile $(PROFILE)
+
+# The PDF (_build/pdf/book.pdf) is the executed book printed by headless Chromium.
+pdf: book browser
+	$(PY) -m phase2 pdf --profile $(PROFILE)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,6 +1,9 @@
 """Command line: build the book, re-execute one chapter, run the benchmark harness, or the demo.
 
     python -m phase2 book --profile default
+    python -m phase2 precompute --profile default --scheduler tcp://10.0.0.5:8786
+    python -m phase2 pdf --profile default
+    python -m phase2 results export --profile default --format csv --to results-csv/
     python -m phase2 chapter quality_vs_memory -p dataset scifact -p model minilm-l6
     python -m phase2 demo --dataset scifact
     python -m phase2 bench kernels --n 1000000 --bits 384,1024 --threads 1,2
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -41,6 +45,28 @@ def main(argv: list[str] | None = None) -> int:
     book = sub.add_parser("book", help="execute every chapter on a profile, then build the HTML book in _build/html")
     book.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
     book.add_argument("--force", action="store_true", help="re-execute chapters even when up to date")
+    book.add_argument("--scheduler", help="run the precompute tasks on this Dask scheduler (tcp://HOST:PORT) instead "
+                                          "of a local cluster")
+
+    precompute = sub.add_parser("precompute", help="embed and search every (collection, model, codec) a profile's "
+                                                   "chapters need, as Dask tasks, into the shared cache")
+    precompute.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
+    precompute.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT, whose workers share "
+                                                "the cache directory (default: a local cluster, one worker per core)")
+    precompute.add_argument("--workers", type=int, help="local cluster size (default: one single-threaded worker per "
+                                                        "core)")
+    precompute.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
+
+    pdf = sub.add_parser("pdf", help="print the executed book of a profile to _build/pdf/book.pdf (headless Chromium)")
+    pdf.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
+
+    results = sub.add_parser("results", help="the results tables")
+    result_commands = results.add_subparsers(dest="action", required=True)
+    export_results = result_commands.add_parser("export", help="write every chapter's newest results of a profile, "
+                                                               "with their run metadata, as CSV or JSON")
+    export_results.add_argument("--profile", default="default", choices=profiles, help="whose results")
+    export_results.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (csv)")
+    export_results.add_argument("--to", type=Path, required=True, help="directory to write <chapter>.<format> into")
 
     chapter = sub.add_parser("chapter", help="execute one chapter notebook with a profile and overrides")
     chapter.add_argument("name", help="chapter file name without .ipynb, e.g. quality_vs_memory")
@@ -108,7 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "embeddings":
             run_export(args)
         elif args.command == "book":
-            pipeline.build_book(args.profile, force=args.force)
+            run_book(args)
+        elif args.command == "precompute":
+            run_precompute(args.profile, args.scheduler, args.workers, args.serial)
+        elif args.command == "pdf":
+            pipeline.build_pdf(args.profile)
+        elif args.command == "results":
+            for path in results_export(args):
+                print(f"exported: {path}")
         elif args.command == "demo":
             run_demo(args)
         elif args.command == "bench":
@@ -232,6 +265,37 @@ def run_export(args: argparse.Namespace) -> None:
 
     for name in args.dataset:
         print(f"exported: {export_store(load_dataset(name), args.model, args.to)}", flush=True)
+
+
+def run_precompute(profile: str, scheduler: str | None, workers: int | None = None, serial: bool = False) -> None:
+    from phase2 import precompute
+
+    start = time.perf_counter()
+    where = ("this process" if serial else f"the Dask scheduler at {scheduler}" if scheduler else
+             f"a local Dask cluster of {workers or precompute.default_workers()} single-threaded workers")
+    print(f"precompute: embeddings and codec searches of the {profile} profile on {where}", flush=True)
+    count = (precompute.run_serial(profile) if serial else
+             precompute.run(profile, scheduler=scheduler, workers=workers))
+    print(f"precompute: {count} tasks done in "
+          f"{pipeline.duration(time.perf_counter() - start)}", flush=True)
+
+
+def run_book(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    run_precompute(args.profile, args.scheduler)
+    pipeline.build_book(args.profile, force=args.force)
+    index = pipeline.BUILD_DIR / "html" / "index.html"
+    print(f"book ({args.profile} profile) built in {pipeline.duration(time.perf_counter() - start)}; open it: "
+          f"{index.resolve().as_uri()}", flush=True)
+
+
+def results_export(args: argparse.Namespace) -> list[Path]:
+    from phase2 import results
+
+    try:
+        return results.export_results(args.profile, args.format, args.to)
+    except FileNotFoundError as exc:
+        raise Phase2Error(str(exc)) from None
 
 
 def run_one_chapter(args: argparse.Namespace) -> None:

@@ -214,10 +214,11 @@ def advise(points: pd.DataFrame, question: Question, evidence: str = "", strict:
     return Advice(question, choice, candidates, notes, evidence)
 
 
-def measured_points(directory=None) -> tuple[pd.DataFrame, str]:
-    """The newest throughput run's operating points, and a line naming that run as the evidence."""
+def measured_points(directory=None, profile: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The newest throughput run's operating points (of ``profile`` when given), and a line naming that run as
+    the evidence."""
     try:
-        table = results.read_results("throughput", directory)
+        table = results.read_results("throughput", directory, profile=profile)
     except FileNotFoundError as exc:
         raise Phase2Error(f"{exc}: the advisor answers from measurements only; run the throughput chapter first "
                           "(make book, or python -m phase2 chapter throughput --profile default)") from None

@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import nbformat
 import papermill
 import yaml
 
-from phase2 import PROJECT_ROOT
+from phase2 import PROJECT_ROOT, results
 from phase2.errors import ChapterError, ParameterError
 from phase2.storage import atomic_write_bytes
 
@@ -105,14 +106,38 @@ def _sources_digest() -> str:
     return h.hexdigest()
 
 
+def execution_parts(notebook: Path, parameters: dict, upstream: tuple[str, ...] = ()) -> dict[str, str]:
+    """What a chapter's result depends on, each as a digest: the notebook, its parameters, the ``phase2``
+    sources and the keys of the chapters whose results it reads (``upstream``)."""
+    return {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest()[:20],
+            "parameters": hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:20],
+            "sources": _sources_digest()[:20],
+            "upstream": hashlib.sha256(json.dumps(list(upstream)).encode()).hexdigest()[:20]}
+
+
 def execution_key(notebook: Path, parameters: dict, upstream: tuple[str, ...] = ()) -> str:
-    """Changes with the notebook, its parameters, the ``phase2`` sources and the keys of the chapters
-    whose results it reads (``upstream``)."""
-    h = hashlib.sha256(notebook.read_bytes())
-    h.update(json.dumps(parameters, sort_keys=True).encode())
-    h.update(_sources_digest().encode())
-    h.update(json.dumps(list(upstream)).encode())
-    return h.hexdigest()[:20]
+    """Changes with any of :func:`execution_parts`."""
+    parts = execution_parts(notebook, parameters, upstream)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+_CHANGED = {"notebook": "its notebook changed", "parameters": "its parameters changed",
+            "sources": "the phase2 sources changed", "upstream": "a chapter whose results it reads changed"}
+
+
+def stale_reason(notebook: Path, parameters: dict, output: Path, upstream: tuple[str, ...] = ()) -> str | None:
+    """Why the executed notebook at ``output`` must be executed again, in words; None when it is up to date."""
+    try:
+        stored = nbformat.read(output, as_version=4).metadata.get("phase2", {})
+    except FileNotFoundError:
+        return "never executed"
+    except (OSError, ValueError):
+        return "its executed copy is unreadable"
+    parts = execution_parts(notebook, parameters, upstream)
+    if stored.get("key") == execution_key(notebook, parameters, upstream):
+        return None
+    changed = [_CHANGED[name] for name, digest in parts.items() if stored.get("parts", {}).get(name) != digest]
+    return ", ".join(changed) if stored.get("parts") else "executed by an older version of the pipeline"
 
 
 def upstream_chapters(notebook: Path, before: list[str]) -> list[str]:
@@ -131,13 +156,8 @@ def upstream_chapters(notebook: Path, before: list[str]) -> list[str]:
 def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool = False,
                     upstream: tuple[str, ...] = ()) -> bool:
     """Execute with papermill into ``output`` unless an up-to-date result is there; True if it ran."""
-    key = execution_key(notebook, parameters, upstream)
-    if output.exists() and not force:
-        try:
-            if nbformat.read(output, as_version=4).metadata.get("phase2", {}).get("key") == key:
-                return False
-        except (OSError, ValueError):
-            pass  # unreadable: execute again
+    if not force and stale_reason(notebook, parameters, output, upstream) is None:
+        return False
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".partial-{output.name}")
     try:
@@ -148,7 +168,8 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
         raise ChapterError(f"chapter {notebook.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                            f"the executed notebook, with the error, is at {partial}") from None
     nb = nbformat.read(partial, as_version=4)
-    nb.metadata["phase2"] = {"key": key, "parameters": parameters}
+    nb.metadata["phase2"] = {"key": execution_key(notebook, parameters, upstream),
+                             "parts": execution_parts(notebook, parameters, upstream), "parameters": parameters}
     atomic_write_bytes(output, nbformat.writes(nb).encode())
     partial.unlink()
     return True
@@ -158,17 +179,34 @@ def executed_dir(profile: str) -> Path:
     return BUILD_DIR / "executed" / profile
 
 
+def duration(seconds: float) -> str:
+    """``2 h 03 min``, ``4 min 05 s`` or ``12.3 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s" if seconds >= 60 else f"{seconds:.1f} s"
+
+
 def run_chapters(profile_name: str, force: bool = False) -> list[Path]:
+    """Execute the chapters that are not up to date, in table-of-contents order; one console line as each
+    starts (with the reason) and one as it ends (with its time)."""
     load_profile(profile_name)
     outputs, keys = [], {}
-    for notebook in chapter_notebooks():
+    notebooks = chapter_notebooks()
+    for number, notebook in enumerate(notebooks, 1):
         parameters = chapter_parameters(notebook, profile_name)
         output = executed_dir(profile_name) / "chapters" / notebook.name
         upstream = tuple(keys[name] for name in upstream_chapters(notebook, list(keys)))
-        ran = execute_chapter(notebook, parameters, output, force=force, upstream=upstream)
+        reason = "--force" if force else stale_reason(notebook, parameters, output, upstream)
+        head = f"{number}/{len(notebooks)} {notebook.stem}"
+        if reason is None:
+            print(f"{head}: up to date ({output.relative_to(PROJECT_ROOT)})", flush=True)
+        else:
+            print(f"{head}: executing, {reason}", flush=True)
+            start = time.perf_counter()
+            execute_chapter(notebook, parameters, output, force=True, upstream=upstream)
+            print(f"{head}: done in {duration(time.perf_counter() - start)} -> {output.relative_to(PROJECT_ROOT)}",
+                  flush=True)
         keys[notebook.stem] = execution_key(notebook, parameters, upstream)
-        print(f"{'executed' if ran else 'up to date'}: {notebook.relative_to(PROJECT_ROOT)} -> "
-              f"{output.relative_to(PROJECT_ROOT)}", flush=True)
         outputs.append(output)
     return outputs
 
@@ -188,16 +226,101 @@ def stage_book(profile_name: str) -> Path:
     return src
 
 
+def _jupyter_book(cmd: list[str]) -> None:
+    """Run a Jupyter Book build quietly; on failure, its whole output and an error naming the build."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
+        raise ChapterError(f"jupyter-book build failed (strict: warnings are errors, see above): {' '.join(cmd)}")
+
+
 def build_html(src: Path) -> Path:
     """Render with Jupyter Book, strict: warnings are errors, nitpicky references."""
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(PROJECT_ROOT),
-           "--builder", "html", "-W", "-n", "--keep-going"]
-    subprocess.run(cmd, check=True)
+           "--builder", "html", "-W", "-n", "--keep-going", "-q"]
+    _jupyter_book(cmd)
     return BUILD_DIR / "html" / "index.html"
 
 
 def build_book(profile_name: str, force: bool = False) -> Path:
+    """Execute the chapters, render the HTML and copy each chapter's downloadable tables beside its page."""
     run_chapters(profile_name, force=force)
+    start = time.perf_counter()
     index = build_html(stage_book(profile_name))
-    print(f"book: {index}")
+    downloads = results.downloads_dir(profile_name)
+    if downloads.is_dir():
+        shutil.copytree(downloads, BUILD_DIR / "html" / "chapters" / results.DOWNLOADS_URL, dirs_exist_ok=True)
+    print(f"html: built in {duration(time.perf_counter() - start)}", flush=True)
     return index
+
+
+PRINT_CSS = """
+.bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .skip-link, .header-article, .prev-next-area, footer,
+.headerlink, #pst-back-to-top, .search-button, .bd-footer, .bd-footer-article, .bd-footer-content,
+#jb-print-docs-body { display: none !important; }
+.bd-main .bd-content .bd-article-container { max-width: 100% !important; }
+.bd-page-width { max-width: 100% !important; }
+section.phase2-document { break-before: page; }
+#phase2-title { break-after: page; text-align: center; padding-top: 30vh; }
+#phase2-contents { break-after: page; }
+table { font-size: 0.72em; }
+img { break-inside: avoid; }
+"""
+
+_PREPARE_PRINT = """([css, subtitle]) => {
+  const style = document.createElement('style'); style.textContent = css; document.head.appendChild(style);
+  const article = document.querySelector('article.bd-article');
+  const entries = [];
+  for (const span of document.querySelectorAll('span[id^="document-"]')) {
+    const section = span.nextElementSibling;
+    const heading = section && section.querySelector('h1, h2');
+    if (!heading) continue;
+    section.classList.add('phase2-document');
+    entries.push(`<li><a href="#${section.id}">${heading.firstChild.textContent.trim()}</a></li>`);
+  }
+  const title = document.querySelector('article h1').firstChild.textContent.trim();
+  article.insertAdjacentHTML('afterbegin', `<div id="phase2-title"><h1>${title}</h1><p>${subtitle}</p></div>` +
+    `<div id="phase2-contents"><h2>Contents</h2><ol>${entries.join('')}</ol></div>`);
+  return entries.length;
+}"""
+
+
+def build_pdf(profile_name: str) -> Path:
+    """``_build/pdf/book.pdf`` from the executed chapters: Jupyter Book's single-page HTML, with a title page
+    and a table of contents added, printed by headless Chromium (text stays text, the SVG charts vectors)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise ChapterError("the PDF is printed by headless Chromium, which is not installed: apt-get install chromium "
+                           "(`make pdf` does it)")
+    executed = executed_dir(profile_name) / "chapters"
+    missing = [nb.name for nb in chapter_notebooks() if not (executed / nb.name).exists()]
+    if missing:
+        raise ChapterError(f"no executed {', '.join(missing)} for profile {profile_name!r}: build the book first "
+                           f"(python -m phase2 book --profile {profile_name})")
+    from playwright.sync_api import sync_playwright
+
+    start = time.perf_counter()
+    src = stage_book(profile_name)
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(PROJECT_ROOT),
+           "--builder", "singlehtml", "-W", "-n", "--keep-going", "-q"]
+    _jupyter_book(cmd)
+    page_path = BUILD_DIR / "singlehtml" / "book" / "index.html"
+    pdf = BUILD_DIR / "pdf" / "book.pdf"
+    pdf.parent.mkdir(parents=True, exist_ok=True)
+    commit = results.run_metadata(profile_name, "pdf", seed=0)["git_commit"]
+    subtitle = (f"An empirical study of quality-memory-throughput trade-offs<br><br>{profile_name} profile, "
+                f"git {commit}, printed {time.strftime('%Y-%m-%d')}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_path.resolve().as_uri(), wait_until="load")
+        page.emulate_media(media="print")
+        chapters = page.evaluate(_PREPARE_PRINT, [PRINT_CSS, subtitle])
+        partial = pdf.with_name(f".partial-{pdf.name}")
+        page.pdf(path=str(partial), format="A4", print_background=True, outline=True, tagged=True,
+                 margin={"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"})
+        browser.close()
+    partial.replace(pdf)
+    print(f"pdf: {chapters} chapters and pages printed in {duration(time.perf_counter() - start)} -> "
+          f"{pdf.relative_to(PROJECT_ROOT)}", flush=True)
+    return pdf

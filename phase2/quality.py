@@ -8,6 +8,7 @@ for overlap@10.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from functools import cache
@@ -22,7 +23,7 @@ from phase2 import metrics
 from phase2.codecs import Codec, Float32, make_codec
 from phase2.datasets import Collection, load_dataset
 from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
-from phase2.storage import cache_dir, load_array, save_array
+from phase2.storage import atomic_write_bytes, cache_dir, load_array, save_array
 
 REFERENCE = Float32.name
 OVERLAP = "Overlap@10"
@@ -76,7 +77,7 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
     names = [REFERENCE] + [c for c in codecs if c != REFERENCE]
     source = json.dumps({part: provenance(dataset, model, part) for part in ("docs", "queries")}, sort_keys=True)
     rows, reference_ids = [], None
-    for name in tqdm(names, desc=f"{dataset}/{model} codecs", disable=not progress):
+    for name in tqdm(names, desc=f"{dataset}/{model}: codecs scored", disable=not progress):
         codec, ids, (code_size, rescore_bytes) = cached_search(collection, model, name, depth, docs, queries)
         if reference_ids is None:
             reference_ids = ids
@@ -111,10 +112,28 @@ def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFra
 
 
 def all_summaries(results: pd.DataFrame) -> pd.DataFrame:
-    """:func:`summary_table` for every (dataset, model) in the results, stacked with those two columns."""
+    """:func:`summary_table` for every (dataset, model) in the results, stacked with those two columns.
+
+    Cached by the table's content and this module's and :mod:`phase2.metrics`' code: the conclusion
+    summarizes the very runs the quality chapter did (minutes of bootstrap on the default profile).
+    """
+    columns = ["dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
+               "metric", "query_id", "value"]
+    h = hashlib.sha256(pd.util.hash_pandas_object(results[columns], index=False).to_numpy().tobytes())
+    for module in ("quality.py", "metrics.py"):
+        h.update((Path(__file__).parent / module).read_bytes())
+    path = cache_dir() / "summaries" / f"{h.hexdigest()[:20]}.parquet"
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError):
+        pass  # not computed yet, or unreadable: compute again
     pairs = results[["dataset", "model"]].drop_duplicates().itertuples(index=False)
-    return pd.concat([summary_table(results, d, m).assign(dataset=d, model=m) for d, m in pairs],
-                     ignore_index=True)
+    summaries = pd.concat([summary_table(results, d, m).assign(dataset=d, model=m) for d, m in pairs],
+                          ignore_index=True)
+    buf = io.BytesIO()
+    summaries.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+    return summaries
 
 
 TIERS = [(99.0, "kept at least 99% of float32's nDCG@10 on every collection"),

@@ -73,14 +73,101 @@ def write_results(table: pd.DataFrame, directory: Path | None = None, columns: l
     return path
 
 
-def read_results(chapter: str, directory: Path | None = None, latest: bool = True) -> pd.DataFrame:
-    """All runs of a chapter (or only the newest run) as one table."""
-    files = sorted(((directory or results_dir()) / chapter).glob("*.parquet"))
+def read_results(chapter: str, directory: Path | None = None, latest: bool = True,
+                 profile: str | None = None) -> pd.DataFrame:
+    """All runs of a chapter (or only the newest run) as one table; with ``profile``, only that profile's runs,
+    so a smoke build or a one-off run of another profile never becomes what a chapter reads."""
+    folder = (directory or results_dir()) / chapter
+    files = sorted(folder.glob("*.parquet"))
+    if profile is not None:
+        files = [f for f in files if profile in set(pd.read_parquet(f, columns=["profile"])["profile"])]
     if not files:
-        raise FileNotFoundError(f"no results for chapter {chapter!r} in {(directory or results_dir()) / chapter}")
+        which = f" of profile {profile!r}" if profile is not None else ""
+        raise FileNotFoundError(f"no results{which} for chapter {chapter!r} in {folder}")
     if latest:
         files = files[-1:]
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+EXPORT_FORMATS = ("csv", "json")
+
+
+def export_results(profile: str, fmt: str, to: Path, directory: Path | None = None) -> list[Path]:
+    """Write the newest run of ``profile`` of every chapter that has results as ``<to>/<chapter>.<fmt>``, every
+    column (run metadata included) and row; :func:`read_export` reads one back with the same dtypes.
+
+    CSV: a header row, ``NaN`` for missing numbers, and a ``<chapter>.schema.json`` beside it naming each
+    column's dtype. JSON: ``{"chapter", "profile", "columns": [{"name", "dtype"}], "rows": [[...], ...]}``,
+    missing numbers as ``null``; floats are written with every digit, so both formats round-trip exactly.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(EXPORT_FORMATS)}")
+    root = directory or results_dir()
+    chapters = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.parquet"))) \
+        if root.is_dir() else []
+    written = []
+    for chapter in chapters:
+        try:
+            table = read_results(chapter, root, profile=profile)
+        except FileNotFoundError:
+            continue
+        written.append(write_export(table, Path(to) / f"{chapter}.{fmt}"))
+    if not written:
+        raise FileNotFoundError(f"no results of profile {profile!r} in {root}: build the book with that profile "
+                                "first (python -m phase2 book --profile ...)")
+    return written
+
+
+def write_export(table: pd.DataFrame, path: Path) -> Path:
+    """One table as CSV (with its ``.schema.json``) or JSON, by ``path``'s suffix (see :func:`export_results`)."""
+    columns = [{"name": str(c), "dtype": str(table[c].dtype)} for c in table.columns]
+    if path.suffix == ".csv":
+        atomic_write_bytes(path.with_suffix(".schema.json"), json.dumps({"columns": columns}, indent=1).encode())
+        atomic_write_bytes(path, table.to_csv(index=False, na_rep="NaN").encode())
+    else:
+        rows = [[None if isinstance(v, float) and v != v else v for v in row]
+                for row in table.astype(object).itertuples(index=False, name=None)]
+        atomic_write_bytes(path, json.dumps({"columns": columns, "rows": rows}, allow_nan=False,
+                                            default=lambda v: v.item() if hasattr(v, "item") else str(v)).encode())
+    return path
+
+
+def read_export(path: Path) -> pd.DataFrame:
+    """A table written by :func:`write_export`, with the dtypes it had."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        columns = json.loads(path.with_suffix(".schema.json").read_text())["columns"]
+        numeric = [c["name"] for c in columns if c["dtype"].startswith(("int", "float"))]
+        flags = [c["name"] for c in columns if c["dtype"] == "bool"]
+        table = pd.read_csv(path, keep_default_na=False, na_values={name: ["NaN"] for name in numeric},
+                            converters={name: {"True": True, "False": False}.__getitem__ for name in flags},
+                            dtype={c["name"]: str for c in columns if c["name"] not in numeric + flags})
+    else:
+        document = json.loads(path.read_text())
+        columns = document["columns"]
+        table = pd.DataFrame(document["rows"], columns=[c["name"] for c in columns])
+    return table.astype({c["name"]: c["dtype"] for c in columns})
+
+
+def chart_downloads(chapter: str, profile: str, tables: dict[str, pd.DataFrame]) -> str:
+    """Write the tables behind a chapter's charts as CSV and JSON into :func:`downloads_dir` and return the HTML
+    links a chapter ends with (relative to the chapter's page; the book build copies the files beside it)."""
+    links = []
+    for name, table in tables.items():
+        stem = f"{chapter}-{name}"
+        for fmt in EXPORT_FORMATS:
+            write_export(table.reset_index(drop=True), downloads_dir(profile) / f"{stem}.{fmt}")
+        links.append(f"{name} ({len(table):,} rows): " + " · ".join(
+            f'<a href="{DOWNLOADS_URL}/{stem}.{fmt}" download>{fmt.upper()}</a>' for fmt in EXPORT_FORMATS))
+    return "<p><b>Download the tables behind this chapter's charts</b>: " + "; ".join(links) + ".</p>"
+
+
+DOWNLOADS_URL = "data"
+"""Where a chapter page links its downloads: ``chapters/data/`` in the built HTML."""
+
+
+def downloads_dir(profile: str) -> Path:
+    return results_dir() / "downloads" / profile
 
 
 def _version(package: str) -> str:

@@ -160,3 +160,14 @@ def test_dimension_verdict_compares_sign_codes_and_equal_memory_across_dimension
         "model against 0.320 with the 384-d models.")
     one = quality.dimension_table(best[best.model == "minilm-l6"])
     assert quality.dimension_verdict(summaries, one).startswith("Every model here has 384 dimensions")
+
+
+def test_summaries_are_cached_by_content_and_equal_to_computing_them_again(results, tmp_path, monkeypatch):
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path))
+    fresh = quality.all_summaries(results)
+    assert len(list((tmp_path / "summaries").glob("*.parquet"))) == 1
+    pd.testing.assert_frame_equal(quality.all_summaries(results), fresh, check_exact=True)
+    changed = results.copy()
+    changed.loc[changed.index[-1], "value"] += 0.25
+    quality.all_summaries(changed)
+    assert len(list((tmp_path / "summaries").glob("*.parquet"))) == 2

@@ -44,3 +44,35 @@ def test_schema_is_enforced(tmp_path):
 def test_missing_results_name_the_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="no results for chapter 'nope'"):
         results.read_results("nope", tmp_path)
+
+
+def test_reading_by_profile_never_takes_another_profiles_newer_run(tmp_path):
+    smoke = results.write_results(one_run(results.run_metadata("smoke", "ch", 0), 0.1), tmp_path)
+    results.write_results(one_run(results.run_metadata("default", "ch", 0), 0.2), tmp_path)
+    assert set(results.read_results("ch", tmp_path, profile="smoke").run_id) == {smoke.stem}
+    assert set(results.read_results("ch", tmp_path).value) == {0.2}
+    with pytest.raises(FileNotFoundError, match="no results of profile 'full' for chapter 'ch'"):
+        results.read_results("ch", tmp_path, profile="full")
+
+
+@pytest.mark.parametrize("fmt", results.EXPORT_FORMATS)
+def test_export_round_trip_keeps_every_column_row_and_digit(tmp_path, fmt):
+    meta = results.run_metadata("smoke", "ch", 0)
+    table = pd.concat([one_run(meta, 0.1 + 1e-17), one_run(meta, float("nan"))], ignore_index=True)
+    table.loc[1, "codec_label"] = 'sign bits, "quoted", naïve\nsecond line'
+    table.loc[2, "value"] = 1 / 3
+    results.write_results(table, tmp_path / "results")
+    results.write_results(one_run(results.run_metadata("default", "ch", 0)), tmp_path / "results")
+    (written,) = results.export_results("smoke", fmt, tmp_path / "out", tmp_path / "results")
+    assert written == tmp_path / "out" / f"ch.{fmt}"
+    back = results.read_export(written)
+    pd.testing.assert_frame_equal(back, results.read_results("ch", tmp_path / "results", profile="smoke"),
+                                  check_exact=True)
+
+
+def test_export_of_a_profile_without_results_says_so(tmp_path):
+    results.write_results(one_run(results.run_metadata("smoke", "ch", 0)), tmp_path)
+    with pytest.raises(FileNotFoundError, match="no results of profile 'default'"):
+        results.export_results("default", "csv", tmp_path / "out", tmp_path)
+    with pytest.raises(ValueError, match="unknown export format 'xml'"):
+        results.export_results("smoke", "xml", tmp_path / "out", tmp_path)
