@@ -294,16 +294,21 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
     checkpoints = path.with_suffix(".partial")
     encoder = None
     chunks = []
+    # one plain bar over texts (the encoders' own bars would be notebook widgets inside a chapter's kernel)
+    bar = tqdm(total=len(texts), desc=f"{collection.name}/{spec.name}: {part} embedded", unit="text",
+               disable=not progress)
     for start in range(0, max(len(texts), 1), CHECKPOINT_TEXTS):
         stop = min(start + CHECKPOINT_TEXTS, len(texts))  # in the key: a checkpoint of another size is not reused
         chunk_path, chunk_key = checkpoints / f"{start:09d}.npy", f"{key}:{start}-{stop}"
         chunk = load_array(chunk_path, chunk_key)
         if chunk is None:
             encoder = encoder or _load_encoder(*_encoder_paths(spec), spec.max_seq_length)
-            chunk = np.asarray(encoder(texts[start:stop], spec.batch_size, progress), dtype=np.float32)
+            chunk = np.asarray(encoder(texts[start:stop], spec.batch_size, False), dtype=np.float32)
             if len(texts) > CHECKPOINT_TEXTS:
                 save_array(chunk_path, chunk, chunk_key)
         chunks.append(chunk)
+        bar.update(stop - start)
+    bar.close()
     vectors = np.concatenate(chunks)
     save_array(path, vectors, key)
     shutil.rmtree(checkpoints, ignore_errors=True)

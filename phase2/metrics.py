@@ -38,15 +38,64 @@ def per_query(run: dict[str, list[str]], qrels: dict[str, dict[str, int]],
     return out
 
 
+def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], qrels: dict[str, dict[str, int]],
+                     metrics: tuple[str, ...] = tuple(METRICS)) -> tuple[list[str], dict[str, np.ndarray]]:
+    """:func:`per_query` of :func:`ranked_doc_ids` without building either: the judged query ids in ``qrels``
+    order and, per metric, their values as an array, bit-identical to the dict path (same operations in the
+    same order: the gains of each rank are looked up at once, then summed rank by rank)."""
+    judged_ids = list(qrels)
+    row_of_query = {q: i for i, q in enumerate(query_ids)}
+    rows_of_doc: dict[str, list[int]] = {}
+    for j, d in enumerate(doc_ids):
+        rows_of_doc.setdefault(d, []).append(j)
+    n_docs = len(doc_ids)
+    present = np.array([q in row_of_query for q in judged_ids], dtype=bool)
+    keys, grades = [], []
+    for i, q in enumerate(judged_ids):
+        for d, g in qrels[q].items():
+            keys.extend(i * n_docs + j for j in rows_of_doc.get(d, ()))
+            grades.extend(g for _ in rows_of_doc.get(d, ()))
+    order = np.argsort(np.array(keys, dtype=np.int64), kind="stable")
+    keys_sorted, grades_sorted = np.array(keys, dtype=np.int64)[order], np.array(grades, dtype=np.int64)[order]
+    ranked = ids[[row_of_query.get(q, 0) for q in judged_ids]].astype(np.int64) % max(n_docs, 1)  # -1 is the last row
+    wanted = np.arange(len(judged_ids), dtype=np.int64)[:, None] * n_docs + ranked
+    at = np.minimum(np.searchsorted(keys_sorted, wanted), max(len(keys_sorted) - 1, 0))
+    gains = np.where(keys_sorted[at] == wanted, grades_sorted[at], 0) if len(keys_sorted) else np.zeros_like(wanted)
+    gains[~present] = 0
+    relevant = np.array([sum(1 for g in qrels[q].values() if g >= 1) for q in judged_ids], dtype=np.int64)
+    out = {}
+    for m in metrics:
+        kind, cutoff = METRICS[m]
+        top = gains[:, :cutoff]
+        if kind == "ndcg":
+            dcg = np.zeros(len(judged_ids))
+            for i in range(top.shape[1]):
+                dcg = dcg + np.maximum(top[:, i], 0) / math.log2(i + 2)
+            idcg = np.array([_ideal_dcg(qrels[q], cutoff) for q in judged_ids])
+            values = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)
+        elif kind == "recall":
+            found = (top >= 1).sum(axis=1)
+            values = np.where(relevant > 0, found / np.maximum(relevant, 1), 0.0)
+        else:
+            hit = top >= 1
+            values = np.where(hit.any(axis=1), 1.0 / (hit.argmax(axis=1) + 1), 0.0)
+        out[m] = np.where(present, values, 0.0)
+    return judged_ids, out
+
+
 def mean(values: dict[str, float]) -> float:
     return float(np.mean(list(values.values()))) if values else float("nan")
 
 
 def _ndcg(top: list[str], judged: dict[str, int], cutoff: int) -> float:
     dcg = sum(max(judged.get(d, 0), 0) / math.log2(i + 2) for i, d in enumerate(top))
-    ideal_gains = sorted((g for g in judged.values() if g > 0), reverse=True)[:cutoff]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal_gains))
+    idcg = _ideal_dcg(judged, cutoff)
     return dcg / idcg if idcg > 0 else 0.0
+
+
+def _ideal_dcg(judged: dict[str, int], cutoff: int) -> float:
+    ideal_gains = sorted((g for g in judged.values() if g > 0), reverse=True)[:cutoff]
+    return sum(g / math.log2(i + 2) for i, g in enumerate(ideal_gains))
 
 
 def _recall(top: list[str], judged: dict[str, int], cutoff: int) -> float:
@@ -70,8 +119,9 @@ def overlap_at_k(ids: np.ndarray, reference_ids: np.ndarray, k: int) -> np.ndarr
     if ids.shape[0] != reference_ids.shape[0] or min(ids.shape[1], reference_ids.shape[1]) < k:
         raise ValueError(f"overlap@{k}: need [nq, >= {k}] id matrices for the same queries, "
                          f"got {ids.shape} and {reference_ids.shape}")
-    pairs = zip(ids.tolist(), reference_ids.tolist(), strict=True)
-    return np.array([len(set(a[:k]) & set(b[:k])) / k for a, b in pairs])
+    a, b = ids[:, :k], reference_ids[:, :k]
+    first = ~np.tril(a[:, :, None] == a[:, None, :], k=-1).any(axis=2)  # each id of a counted once, as in a set
+    return ((a[:, :, None] == b[:, None, :]).any(axis=2) & first).sum(axis=1) / k
 
 
 _CHUNK = 200  # resamples gathered at once: bounds the gathered matrix to 200 x n floats

@@ -182,3 +182,36 @@ def test_paired_bootstrap_ci_is_seeded_and_brackets_the_mean():
     assert metrics.paired_bootstrap_ci(np.zeros(10)) == (0.0, 0.0)
     with pytest.raises(ValueError, match="non-empty 1-D"):
         metrics.paired_bootstrap_ci(np.array([]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_per_query_arrays_equal_the_dict_path_bit_for_bit(seed):
+    """The vectorized path the chapters use against the per-query dict path (itself checked against
+    pytrec_eval above): graded and negative judgements, a judged query the run lacks, a document id that
+    two corpus rows share, -1 padding, a depth below the cutoffs, and a query with nothing relevant."""
+    rng = np.random.default_rng(seed)
+    doc_ids = [f"d{i}" for i in range(60)] + ["d7"]
+    query_ids = [f"q{i}" for i in range(30)]
+    qrels = {q: {f"d{j}": int(rng.integers(-1, 4)) for j in rng.choice(60, size=rng.integers(1, 12), replace=False)}
+             for q in query_ids[:25]}
+    qrels["lost"] = {"d1": 2}
+    qrels["q0"] = {"d3": 0, "d4": -1}
+    depth = int(rng.choice([8, 40]))
+    ids = np.stack([rng.permutation(len(doc_ids))[:depth] for _ in query_ids]).astype(np.int32)
+    ids[3, -2:] = -1
+    judged, arrays = metrics.per_query_arrays(ids, doc_ids, query_ids, qrels)
+    expected = metrics.per_query(metrics.ranked_doc_ids(ids, doc_ids, query_ids), qrels)
+    assert judged == list(qrels)
+    for name, values in expected.items():
+        assert arrays[name].dtype == np.float64
+        assert arrays[name].tolist() == list(values.values()), name
+
+
+def test_overlap_counts_each_shared_id_once_as_sets_do():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        a, b = rng.integers(-1, 15, size=(20, 12)), rng.integers(-1, 15, size=(20, 12))
+        k = int(rng.integers(1, 13))
+        expected = [len(set(x[:k]) & set(y[:k])) / k for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+        assert metrics.overlap_at_k(a, b, k).tolist() == expected
+    assert metrics.overlap_at_k(np.array([[3, 3, 1]]), np.array([[3, 1, 1]]), 3).tolist() == [2 / 3]
