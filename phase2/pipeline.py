@@ -247,7 +247,7 @@ def build_book(profile_name: str, force: bool = False) -> Path:
     run_chapters(profile_name, force=force)
     start = time.perf_counter()
     index = build_html(stage_book(profile_name))
-    downloads = results.downloads_dir(profile_name)
+    downloads = executed_dir(profile_name) / "chapters" / results.DOWNLOADS_URL
     if downloads.is_dir():
         shutil.copytree(downloads, BUILD_DIR / "html" / "chapters" / results.DOWNLOADS_URL, dirs_exist_ok=True)
     print(f"html: built in {duration(time.perf_counter() - start)}", flush=True)

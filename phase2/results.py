@@ -149,25 +149,22 @@ def read_export(path: Path) -> pd.DataFrame:
     return table.astype({c["name"]: c["dtype"] for c in columns})
 
 
-def chart_downloads(chapter: str, profile: str, tables: dict[str, pd.DataFrame]) -> str:
-    """Write the tables behind a chapter's charts as CSV and JSON into :func:`downloads_dir` and return the HTML
-    links a chapter ends with (relative to the chapter's page; the book build copies the files beside it)."""
+def chart_downloads(chapter: str, tables: dict[str, pd.DataFrame]) -> str:
+    """Write the tables behind a chapter's charts as CSV and JSON into ``data/`` beside the executed notebook
+    (the kernel's working directory) and return the HTML links a chapter ends with; the book build copies
+    the files beside the chapter's page."""
     links = []
     for name, table in tables.items():
         stem = f"{chapter}-{name}"
         for fmt in EXPORT_FORMATS:
-            write_export(table.reset_index(drop=True), downloads_dir(profile) / f"{stem}.{fmt}")
+            write_export(table.reset_index(drop=True), Path.cwd() / DOWNLOADS_URL / f"{stem}.{fmt}")
         links.append(f"{name} ({len(table):,} rows): " + " · ".join(
             f'<a href="{DOWNLOADS_URL}/{stem}.{fmt}" download>{fmt.upper()}</a>' for fmt in EXPORT_FORMATS))
     return "<p><b>Download the tables behind this chapter's charts</b>: " + "; ".join(links) + ".</p>"
 
 
 DOWNLOADS_URL = "data"
-"""Where a chapter page links its downloads: ``chapters/data/`` in the built HTML."""
-
-
-def downloads_dir(profile: str) -> Path:
-    return results_dir() / "downloads" / profile
+"""Where a chapter writes its downloads, relative to its executed notebook and to its page in the HTML."""
 
 
 def _version(package: str) -> str:
