@@ -269,15 +269,21 @@ def run_export(args: argparse.Namespace) -> None:
 
 def run_precompute(profile: str, scheduler: str | None, workers: int | None = None, serial: bool = False) -> None:
     from phase2 import precompute
+    from phase2.storage import atomic_write_bytes
 
     start = time.perf_counter()
     where = ("this process" if serial else f"the Dask scheduler at {scheduler}" if scheduler else
              f"a local Dask cluster of {workers or precompute.default_workers()} single-threaded workers")
     print(f"precompute: embeddings and codec searches of the {profile} profile on {where}", flush=True)
-    count = (precompute.run_serial(profile) if serial else
-             precompute.run(profile, scheduler=scheduler, workers=workers))
-    print(f"precompute: {count} tasks done in "
-          f"{pipeline.duration(time.perf_counter() - start)}", flush=True)
+    timings = (precompute.run_serial(profile) if serial else
+               precompute.run(profile, scheduler=scheduler, workers=workers))
+    path = pipeline.BUILD_DIR / "precompute" / f"{profile}.csv"
+    atomic_write_bytes(path, timings.to_csv(index=False).encode())
+    slowest = timings.sort_values("seconds", ascending=False).head(3)
+    print(f"precompute: {len(timings)} tasks done in {pipeline.duration(time.perf_counter() - start)} "
+          f"({pipeline.duration(timings.seconds.sum())} of task time; slowest: "
+          + ", ".join(f"{r.dataset}/{r.model} {r.codec or 'embedding'} {r.seconds:.0f} s" for r in slowest.itertuples())
+          + f"; every task's time in {path.relative_to(pipeline.PROJECT_ROOT)})", flush=True)
 
 
 def run_book(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 
+import pandas as pd
 from tqdm import tqdm
 
 from phase2 import chapters, codecs, pipeline
@@ -130,13 +131,20 @@ def _cost(task: SearchTask) -> float:
     return collection.n_docs * (collection.n_queries + (2000 if trained else 0))
 
 
-def run_serial(profile: str, progress: bool = True) -> int:
-    """Every task of :func:`plan` in this process, one after another; the number of tasks."""
+def timing_table(done: list[tuple[EmbedTask | SearchTask, float]]) -> pd.DataFrame:
+    """One row per task: ``task`` (embed or search), ``dataset``, ``model``, ``codec``, ``seconds`` (wall time in
+    the process that ran it, a cached result included)."""
+    return pd.DataFrame([{"task": "embed" if isinstance(t, EmbedTask) else "search", "dataset": t.dataset,
+                          "model": t.model, "codec": getattr(t, "codec", ""), "seconds": seconds}
+                         for t, seconds in done], columns=["task", "dataset", "model", "codec", "seconds"])
+
+
+def run_serial(profile: str, progress: bool = True) -> pd.DataFrame:
+    """Every task of :func:`plan` in this process, one after another; their :func:`timing_table`."""
     embeds, searches = plan(profile)
-    for task in tqdm([*embeds, *searches], desc="precompute: embeddings and codec searches", unit="task",
-                     disable=not progress):
-        task.run()
-    return len(embeds) + len(searches)
+    done = [(task, task.run()) for task in tqdm([*embeds, *searches], desc="precompute: embeddings and codec searches",
+                                                unit="task", disable=not progress)]
+    return timing_table(done)
 
 
 def default_workers() -> int:
@@ -144,9 +152,10 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run(profile: str, scheduler: str | None = None, workers: int | None = None, progress: bool = True) -> int:
+def run(profile: str, scheduler: str | None = None, workers: int | None = None,
+        progress: bool = True) -> pd.DataFrame:
     """Every task of :func:`plan` on a Dask cluster: the one at ``scheduler`` (``tcp://host:port``), or a
-    ``LocalCluster`` of ``workers`` single-threaded workers (default: one per core). Returns the task count.
+    ``LocalCluster`` of ``workers`` single-threaded workers (default: one per core); their :func:`timing_table`.
 
     A failed task stops the run with its own error (the tasks already done stay cached).
     """
@@ -160,7 +169,7 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None, 
         cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR,
                                local_directory=os.path.join(tempfile.gettempdir(), "phase2-dask"),
-                               env={"NUMBA_NUM_THREADS": "1"})
+                               env={"NUMBA_NUM_THREADS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
         client = Client(cluster)
     try:
         gpu = any(GPU_RESOURCE in (w.get("resources") or {})
@@ -171,13 +180,16 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None, 
         futures = [client.submit(SearchTask.run, t, embedded[(t.dataset, t.model)],
                                  key=f"search-{t.dataset}-{t.model}-{t.codec}-{t.depth}", priority=-i)
                    for i, t in enumerate(searches)]
-        with tqdm(total=len(embeds) + len(futures), desc="precompute: embeddings and codec searches", unit="task",
+        task_of = {**{f.key: t for t, f in zip(embeds, embedded.values(), strict=True)},
+                   **{f.key: t for t, f in zip(searches, futures, strict=True)}}
+        done = []
+        with tqdm(total=len(task_of), desc="precompute: embeddings and codec searches", unit="task",
                   disable=not progress) as bar:
             for future in as_completed([*embedded.values(), *futures]):
-                future.result()
+                done.append((task_of[future.key], future.result()))
                 bar.update()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return len(embeds) + len(searches)
+    return timing_table(done)

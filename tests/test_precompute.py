@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from phase2 import PROJECT_ROOT, precompute
+from phase2 import PROJECT_ROOT, pipeline, precompute
 
 from conftest import cold_cache, require_dataset
 
@@ -44,6 +45,8 @@ def test_local_cluster_precompute_is_bit_identical_to_the_serial_path(caches):
     assert "local Dask cluster of 2 single-threaded workers" in out and f"{len(embeds) + len(searches)} tasks" in out
     assert len(_searches(serial)) == 2 * 2 * len(searches)  # ids and sizes, each with its checksummed sidecar
     assert _searches(cluster) == _searches(serial)
+    timings = pd.read_csv(pipeline.BUILD_DIR / "precompute" / "smoke.csv", keep_default_na=False)
+    assert len(timings) == len(embeds) + len(searches) and set(timings.task) == {"embed", "search"}
 
 
 def test_chapters_find_every_search_already_precomputed(caches, tmp_path):

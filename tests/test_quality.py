@@ -171,3 +171,15 @@ def test_summaries_are_cached_by_content_and_equal_to_computing_them_again(resul
     changed.loc[changed.index[-1], "value"] += 0.25
     quality.all_summaries(changed)
     assert len(list((tmp_path / "summaries").glob("*.parquet"))) == 2
+
+
+def test_published_comparison_quotes_the_reports_rows_and_only_the_named_models_numbers(results):
+    summaries = quality.all_summaries(results)
+    text = quality.published_comparison(summaries, model="m")
+    bin_kept = summaries.set_index("name").loc["BIN", "% float32 nDCG@10"]
+    assert f"sign bits alone (BIN) median {bin_kept:.1f}% (range {bin_kept:.1f}-{bin_kept:.1f}%, 1 collections)" in text
+    assert "float32 41.66, binary with rescoring 39.07 (93.79%), int8 37.82 (90.79%)" in text
+    assert "e5-base-v2: binary with rescoring 74.77%" in text and "96.45% with it" in text
+    assert "(BINa, the score of the report's second stage" in text and "BINa" not in summaries.name.tolist()
+    assert "applied to all documents rather than to a Hamming top 400) not run" in text
+    assert "sign bits alone (BIN) not run" in quality.published_comparison(summaries, model="other")
