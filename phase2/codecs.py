@@ -28,8 +28,10 @@ Factory names (:func:`make_codec`):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable
 
 import faiss
@@ -400,7 +402,7 @@ class Rescored(Codec):
         self.family = first.family + "+rescore"
 
     def _fit(self, corpus):
-        self.first.fit(corpus)
+        self.first = _fitted_once(self.first, corpus)
         self.second.fit(corpus)
 
     def _code_size(self):
@@ -429,6 +431,24 @@ class Rescored(Codec):
                 ids[i] = merged
                 scores[i] = np.concatenate([head_scores[0], np.full(max(k - head, 0), head_scores[0, -1])])[:k]
         return scores, ids
+
+
+FITTED_FIRST_STAGES_KEPT = 4
+"""First stages a process keeps fitted (:func:`_fitted_once`): a rescoring grid re-ranks one first stage with
+several codes and factors, and ITQ or PQ fits take seconds to minutes each."""
+_fitted_first_stages: OrderedDict[tuple[str, str, str], Codec] = OrderedDict()
+
+
+def _fitted_once(codec: Codec, corpus: np.ndarray) -> Codec:
+    """``codec`` fitted on ``corpus``, or the same codec (class and constructor state) fitted on the same bytes
+    earlier in this process: fits are deterministic, so its codes are those a new fit would give."""
+    key = (type(codec).__qualname__, repr(sorted(vars(codec).items())),
+           hashlib.sha256(np.ascontiguousarray(corpus).data).hexdigest() + str(corpus.shape))
+    fitted = _fitted_first_stages.pop(key, None) or codec.fit(corpus)
+    _fitted_first_stages[key] = fitted
+    while len(_fitted_first_stages) > FITTED_FIRST_STAGES_KEPT:
+        _fitted_first_stages.popitem(last=False)
+    return fitted
 
 
 class IterativeQuantization(SignBinary):

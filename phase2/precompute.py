@@ -1,11 +1,12 @@
 """The chapters' independent units of work as Dask tasks, run before the chapters so that they execute from cache.
 
 A task is one of two kinds: embedding one collection with one model (:class:`EmbedTask`), or fitting and
-searching one codec on one collection and model at one depth (:class:`SearchTask`, exactly the
-:func:`phase2.quality.cached_search` a chapter would call). Each writes the caches under
-:func:`phase2.storage.cache_dir` that the chapters read, atomically and keyed by everything that shapes
-the result, so a task run on any worker leaves what the chapter itself would have computed: the codecs fit
-and search on one thread, and their results are bit-identical whichever process runs them.
+searching one codec (or a first stage and its rescoring pipelines) on one collection and model at one depth
+(:class:`SearchTask`, exactly the :func:`phase2.quality.cached_search` calls a chapter would make). Each
+writes the caches under :func:`phase2.storage.cache_dir` that the chapters read, atomically and keyed by
+everything that shapes the result, so a task run on any worker leaves what the chapter itself would have
+computed: the codecs fit and search on one thread, and their results are bit-identical whichever process
+runs them.
 
 The default is a ``LocalCluster`` sized to the machine (one single-threaded worker per core); with a
 scheduler address the same tasks run on an existing cluster whose workers see the same cache directory
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -54,11 +56,12 @@ class EmbedTask:
 
 @dataclass(frozen=True)
 class SearchTask:
-    """Fit one codec on a collection's documents and search its queries to ``depth``, into the search cache."""
+    """Fit codecs on a collection's documents and search its queries to ``depth``, into the search cache: one
+    codec, or a first stage with its rescoring pipelines, which then fit it once (``codecs._fitted_once``)."""
 
     dataset: str
     model: str
-    codec: str
+    codecs: tuple[str, ...]
     depth: int
 
     def run(self, *_embedded: float) -> float:
@@ -68,7 +71,8 @@ class SearchTask:
         collection = _collection(self.dataset)
         docs = embed(collection, self.model, "docs", progress=False)
         queries = embed(collection, self.model, "queries", progress=False)
-        cached_search(collection, self.model, self.codec, self.depth, docs, queries)
+        for codec in self.codecs:
+            cached_search(collection, self.model, codec, self.depth, docs, queries)
         return time.perf_counter() - start
 
 
@@ -103,9 +107,9 @@ def _searches(chapter: str, values: dict) -> tuple[list[str], int]:
 
 
 def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
-    """The embedding and search tasks of a profile's searching chapters, each once, largest searches first."""
+    """The embedding and search tasks of a profile's searching chapters, each search once, largest first."""
     embeds: dict[EmbedTask, None] = {}
-    searches: dict[SearchTask, None] = {}
+    wanted: dict[tuple[str, str, int], dict[str, None]] = {}
     for chapter in SEARCHING_CHAPTERS:
         values = chapter_values(chapter, profile)
         datasets = chapters.split_names(values["dataset"], available_datasets(), "dataset")
@@ -117,9 +121,14 @@ def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
         names = [codecs.make_codec(name).name for name in names]
         for dataset, model in pairs:
             embeds[EmbedTask(dataset, model)] = None
-            clipped = min(depth, _collection(dataset).n_docs)
-            for name in names:
-                searches[SearchTask(dataset, model, name, clipped)] = None
+            wanted.setdefault((dataset, model, min(depth, _collection(dataset).n_docs)), {}).update(
+                dict.fromkeys(names))
+    searches = []
+    for (dataset, model, depth), names in wanted.items():
+        by_first_stage: dict[str, list[str]] = {}
+        for name in names:
+            by_first_stage.setdefault(re.sub(r"\+R\d+\w+$", "", name), []).append(name)
+        searches.extend(SearchTask(dataset, model, tuple(group), depth) for group in by_first_stage.values())
     return list(embeds), sorted(searches, key=lambda t: -_cost(t))
 
 
@@ -127,15 +136,15 @@ def _cost(task: SearchTask) -> float:
     """Rough relative cost, to start the long searches first: trained codecs fit on the documents, and
     every codec scores every query against every document."""
     collection = _collection(task.dataset)
-    trained = any(task.codec.startswith(p) for p in ("PQ", "OPQ", "ITQ", "RaBitQ", "LSH", "BINr"))
-    return collection.n_docs * (collection.n_queries + (2000 if trained else 0))
+    trained = any(task.codecs[0].startswith(p) for p in ("PQ", "OPQ", "ITQ", "RaBitQ", "LSH", "BINr"))
+    return collection.n_docs * (len(task.codecs) * collection.n_queries + (2000 if trained else 0))
 
 
 def timing_table(done: list[tuple[EmbedTask | SearchTask, float]]) -> pd.DataFrame:
     """One row per task: ``task`` (embed or search), ``dataset``, ``model``, ``codec``, ``seconds`` (wall time in
     the process that ran it, a cached result included)."""
     return pd.DataFrame([{"task": "embed" if isinstance(t, EmbedTask) else "search", "dataset": t.dataset,
-                          "model": t.model, "codec": getattr(t, "codec", ""), "seconds": seconds}
+                          "model": t.model, "codec": " ".join(getattr(t, "codecs", ())), "seconds": seconds}
                          for t, seconds in done], columns=["task", "dataset", "model", "codec", "seconds"])
 
 
@@ -178,7 +187,7 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None,
                                                         priority=1, resources={GPU_RESOURCE: 1} if gpu else None)
                     for t in embeds}
         futures = [client.submit(SearchTask.run, t, embedded[(t.dataset, t.model)],
-                                 key=f"search-{t.dataset}-{t.model}-{t.codec}-{t.depth}", priority=-i)
+                                 key=f"search-{t.dataset}-{t.model}-{' '.join(t.codecs)}-{t.depth}", priority=-i)
                    for i, t in enumerate(searches)]
         task_of = {**{f.key: t for t, f in zip(embeds, embedded.values(), strict=True)},
                    **{f.key: t for t, f in zip(searches, futures, strict=True)}}

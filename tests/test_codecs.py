@@ -317,3 +317,19 @@ def test_rabitq_search_equals_faiss_index_rabitq(bits):
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-6)
     with pytest.raises(ParameterError, match="faiss supports 1 to 9 bits per dimension, got 0"):
         make_codec("RaBitQ0")
+
+
+def test_rescoring_pipelines_share_one_fit_of_their_first_stage_and_its_codes():
+    from phase2 import codecs
+
+    x, other = unit_vectors(400, 64, 1), unit_vectors(400, 64, 2)
+    codecs._fitted_first_stages.clear()
+    first = make_codec("ITQ+R2Flat").fit(x)
+    again = make_codec("ITQ+R10SQ8").fit(x)
+    assert again.first is first.first  # fitted once for both
+    fresh = make_codec("ITQ").fit(x)
+    assert np.array_equal(again.first.encode(x), fresh.encode(x))
+    assert make_codec("ITQ+R2Flat").fit(other).first is not first.first  # another corpus: a new fit
+    seeded = codecs.Rescored(codecs.IterativeQuantization(seed=1), make_codec("Flat"), 2).fit(x)
+    assert seeded.first is not first.first  # another constructor state: a new fit
+    assert not np.array_equal(seeded.first.encode(x), fresh.encode(x))
