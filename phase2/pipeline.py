@@ -117,7 +117,10 @@ def execution_parts(notebook: Path, parameters: dict, upstream: tuple[str, ...] 
 
 def execution_key(notebook: Path, parameters: dict, upstream: tuple[str, ...] = ()) -> str:
     """Changes with any of :func:`execution_parts`."""
-    parts = execution_parts(notebook, parameters, upstream)
+    return _key(execution_parts(notebook, parameters, upstream))
+
+
+def _key(parts: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -134,7 +137,7 @@ def stale_reason(notebook: Path, parameters: dict, output: Path, upstream: tuple
     except (OSError, ValueError):
         return "its executed copy is unreadable"
     parts = execution_parts(notebook, parameters, upstream)
-    if stored.get("key") == execution_key(notebook, parameters, upstream):
+    if stored.get("key") == _key(parts):
         return None
     changed = [_CHANGED[name] for name, digest in parts.items() if stored.get("parts", {}).get(name) != digest]
     return ", ".join(changed) if stored.get("parts") else "executed by an older version of the pipeline"
@@ -168,8 +171,8 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
         raise ChapterError(f"chapter {notebook.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                            f"the executed notebook, with the error, is at {partial}") from None
     nb = nbformat.read(partial, as_version=4)
-    nb.metadata["phase2"] = {"key": execution_key(notebook, parameters, upstream),
-                             "parts": execution_parts(notebook, parameters, upstream), "parameters": parameters}
+    parts = execution_parts(notebook, parameters, upstream)
+    nb.metadata["phase2"] = {"key": _key(parts), "parts": parts, "parameters": parameters}
     atomic_write_bytes(output, nbformat.writes(nb).encode())
     partial.unlink()
     return True
