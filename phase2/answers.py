@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from phase2 import bench, geometry, quality
+from phase2 import bench, decisions, geometry, quality
 
 QUESTIONS = {
     "RQ1": "As vectors go from float32 to 1 bit, how does retrieval quality fall, per collection and per "
@@ -30,8 +30,10 @@ def _kept(summaries: pd.DataFrame, name: str) -> pd.Series:
     return summaries[summaries.name == name].set_index(["dataset", "model"])["% float32 nDCG@10"]
 
 
-def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame) -> str:
-    """RQ1 from :func:`phase2.quality.all_summaries` and :func:`phase2.quality.binary_at_budgets`."""
+def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd.DataFrame | None = None,
+                   n: int | None = None) -> str:
+    """RQ1 from :func:`phase2.quality.all_summaries`, :func:`phase2.quality.binary_at_budgets` (bytes counted at
+    ``n``, or each collection's own N) and :func:`phase2.quality.pooled_retention` of the sign code."""
     pairs = summaries[["dataset", "model"]].drop_duplicates()
     parts = [f"Over {len(pairs)} (collection, model) pairs and exhaustive search"]
     scalar = [(label, _kept(summaries, name)) for name, label in
@@ -48,18 +50,23 @@ def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame) -> str:
                  f"median {sign.median():.1f}%, from {sign.min():.1f}% ({worst[0]}, {worst[1]}) to "
                  f"{sign.max():.1f}%" + (f", {_kept(summaries, 'SQ8').median() - sign.median():.1f} points below "
                                          "int8's median." if (summaries.name == "SQ8").any() else "."))
+        if pooled is not None and len(pooled):
+            rows = pooled[pooled.study == "pooled"]
+            text += " Pooled over collections (random effects, 95% interval), it kept " + "; ".join(
+                f"{r.estimate:.1f}% [{r.low:.1f}, {r.high:.1f}] with {r.model}" for r in rows.itertuples()) + "."
         variants = {name: _kept(summaries, name).median() for name in ONE_BIT if (summaries.name == name).any()}
         best = max(variants, key=variants.get)
         if best != "BIN":
             text += f" The best 1-bit variant in the median, {best}, kept {variants[best]:.1f}%."
     if len(comparison):
         counts = comparison["binary is"].value_counts()
-        worse = comparison.groupby("budget")["binary is"].agg(lambda v: 100 * (v == "worse").mean())
-        text += (f" At equal memory ({', '.join(str(b) for b in worse.index)} bytes/vector scanned), the best binary "
-                 f"code against the best other code was worse in {counts.get('worse', 0)}, competitive in "
-                 f"{counts.get('competitive', 0)} and better in {counts.get('better', 0)} of {len(comparison)} "
-                 f"(pair, budget) cells (paired 95% intervals); worse for {worse.iloc[0]:.0f}% of the pairs at "
-                 f"{worse.index[0]} B and {worse.iloc[-1]:.0f}% at {worse.index[-1]} B.")
+        where = "each collection's own N" if n is None else f"N = {n:,}"
+        text += (f" At equal memory ({', '.join(str(b) for b in sorted(comparison.budget.unique()))} bytes/vector, "
+                 f"trained state included, at {where}), the best binary code against the best other code was "
+                 + ", ".join(f"{v} in {counts.get(v, 0)}" for v in decisions.OUTCOMES)
+                 + f" of {len(comparison)} (pair, budget) cells (equivalent: within ±{100 * decisions.MARGIN_SHARE:g}%"
+                 " of float32's nDCG@10 by TOST; Holm-corrected; codes chosen on one half of the queries and "
+                 "compared on the other).")
     rescored = [n for n in ("BIN+R4Flat", "BIN+R4SQ8") if (summaries.name == n).any()]
     if rescored:
         text += " Re-ranking the sign code's top 40 brought the median to " + " and ".join(

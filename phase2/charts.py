@@ -176,3 +176,33 @@ def predicted_vs_actual(predictions: pd.DataFrame) -> alt.LayerChart:
         color="dataset:N", shape="model:N",
         tooltip=["dataset", "model", alt.Tooltip("actual:Q", format=".1f"), alt.Tooltip("predicted:Q", format=".1f")])
     return (diagonal + points).properties(width=320, height=260)
+
+
+def bytes_vs_n(summaries: pd.DataFrame, sizes=(10**3, 10**4, 10**5, 10**6, 10**7)) -> alt.FacetChart:
+    """Bytes per vector against N (log-log), trained state included: ``code + fixed / N``, one line per codec
+    that has trained state, one panel per model (its dimension sets the state's size)."""
+    codecs = summaries[summaries["fixed bytes"] > 0].drop_duplicates(["model", "name"])
+    data = pd.DataFrame([{"model": r.model, "name": r.name, "family": r.family, "N": n,
+                          "bytes": r["bytes/vector"] + r["fixed bytes"] / n, "fixed": r["fixed bytes"]}
+                         for _, r in codecs.iterrows() for n in sizes])
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("N:Q", scale=alt.Scale(type="log"), title="vectors stored, N (log scale)"),
+        y=alt.Y("bytes:Q", scale=alt.Scale(type="log"), title="bytes per vector, trained state included (log)"),
+        color=_family_color(), detail="name:N",
+        tooltip=["model", "name", "N", alt.Tooltip("bytes:Q", format=",.1f"), alt.Tooltip("fixed:Q", format=",")],
+    ).properties(width=320, height=240).facet(column=alt.Column("model:N", title=None))
+
+
+def forest(pooled: pd.DataFrame, title: str = "% of float32 nDCG@10 kept") -> alt.FacetChart:
+    """A forest plot: each collection's estimate with its 95% interval, and the random-effects pool (a larger
+    diamond) below them, one panel per model (:func:`phase2.decisions.pool` rows)."""
+    data = pooled.assign(kind=pooled.study.eq("pooled").map({True: "pooled", False: "collection"}))
+    base = alt.Chart(data).encode(y=alt.Y("study:N", sort=None, title=None))
+    rules = base.mark_rule().encode(x=alt.X("low:Q", scale=alt.Scale(zero=False), title=title), x2="high:Q")
+    points = base.mark_point(filled=True).encode(
+        x="estimate:Q", shape=alt.Shape("kind:N", scale=alt.Scale(range=["circle", "diamond"]), title=None),
+        size=alt.Size("kind:N", scale=alt.Scale(range=[60, 200]), legend=None),
+        tooltip=["model", "study", alt.Tooltip("estimate:Q", format=".1f"), alt.Tooltip("low:Q", format=".1f"),
+                 alt.Tooltip("high:Q", format=".1f")])
+    return alt.layer(rules, points).properties(width=300, height=alt.Step(22)).facet(
+        row=alt.Row("model:N", title=None, sort=None))

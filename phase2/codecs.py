@@ -89,9 +89,23 @@ class Codec(ABC):
 
     @property
     def code_size(self) -> int:
-        """Exact bytes per encoded vector (everything stored)."""
+        """Exact bytes per encoded vector; the trained state stored once is :attr:`fixed_bytes`."""
         self._require_fitted()
         return self._code_size()
+
+    @property
+    def fixed_bytes(self) -> int:
+        """Bytes of trained state stored once per index, whatever its size N (codebooks, rotations, ranges, means,
+        as float32): what an equal-memory comparison must add to ``N x code_size``."""
+        self._require_fitted()
+        return self._fixed_bytes()
+
+    def total_bytes(self, n: int) -> int:
+        """Everything stored for ``n`` vectors: their codes and the trained state."""
+        return n * self.code_size + self.fixed_bytes
+
+    def _fixed_bytes(self) -> int:
+        return 0  # nothing trained: float32, float16, sign bits and the asymmetric sign score
 
     @property
     def rescore_bytes(self) -> int:
@@ -196,6 +210,9 @@ class FaissScalarQuantizer(DecodingCodec):
     def _code_size(self):
         return self._sq.code_size
 
+    def _fixed_bytes(self):
+        return 4 * self._sq.trained.size()  # per-dimension (or one global) min and range; none for fp16/bf16
+
     def _encode(self, x):
         return self._sq.compute_codes(x)
 
@@ -228,6 +245,9 @@ class ClippedScalarQuantizer(DecodingCodec):
 
     def _code_size(self):
         return -(-self.dim * self.bits // 8)
+
+    def _fixed_bytes(self):
+        return 4 * (self._lo.size + self._step.size)
 
     def _encode(self, x):
         levels = np.clip(np.floor((x - self._lo) / self._step), 0, (1 << self.bits) - 1).astype(np.uint8)
@@ -282,6 +302,9 @@ class ProductQuantizer(DecodingCodec):
     def _code_size(self):
         return self._pq.code_size
 
+    def _fixed_bytes(self):
+        return 4 * (self._pq.centroids.size() + (self._opq.A.size() + self._opq.b.size() if self._opq else 0))
+
     def _encode(self, x):
         with _one_thread():
             return self._pq.compute_codes(self._opq.apply(x) if self._opq is not None else x)
@@ -314,6 +337,10 @@ class SignBinary(Codec):
 
     def _code_size(self):
         return -(-self.dim // 8)
+
+    def _fixed_bytes(self):
+        # the seeded rotation could be drawn again from its seed; it is counted as stored, as a server loads it
+        return 4 * sum(a.size for a in (self._mean, self._rotation) if a is not None)
 
     def _encode(self, x):
         if self._mean is not None:
@@ -351,6 +378,9 @@ class ThermometerBinary(SignBinary):
 
     def _code_size(self):
         return -(-self.dim * self.bits // 8)
+
+    def _fixed_bytes(self):
+        return 4 * self._thresholds.size
 
     def _encode(self, x):
         return np.packbits((x[:, :, None] > self._thresholds[None]).reshape(len(x), -1), axis=1)
@@ -411,6 +441,9 @@ class Rescored(Codec):
     @property
     def rescore_bytes(self) -> int:
         return self.second.code_size
+
+    def _fixed_bytes(self):
+        return self.first.fixed_bytes + self.second.fixed_bytes
 
     def _encode(self, x):
         return np.hstack([self.first.encode(x), self.second.encode(x)])
@@ -510,6 +543,9 @@ class RandomHyperplaneLSH(SignBinary):
     def _code_size(self):
         return self.bits // 8
 
+    def _fixed_bytes(self):
+        return 4 * (self._index.rrot.A.size() + self._index.rrot.b.size() + self._index.thresholds.size())
+
     def _encode(self, x):
         with _one_thread():
             return self._index.sa_encode(x)
@@ -545,6 +581,9 @@ class RaBitQ(Codec):
 
     def _code_size(self):
         return self._index.code_size
+
+    def _fixed_bytes(self):
+        return 4 * self._index.center.size()  # the corpus centroid
 
     def _encode(self, x):
         with _one_thread():

@@ -158,7 +158,8 @@ def diagnostic_rows(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
     """The diagnostics table (one row per dataset and model) as result rows, so later chapters can read it."""
     long = table.melt(id_vars=["dataset", "model"], value_vars=list(DIAGNOSTICS), var_name="metric")
     return long.assign(**meta, codec="", codec_label="", family=DIAGNOSTIC_FAMILY, bytes_per_vector=0,
-                       rescore_bytes_per_vector=0, query_id="", embeddings="")
+                       rescore_bytes_per_vector=0, fixed_bytes=0, n_vectors=0, query_id="", query_cluster="",
+                       embeddings="")
 
 
 def split_results(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,7 +10,6 @@ value against pytrec_eval, fed with scores that encode our ranks.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -122,30 +121,3 @@ def overlap_at_k(ids: np.ndarray, reference_ids: np.ndarray, k: int) -> np.ndarr
     a, b = ids[:, :k], reference_ids[:, :k]
     first = ~np.tril(a[:, :, None] == a[:, None, :], k=-1).any(axis=2)  # each id of a counted once, as in a set
     return ((a[:, :, None] == b[:, None, :]).any(axis=2) & first).sum(axis=1) / k
-
-
-_CHUNK = 200  # resamples gathered at once: bounds the gathered matrix to 200 x n floats
-
-
-@functools.lru_cache(maxsize=2)
-def _resample_rows(n: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
-    """The seeded resampled query rows, in chunks of :data:`_CHUNK`: the same for every codec compared on one
-    query set, so drawn once (int32 to halve their memory; the values are those of the int64 draw)."""
-    rng = np.random.default_rng(seed)
-    return tuple(rng.integers(0, n, size=(min(_CHUNK, resamples - start), n)).astype(np.int32)
-                 for start in range(0, resamples, _CHUNK))
-
-
-def paired_bootstrap_ci(differences: np.ndarray, resamples: int = 2000, seed: int = 0,
-                        level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of per-query differences (queries resampled with replacement).
-
-    Seeded, so the interval is the same on every run.
-    """
-    diff = np.asarray(differences, dtype=np.float64)
-    if diff.ndim != 1 or len(diff) == 0:
-        raise ValueError(f"need a non-empty 1-D array of per-query differences, got shape {diff.shape}")
-    means = np.concatenate([diff[rows].mean(1) for rows in _resample_rows(len(diff), resamples, seed)])
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from phase2 import metrics
+from phase2 import decisions, metrics
 from phase2.codecs import Codec, Float32, make_codec
 from phase2.datasets import Collection, load_dataset
 from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
@@ -48,8 +48,8 @@ def search_key(collection: Collection, model: str, codec: str, depth: int) -> st
 
 
 def cached_search(collection: Collection, model: str, name: str, depth: int, docs: np.ndarray,
-                  queries: np.ndarray) -> tuple[Codec, np.ndarray, tuple[int, int]]:
-    """The codec (unfitted when cached), its top-``depth`` ids and its ``(code_size, rescore_bytes)``.
+                  queries: np.ndarray) -> tuple[Codec, np.ndarray, tuple[int, int, int]]:
+    """The codec (unfitted when cached), its top-``depth`` ids and its ``(code_size, rescore_bytes, fixed_bytes)``.
 
     Fitting and searching is most of a quality chapter's time; the quality, rescoring and geometry
     chapters and every profile share these results, so the full profile redoes only what is new.
@@ -61,10 +61,10 @@ def cached_search(collection: Collection, model: str, name: str, depth: int, doc
     if ids is None or sizes is None:
         codec.fit(docs)
         ids = codec.search(codec.encode(docs), queries, depth)[1].astype(np.int32)
-        sizes = np.array([codec.code_size, codec.rescore_bytes], dtype=np.int64)
+        sizes = np.array([codec.code_size, codec.rescore_bytes, codec.fixed_bytes], dtype=np.int64)
         save_array(stem.with_suffix(".sizes.npy"), sizes, key)
         save_array(stem.with_suffix(".ids.npy"), ids, key)
-    return codec, ids, (int(sizes[0]), int(sizes[1]))
+    return codec, ids, (int(sizes[0]), int(sizes[1]), int(sizes[2]))
 
 
 def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta: dict,
@@ -76,25 +76,30 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
     depth = min(depth, collection.n_docs)
     names = [REFERENCE] + [c for c in codecs if c != REFERENCE]
     source = json.dumps({part: provenance(dataset, model, part) for part in ("docs", "queries")}, sort_keys=True)
+    clusters = dict(zip(collection.query_ids, decisions.query_clusters(collection.query_ids, collection.qrels),
+                        strict=True))
     blocks, reference_ids = [], None
     for name in tqdm(names, desc=f"{dataset}/{model}: codecs scored", disable=not progress):
-        codec, ids, (code_size, rescore_bytes) = cached_search(collection, model, name, depth, docs, queries)
+        codec, ids, (code_size, rescore_bytes, fixed_bytes) = cached_search(collection, model, name, depth, docs,
+                                                                            queries)
         if reference_ids is None:
             reference_ids = ids
         judged, values = metrics.per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels)
         common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
                   "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
-                  "rescore_bytes_per_vector": rescore_bytes, "embeddings": source}
+                  "rescore_bytes_per_vector": rescore_bytes, "fixed_bytes": fixed_bytes,
+                  "n_vectors": collection.n_docs, "embeddings": source}
         for metric, per_query in values.items():
             blocks.append((common, metric, judged, per_query))
         blocks.append((common, OVERLAP, collection.query_ids, metrics.overlap_at_k(ids, reference_ids, 10)))
-    return _tidy(blocks)
+    return _tidy(blocks, clusters)
 
 
-def _tidy(blocks: list[tuple[dict, str, list[str], np.ndarray]]) -> pd.DataFrame:
-    """Rows ``{**common, metric, value, query_id}``: per block, the mean over queries (``query_id`` empty), then
-    one row per query; built column by column (the same table as from one dict per row, minutes sooner)."""
-    columns: dict[str, list] = {key: [] for key in [*blocks[0][0], "metric", "value", "query_id"]}
+def _tidy(blocks: list[tuple[dict, str, list[str], np.ndarray]], clusters: dict[str, str]) -> pd.DataFrame:
+    """Rows ``{**common, metric, value, query_id, query_cluster}``: per block, the mean over queries (``query_id``
+    and ``query_cluster`` empty), then one row per query; built column by column (the same table as from one
+    dict per row, minutes sooner)."""
+    columns: dict[str, list] = {key: [] for key in [*blocks[0][0], "metric", "value", "query_id", "query_cluster"]}
     for common, metric, query_ids, values in blocks:
         n = len(query_ids) + 1
         for key, value in common.items():
@@ -102,37 +107,46 @@ def _tidy(blocks: list[tuple[dict, str, list[str], np.ndarray]]) -> pd.DataFrame
         columns["metric"].extend([metric] * n)
         columns["value"].extend([float(np.mean(values)) if len(values) else float("nan"), *values.tolist()])
         columns["query_id"].extend(["", *query_ids])
+        columns["query_cluster"].extend(["", *(clusters[q] for q in query_ids)])
     return pd.DataFrame(columns)
 
 
 def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
-    """One row per codec (factory ``name`` and readable ``codec``): bytes, mean metrics, % of float32 retained."""
+    """One row per codec (factory ``name`` and readable ``codec``): bytes, mean metrics, % of float32 retained,
+    the difference from float32 with its cluster-bootstrap 95% CI. ``bytes/vector at N`` adds the trained state
+    (``fixed bytes``) spread over the collection's own N vectors to the scanned codes."""
     means = results[(results.query_id == "") & (results.dataset == dataset) & (results.model == model)]
-    wide = means.pivot_table(index=["codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector"],
+    wide = means.pivot_table(index=["codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
+                                    "fixed_bytes", "n_vectors"],
                              columns="metric", values="value", sort=False).reset_index()
     wide.columns.name = None
     reference = means[(means.codec == REFERENCE) & (means.metric == "nDCG@10")].value.iloc[0]
     wide["% float32 nDCG@10"] = 100 * wide["nDCG@10"] / reference
-    deltas = [paired_difference(results, dataset, model, name) for name in wide.codec]
+    per_query, clusters = per_query_table(results, dataset, model), query_cluster_labels(results, dataset, model)
+    deltas = [_difference(per_query, clusters, name) for name in wide.codec]
     wide[["Δ nDCG@10", "Δ low", "Δ high"]] = deltas
     wide["Δ nDCG@10 [95% CI]"] = [f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]" for d, lo, hi in deltas]
+    wide["bytes/vector at N"] = wide.bytes_per_vector + wide.fixed_bytes / wide.n_vectors
     wide = wide.rename(columns={"codec": "name", "codec_label": "codec", "bytes_per_vector": "bytes/vector",
-                                "rescore_bytes_per_vector": "rescore bytes/vector"})
-    cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "nDCG@10", "Recall@10", "Recall@100",
-            "MRR@10", OVERLAP, "% float32 nDCG@10", "Δ nDCG@10 [95% CI]", "Δ nDCG@10", "Δ low", "Δ high"]
+                                "rescore_bytes_per_vector": "rescore bytes/vector", "fixed_bytes": "fixed bytes",
+                                "n_vectors": "N"})
+    cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "fixed bytes", "N", "bytes/vector at N",
+            "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP, "% float32 nDCG@10", "Δ nDCG@10 [95% CI]",
+            "Δ nDCG@10", "Δ low", "Δ high"]
     return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def all_summaries(results: pd.DataFrame) -> pd.DataFrame:
     """:func:`summary_table` for every (dataset, model) in the results, stacked with those two columns.
 
-    Cached by the table's content and this module's and :mod:`phase2.metrics`' code: the conclusion
+    Cached by the table's content and this module's, :mod:`phase2.metrics`' and :mod:`phase2.decisions`' code: the
+    conclusion
     summarizes the very runs the quality chapter did (minutes of bootstrap on the default profile).
     """
     columns = ["dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
-               "metric", "query_id", "value"]
+               "fixed_bytes", "n_vectors", "metric", "query_id", "query_cluster", "value"]
     h = hashlib.sha256(pd.util.hash_pandas_object(results[columns], index=False).to_numpy().tobytes())
-    for module in ("quality.py", "metrics.py"):
+    for module in ("quality.py", "metrics.py", "decisions.py"):
         h.update((Path(__file__).parent / module).read_bytes())
     path = cache_dir() / "summaries" / f"{h.hexdigest()[:20]}.parquet"
     try:
@@ -292,7 +306,12 @@ def rescoring_verdict(table: pd.DataFrame) -> str:
 
 
 BUDGETS = (16, 32, 48, 64, 96, 128)
-"""Bytes/vector at which the families are compared (what every query scans)."""
+"""Bytes/vector at which the families are compared: the codes every query scans plus the trained state spread over
+the N vectors (:func:`amortized_bytes`)."""
+MEMORY_SLACK = 0.02
+"""A code fits a budget B when its bytes per vector are at most ``B x (1 + MEMORY_SLACK)``: memory within 2% counts
+as equal, as nDCG@10 within 2% of float32 counts as equivalent (:data:`phase2.decisions.MARGIN_SHARE`). Without
+it, any trained state at all (a 1.5 kB mean) would push a 48-byte code out of the 48-byte budget."""
 
 PUBLISHED = {
     "source": "sentence-transformers embedding-quantization report (Shakir, Aarsen & Lee, 2024; 15 MTEB retrieval "
@@ -307,57 +326,129 @@ PUBLISHED = {
 the report's protocol beside this study's own numbers."""
 
 
-def equal_memory(summaries: pd.DataFrame, budgets=BUDGETS) -> pd.DataFrame:
-    """Per dataset, model and budget, the best codec (by nDCG@10) of each family within that many scanned bytes.
+def amortized_bytes(summaries: pd.DataFrame, n: int | None = None) -> pd.Series:
+    """Bytes per vector kept in memory: the scanned codes plus the trained state spread over N vectors, N the
+    collection's own size (``n`` None) or ``n``."""
+    return summaries["bytes/vector"] + summaries["fixed bytes"] / (summaries["N"] if n is None else n)
+
+
+EQUAL_MEMORY_AT = (None, 10**6, 10**7)
+"""The N at which equal-memory comparisons are shown: each collection's own size, then 10^6 and 10^7 vectors."""
+
+
+VERDICT_N = 10**6
+"""The N the conclusion's equal-memory verdict holds for: a deployment-sized index, where a 384-d PQ codebook adds
+0.4 B per vector (at the collections' own sizes it adds 34-281 B; the quality chapter shows both)."""
+
+
+def n_label(n: int | None, short: bool = False) -> str:
+    """How a table names the N its bytes hold for (``short``: for a file name)."""
+    if short:
+        return "own-n" if n is None else f"n-{n}"
+    return "each collection's own N" if n is None else f"N = {n:,}"
+
+
+def equal_memory(summaries: pd.DataFrame, budgets=BUDGETS, n: int | None = None) -> pd.DataFrame:
+    """Per dataset, model and budget, the best codec (by nDCG@10) of each family within that many bytes per vector
+    (:data:`MEMORY_SLACK`), counted by :func:`amortized_bytes` at N (``n``, or the collection's own size).
 
     Rescored pipelines count their first stage only (their rescore bytes may live on disk) and are
     their own family, ``<first family>+rescore``.
     """
     rows = []
+    summaries = summaries.assign(**{"bytes/vector at budget N": amortized_bytes(summaries, n)})
     for (dataset, model), g in summaries.groupby(["dataset", "model"], sort=False):
         for budget in budgets:
-            fits = g[(g["bytes/vector"] <= budget) & (g.family != "float")]
+            fits = g[(g["bytes/vector at budget N"] <= budget * (1 + MEMORY_SLACK)) & (g.family != "float")]
             for family, f in fits.groupby("family", sort=False):
                 best = f.loc[f["nDCG@10"].idxmax()]
-                rows.append({"dataset": dataset, "model": model, "budget": budget, "family": family,
-                             **best[["name", "bytes/vector", "rescore bytes/vector", "nDCG@10", "% float32 nDCG@10",
-                                     "Δ nDCG@10", "Δ low", "Δ high"]].to_dict()})
+                rows.append({"dataset": dataset, "model": model, "N": n or int(best["N"]), "budget": budget,
+                             "family": family,
+                             **best[["name", "bytes/vector", "fixed bytes", "bytes/vector at budget N",
+                                     "rescore bytes/vector", "nDCG@10", "% float32 nDCG@10", "Δ nDCG@10", "Δ low",
+                                     "Δ high"]].to_dict()})
     return pd.DataFrame(rows)
 
 
-def binary_at_budgets(results: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
-    """At each budget, the best 1-bit-family code against the best code of any other family (no rescoring).
+def selection_half(clusters: pd.Series) -> np.ndarray:
+    """Which queries choose the best codes (True) and which test them (False): whole clusters, by a hash of their
+    label, so the split is fixed and never separates queries that share a source."""
+    return np.array([hashlib.sha256(str(c).encode()).digest()[0] % 2 == 0 for c in clusters])
 
-    The paired bootstrap CI of their per-query nDCG@10 difference says whether binary is clearly
-    worse (CI below 0), competitive (CI covers 0) or better (CI above 0) at that memory.
+
+def binary_at_budgets(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BUDGETS,
+                      n: int | None = None) -> pd.DataFrame:
+    """At each budget (bytes per vector at N, :func:`amortized_bytes`), the best 1-bit-family code against the best
+    code of any other family (no rescoring). Both are chosen on one half of the queries (:func:`selection_half`)
+    and compared on the other, so the choice does not flatter the test. Each comparison is decided by
+    :func:`phase2.decisions.decide` over the whole table: worse, equivalent, better or inconclusive.
     """
     rows = []
-    for (dataset, model, budget), g in best.groupby(["dataset", "model", "budget"], sort=False):
-        binary = g[g.family == "binary"]
-        others = g[~g.family.isin(["binary", "binary+rescore"])]
-        if binary.empty or others.empty:
-            continue
-        b, o = binary.iloc[0], others.loc[others["nDCG@10"].idxmax()]
-        diff, low, high = paired_difference(results, dataset, model, b["name"], o["name"])
-        verdict = "worse" if high < 0 else "better" if low > 0 else "competitive"
-        rows.append({"dataset": dataset, "model": model, "budget": budget, "best binary": b["name"],
-                     "binary nDCG@10": b["nDCG@10"], "best other": o["name"], "other nDCG@10": o["nDCG@10"],
-                     "Δ (binary - other)": diff, "Δ low": low, "Δ high": high, "binary is": verdict})
-    return pd.DataFrame(rows)
+    for (dataset, model), g in summaries.groupby(["dataset", "model"], sort=False):
+        per_query = per_query_table(results, dataset, model)
+        clusters = query_cluster_labels(results, dataset, model).reindex(per_query.index)
+        chooses = selection_half(clusters)
+        if chooses.sum() < 2 or (~chooses).sum() < 2:
+            raise ValueError(f"{dataset}/{model}: {len(per_query)} judged queries in {clusters.nunique()} clusters "
+                             "are too few to choose on one half and test on the other")
+        chosen_on, tested = per_query[chooses].mean(), per_query[~chooses]
+        margin = decisions.MARGIN_SHARE * per_query[REFERENCE].mean()
+        cost = amortized_bytes(g, n).set_axis(g.name)
+        family = g.set_index("name").family
+        for budget in budgets:
+            fits = cost.index[cost <= budget * (1 + MEMORY_SLACK)]
+            binary = [c for c in fits if family[c] == "binary"]
+            others = [c for c in fits if family[c] not in ("float", "binary", "binary+rescore")]
+            if not binary or not others:
+                continue
+            b, o = chosen_on[binary].idxmax(), chosen_on[others].idxmax()
+            comparison = decisions.compare((tested[b] - tested[o]).to_numpy(), margin, clusters[~chooses].to_numpy())
+            rows.append({"dataset": dataset, "model": model, "N": n or int(g["N"].iloc[0]), "budget": budget,
+                         "best binary": b, "binary nDCG@10": tested[b].mean(), "best other": o,
+                         "other nDCG@10": tested[o].mean(), "test queries": len(tested), **comparison})
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "model", "N", "budget", "binary is"])
+    table = decisions.decide(pd.DataFrame(rows))
+    return table.rename(columns={"mean": "Δ (binary - other)", "low": "Δ low", "high": "Δ high",
+                                 "outcome": "binary is"})
 
 
-def budget_verdict(comparison: pd.DataFrame) -> str:
-    """One line per budget: on how many (collection, model) pairs binary is worse, competitive or better."""
+def budget_verdict(comparison: pd.DataFrame, n: int | None = None) -> str:
+    """One line per budget: outcome counts over the (collection, model) pairs, and per model the random-effects
+    pooled difference (binary - other) over collections with its interval (:func:`phase2.decisions.pool`)."""
     if comparison.empty:
         return "No budget had both a binary code and another code within it."
-    lines = []
+    lines = [f"Bytes per vector at {n_label(n)}, within {100 * MEMORY_SLACK:g}% of the budget; "
+             f"margin ±{100 * decisions.MARGIN_SHARE:g}% of float32's nDCG@10; "
+             f"Holm over the {len(comparison)} cells; codes chosen on one half of the queries, compared on the other."]
     for budget, g in comparison.groupby("budget", sort=True):
         counts = g["binary is"].value_counts()
-        parts = [f"{counts.get(v, 0)} {v}" for v in ("worse", "competitive", "better")]
-        lines.append(f"- {budget} bytes/vector: binary {', '.join(parts)} of {len(g)} (collection, model) pair"
-                     f"{'s' if len(g) > 1 else ''}; median Δ nDCG@10 {_signed(g['Δ (binary - other)'].median())}"
-                     f" (best binary vs best other code that fits).")
+        parts = [f"{counts.get(v, 0)} {v}" for v in decisions.OUTCOMES]
+        pooled = []
+        for model, m in g.groupby("model", sort=False):
+            row = decisions.pool(m["Δ (binary - other)"], m["se"] ** 2, m.dataset).iloc[-1]
+            pooled.append(f"{model} {_signed(row.estimate)} [{_signed(row.low)}, {_signed(row.high)}] "
+                          f"({len(m)} collection{'s' if len(m) > 1 else ''})")
+        lines.append(f"- {budget} B/vector: binary {', '.join(parts)} of {len(g)} (collection, model) pair"
+                     f"{'s' if len(g) > 1 else ''}; pooled Δ nDCG@10 (binary - other): " + "; ".join(pooled) + ".")
     return "\n".join(lines)
+
+
+def pooled_retention(results: pd.DataFrame, codec: str = "BIN") -> pd.DataFrame:
+    """Per model, the % of float32's nDCG@10 that ``codec`` keeps on each collection (a ratio of means, its
+    variance from the cluster bootstrap) and their random-effects pool (:func:`phase2.decisions.pool`)."""
+    tables = []
+    pairs = results[results.codec == codec][["dataset", "model"]].drop_duplicates()
+    for model, datasets in pairs.groupby("model", sort=False):
+        effects, variances = [], []
+        for dataset in datasets.dataset:
+            per_query = per_query_table(results, dataset, model)
+            clusters = query_cluster_labels(results, dataset, model).reindex(per_query.index)
+            sums, _ = decisions.bootstrap_sums(per_query[[codec, REFERENCE]].to_numpy(), clusters.to_numpy())
+            effects.append(100 * per_query[codec].mean() / per_query[REFERENCE].mean())
+            variances.append(float(np.var(100 * sums[:, 0] / sums[:, 1], ddof=1)))
+        tables.append(decisions.pool(effects, variances, datasets.dataset).assign(model=model, codec=codec))
+    return pd.concat(tables, ignore_index=True)
 
 
 def dimension_table(best: pd.DataFrame, budgets=(48, 96)) -> pd.DataFrame:
@@ -437,11 +528,21 @@ def per_query_table(results: pd.DataFrame, dataset: str, model: str, metric: str
     return rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
 
 
-def paired_difference(results: pd.DataFrame, dataset: str, model: str, codec: str,
-                      baseline: str = REFERENCE) -> tuple[float, float, float]:
-    """Mean per-query nDCG@10 difference ``codec - baseline`` with its paired bootstrap 95% CI."""
-    per_query = per_query_table(results, dataset, model)
+def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.Series:
+    """Each judged query's cluster (:func:`phase2.decisions.query_clusters`), indexed by query id."""
+    rows = results[(results.dataset == dataset) & (results.model == model) & (results.query_id != "")]
+    return rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
+
+
+def _difference(per_query: pd.DataFrame, clusters: pd.Series, codec: str,
+                baseline: str = REFERENCE) -> tuple[float, float, float]:
     diff = (per_query[codec] - per_query[baseline]).to_numpy()
-    low, high = metrics.paired_bootstrap_ci(diff)
+    low, high = decisions.paired_bootstrap_ci(diff, clusters.reindex(per_query.index).to_numpy())
     return float(diff.mean()), low, high
 
+
+def paired_difference(results: pd.DataFrame, dataset: str, model: str, codec: str,
+                      baseline: str = REFERENCE) -> tuple[float, float, float]:
+    """Mean per-query nDCG@10 difference ``codec - baseline`` with its paired cluster-bootstrap 95% CI."""
+    return _difference(per_query_table(results, dataset, model), query_cluster_labels(results, dataset, model),
+                       codec, baseline)

@@ -2,11 +2,13 @@
 
 Schema (one row per measured value): ``run_id, created_utc, git_commit, versions,
 cpu, threads, seed, profile, chapter, dataset, model, codec, codec_label, family,
-bytes_per_vector, rescore_bytes_per_vector, metric, value, query_id``. ``bytes_per_vector``
-is what every query scans (must stay in memory); ``rescore_bytes_per_vector`` is read only
-for a short candidate list (may live on disk), 0 for single-stage codecs. ``query_id`` is empty for the mean over
-queries and holds the query id for per-query rows, so a reader never averages
-means with per-query values by accident: filter on ``query_id == ""`` first. ``embeddings`` says where
+bytes_per_vector, rescore_bytes_per_vector, fixed_bytes, n_vectors, metric, value, query_id, query_cluster,
+embeddings``. ``bytes_per_vector`` is what every query scans (must stay in memory); ``rescore_bytes_per_vector``
+is read only for a short candidate list (may live on disk), 0 for single-stage codecs; ``fixed_bytes`` is the
+trained state stored once (codebooks, rotations, ranges) for the ``n_vectors`` vectors searched. ``query_id`` is
+empty for the mean over queries and holds the query id for per-query rows, so a reader never averages
+means with per-query values by accident: filter on ``query_id == ""`` first. ``query_cluster`` names the queries
+resampled together (:func:`phase2.decisions.query_clusters`), empty on mean rows. ``embeddings`` says where
 the (dataset, model)'s vectors came from, as JSON per part: the cache, the encoder, or a published store
 with the result of its verification (:mod:`phase2.stores`); empty for rows without a model.
 """
@@ -30,7 +32,7 @@ from phase2.storage import atomic_write_bytes
 
 COLUMNS = ["run_id", "created_utc", "git_commit", "versions", "cpu", "threads", "seed", "profile", "chapter",
            "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
-           "metric", "value", "query_id", "embeddings"]
+           "fixed_bytes", "n_vectors", "metric", "value", "query_id", "query_cluster", "embeddings"]
 
 _VERSIONED = ("phase2", "numpy", "numba", "faiss-cpu", "torch", "sentence-transformers", "transformers")
 

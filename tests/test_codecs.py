@@ -56,6 +56,24 @@ def test_code_size_is_exact_bytes_per_vector(name):
     assert codec.code_size == SIZES[name] and codes.shape == (400, SIZES[name]) and codes.dtype == np.uint8
 
 
+# trained state stored once per index (float32), by hand for d = 384: ranges 2d, codebooks 256 x d, rotations d x d
+D = 384
+FIXED = {"Flat": 0, "FP16": 0, "BF16": 0, "BIN": 0, "BINa": 0, "BIN+R4Flat": 0,
+         "SQ8": 4 * 2 * D, "SQ4": 4 * 2 * D, "SQ8u": 4 * 2, "SQ8p": 4 * 2 * D, "SQ4p": 4 * 2 * D,
+         "BINc": 4 * D, "BINr": 4 * D * D, "BIN2t": 4 * 2 * D, "BIN4t": 4 * 4 * D,
+         "ITQ": 4 * (D + D * D), "ITQ128": 4 * (D + D * 128), "LSH128": 4 * (128 * D + 128),
+         "PQ48": 4 * 256 * D, "OPQ24,PQ24": 4 * (256 * D + D * D), "RaBitQ1": 4 * D, "RaBitQ4": 4 * D,
+         "ITQ+R4SQ8": 4 * (D + D * D) + 4 * 2 * D}
+
+
+@pytest.mark.parametrize("name", FIXED)
+def test_total_bytes_are_codes_times_n_plus_the_trained_state(name):
+    codec = make_codec(name).fit(unit_vectors(400, D, 1))
+    assert codec.fixed_bytes == FIXED[name]
+    for n in (1, 1_400, 10**6):
+        assert codec.total_bytes(n) == n * codec.code_size + FIXED[name]
+
+
 def test_binary_width_rounds_up_to_whole_bytes():
     assert make_codec("BIN").fit(unit_vectors(5, 100, 1)).code_size == 13
 

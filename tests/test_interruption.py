@@ -89,8 +89,8 @@ def test_killed_while_writing_results_keeps_earlier_runs_and_appends_cleanly(tmp
         meta = results.run_metadata("smoke", "ch", 0)
         return pd.DataFrame([{**meta, "dataset": "d", "model": "m", "codec": "BIN", "codec_label": "b",
                               "family": "binary", "bytes_per_vector": 48, "rescore_bytes_per_vector": 0,
-                              "metric": "nDCG@10", "value": value,
-                              "query_id": q, "embeddings": ""} for q in ("", "q1", "q2")])
+                              "fixed_bytes": 0, "n_vectors": 100, "metric": "nDCG@10", "value": value,
+                              "query_id": q, "query_cluster": q, "embeddings": ""} for q in ("", "q1", "q2")])
 
     results.write_results(run_rows(0.1), tmp_path)
     code = ("import pandas as pd\nfrom phase2 import results\nfrom pathlib import Path\n"

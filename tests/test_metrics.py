@@ -145,45 +145,6 @@ def test_ranked_doc_ids_maps_rows_to_ids():
     assert metrics.ranked_doc_ids(np.array([[1, 0]]), ["a", "b"], ["q"]) == {"q": ["b", "a"]}
 
 
-@pytest.mark.parametrize(("level", "z"), [(0.95, 1.959964), (0.8, 1.281552)])
-def test_paired_bootstrap_ci_has_its_nominal_level(level, z):
-    """On a large normal sample the percentile interval is the normal one: width 2 z sd / sqrt(n), within 10%."""
-    diff = np.random.default_rng(3).normal(-0.05, 0.2, size=5000)
-    low, high = metrics.paired_bootstrap_ci(diff, level=level)
-    expected = 2 * z * diff.std(ddof=1) / np.sqrt(len(diff))
-    assert abs((high - low) / expected - 1) < 0.10
-    assert low < diff.mean() < high
-
-
-def bootstrap_drawn_per_call(diff, resamples=2000, seed=0, level=0.95):
-    """The interval as the chapters computed it before resamples were shared: drawn afresh in every call."""
-    rng = np.random.default_rng(seed)
-    means = np.concatenate([diff[rng.integers(0, len(diff), size=(min(200, resamples - start), len(diff)))].mean(1)
-                            for start in range(0, resamples, 200)])
-    tail = (1 - level) / 2
-    return tuple(float(v) for v in np.quantile(means, [tail, 1 - tail]))
-
-
-def test_paired_bootstrap_ci_draws_resamples_once_per_query_set_with_identical_results():
-    """The resampled rows are shared by every codec on one query set; each interval is bit-identical to drawing
-    them afresh per call, as the chapters did before."""
-    rng = np.random.default_rng(4)
-    for n in (333, 10_570):
-        for _ in range(3):  # several codecs on one query set
-            diff = rng.normal(0.01, 0.1, size=n)
-            assert metrics.paired_bootstrap_ci(diff) == bootstrap_drawn_per_call(diff)
-
-
-def test_paired_bootstrap_ci_is_seeded_and_brackets_the_mean():
-    diff = np.random.default_rng(3).normal(-0.05, 0.2, size=400)
-    low, high = metrics.paired_bootstrap_ci(diff)
-    assert low < diff.mean() < high
-    assert (low, high) == metrics.paired_bootstrap_ci(diff)
-    assert metrics.paired_bootstrap_ci(np.zeros(10)) == (0.0, 0.0)
-    with pytest.raises(ValueError, match="non-empty 1-D"):
-        metrics.paired_bootstrap_ci(np.array([]))
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_per_query_arrays_equal_the_dict_path_bit_for_bit(seed):
     """The vectorized path the chapters use against the per-query dict path (itself checked against

@@ -10,49 +10,92 @@ from phase2.datasets import load_beir_dir
 
 from conftest import write_collection
 
-# codec -> (family, bytes, rescore bytes, per-query nDCG@10 for 40 queries)
+# codec -> (family, bytes, rescore bytes, fixed bytes, per-query nDCG@10 for 40 queries)
 RNG = np.random.default_rng(0)
 BASE = RNG.uniform(0.2, 0.9, 40)
+N = 10_000  # the toy collection's size: a 384-d PQ codebook (393,216 B) adds 39.3 B per vector at this N
+CODEBOOK = 4 * 256 * 384
 CODECS = {
-    "Flat": ("float", 1536, 0, BASE),
-    "PQ16": ("pq", 16, 0, BASE - 0.02),
-    "PQ48": ("pq", 48, 0, BASE - 0.01),
-    "ITQ128": ("binary", 16, 0, BASE - 0.10),
-    "BIN": ("binary", 48, 0, BASE - np.where(np.arange(40) < 4, 0.5, 0.0)),  # four queries carry all the loss
-    "ITQ": ("binary", 48, 0, BASE - 0.01 + RNG.normal(0, 0.02, 40)),
-    "BIN+R4Flat": ("binary+rescore", 48, 1536, BASE),
-    "BIN+R1Flat": ("binary+rescore", 48, 1536, BASE - 0.05),
+    "Flat": ("float", 1536, 0, 0, BASE),
+    "PQ16": ("pq", 16, 0, CODEBOOK, BASE - 0.02),
+    "PQ48": ("pq", 48, 0, CODEBOOK, BASE - 0.01),
+    "ITQ128": ("binary", 16, 0, 4 * (384 + 384 * 128), BASE - 0.10),
+    "BIN": ("binary", 48, 0, 0, BASE - np.where(np.arange(40) < 4, 0.5, 0.0)),  # four queries carry all the loss
+    "ITQ": ("binary", 48, 0, 4 * (384 + 384 * 384), BASE - 0.01 + RNG.normal(0, 0.02, 40)),
+    "BIN+R4Flat": ("binary+rescore", 48, 1536, 0, BASE),
+    "BIN+R1Flat": ("binary+rescore", 48, 1536, 0, BASE - 0.05),
 }
+
+
+def toy_results(codecs=CODECS, clusters=None):
+    rows = []
+    for codec, (family, size, rescore, fixed, values) in codecs.items():
+        common = {"dataset": "toy", "model": "m", "codec": codec, "codec_label": codec, "family": family,
+                  "bytes_per_vector": size, "rescore_bytes_per_vector": rescore, "fixed_bytes": fixed, "n_vectors": N}
+        for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", quality.OVERLAP):
+            rows.append({**common, "metric": metric, "value": float(values.mean()), "query_id": "",
+                         "query_cluster": ""})
+            rows.extend({**common, "metric": metric, "value": float(v), "query_id": f"q{i}",
+                         "query_cluster": clusters[i] if clusters else f"q{i}"} for i, v in enumerate(values))
+    return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def results():
-    rows = []
-    for codec, (family, size, rescore, values) in CODECS.items():
-        common = {"dataset": "toy", "model": "m", "codec": codec, "codec_label": codec, "family": family,
-                  "bytes_per_vector": size, "rescore_bytes_per_vector": rescore}
-        for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", quality.OVERLAP):
-            rows.append({**common, "metric": metric, "value": float(values.mean()), "query_id": ""})
-            rows.extend({**common, "metric": metric, "value": float(v), "query_id": f"q{i}"}
-                        for i, v in enumerate(values))
-    return pd.DataFrame(rows)
+    return toy_results()
 
 
-def test_equal_memory_picks_the_best_code_of_each_family_that_fits(results):
-    best = quality.equal_memory(quality.all_summaries(results), budgets=(16, 48))
-    picks = {(r.budget, r.family): r.name for r in best.itertuples()}
-    assert picks == {(16, "pq"): "PQ16", (16, "binary"): "ITQ128", (48, "pq"): "PQ48", (48, "binary"): "ITQ",
-                     (48, "binary+rescore"): "BIN+R4Flat"}
+def test_summaries_add_the_trained_state_spread_over_the_collection(results):
+    summary = quality.all_summaries(results).set_index("name")
+    assert summary.loc["PQ48", "fixed bytes"] == CODEBOOK and summary.loc["PQ48", "N"] == N
+    assert summary.loc["PQ48", "bytes/vector at N"] == pytest.approx(48 + CODEBOOK / N)
+    assert summary.loc["BIN", "bytes/vector at N"] == 48
+    assert quality.amortized_bytes(summary, 10**6)["PQ48"] == pytest.approx(48.393216)
 
 
-def test_binary_at_budgets_uses_the_paired_ci_of_the_two_codes(results):
-    best = quality.equal_memory(quality.all_summaries(results), budgets=(16, 48))
-    comparison = quality.binary_at_budgets(results, best).set_index("budget")
+def test_equal_memory_counts_the_trained_state_at_the_n_it_names(results):
+    """At the toy's own N the PQ codebook (39 B/vector) pushes both PQ codes out of their budgets and the rotation
+    (14.8 B) pushes ITQ out of 48; spread over 10^7 vectors, each fits within the 2% slack."""
+    summaries = quality.all_summaries(results)
+    own = quality.equal_memory(summaries, budgets=(16, 48))
+    assert {(r.budget, r.family): r.name for r in own.itertuples()} == {
+        (48, "binary"): "BIN", (48, "binary+rescore"): "BIN+R4Flat"}
+    assert set(own.N) == {N}
+    large = quality.equal_memory(summaries, budgets=(16, 48), n=10**7)
+    assert {(r.budget, r.family): r.name for r in large.itertuples()} == {
+        (16, "pq"): "PQ16", (16, "binary"): "ITQ128", (48, "pq"): "PQ48", (48, "binary"): "ITQ",
+        (48, "binary+rescore"): "BIN+R4Flat"}
+    assert set(large.N) == {10**7}
+
+
+def test_binary_at_budgets_chooses_on_one_half_tests_on_the_other_and_decides(results):
+    summaries = quality.all_summaries(results)
+    comparison = quality.binary_at_budgets(results, summaries, budgets=(16, 48), n=10**7).set_index("budget")
     assert comparison.loc[16, "binary is"] == "worse"  # 0.08 lower on every query
-    assert comparison.loc[48, "binary is"] == "competitive"  # ITQ vs PQ48: noise around zero
     assert comparison.loc[16, "Δ (binary - other)"] == pytest.approx(-0.08)
-    text = quality.budget_verdict(comparison.reset_index())
-    assert "- 16 bytes/vector: binary 1 worse, 0 competitive, 0 better of 1 (collection, model) pair" in text
+    tested = comparison.loc[16, "test queries"]
+    assert 0 < tested < 40 and comparison.loc[48, "test queries"] == tested
+    # ITQ vs PQ48 on ~20 queries: noise around 0, its interval too wide to call equivalent within 2%
+    assert comparison.loc[48, "binary is"] == "inconclusive"
+    assert (comparison["p difference (Holm)"] >= comparison["p difference"]).all()
+    text = quality.budget_verdict(comparison.reset_index(), n=10**7)
+    assert text.startswith("Bytes per vector at N = 10,000,000, within 2% of the budget; margin ±2% of float32's "
+                           "nDCG@10; Holm over the 2 cells;")
+    assert "- 16 B/vector: binary 1 worse, 0 equivalent, 0 better, 0 inconclusive of 1 (collection, model) pair; " \
+           "pooled Δ nDCG@10 (binary - other): m -0.080 [-0.080, -0.080] (1 collection)." in text
+
+
+def test_binary_at_budgets_at_the_collections_own_n_finds_no_rival_that_fits(results):
+    summaries = quality.all_summaries(results)
+    assert quality.binary_at_budgets(results, summaries, budgets=(16, 48)).empty  # no PQ code fits at N = 10,000
+
+
+def test_pooled_retention_pools_collections_per_model():
+    table = quality.pooled_retention(toy_results(), "BIN").set_index("study")
+    kept = 100 * CODECS["BIN"][4].mean() / BASE.mean()
+    assert table.loc["toy", "estimate"] == pytest.approx(kept)
+    assert table.loc["pooled", "estimate"] == pytest.approx(kept)
+    assert table.loc["toy", "low"] < kept < table.loc["toy", "high"]
 
 
 def test_failure_profile_sees_a_loss_concentrated_on_few_queries(results):
@@ -122,12 +165,16 @@ def test_the_rq1_answer_states_scalar_sign_equal_memory_and_rescoring_numbers(re
     from phase2 import answers
 
     summaries = quality.all_summaries(results)
-    text = answers.quality_answer(summaries, quality.binary_at_budgets(results, quality.equal_memory(summaries)))
+    text = answers.quality_answer(summaries, quality.binary_at_budgets(results, summaries, n=10**7),
+                                  quality.pooled_retention(results), n=10**7)
     assert text.startswith("Over 1 (collection, model) pairs and exhaustive search.")
     sign = 100 * (BASE - np.where(np.arange(40) < 4, 0.5, 0.0)).mean() / BASE.mean()
     assert f"The 1-bit sign code (48 B/vector at the smallest dimension, 32x smaller than float32) kept a median " \
            f"{sign:.1f}%" in text
-    assert "worse in 2, competitive in 4 and better in 0 of 6 (pair, budget) cells" in text
+    assert "Pooled over collections (random effects, 95% interval), it kept 91.3% [" in text
+    assert ("At equal memory (16, 32, 48, 64, 96, 128 bytes/vector, trained state included, at N = 10,000,000), the "
+            "best binary code against the best other code was worse in 2, equivalent in 0, better in 0, inconclusive "
+            "in 4 of 6 (pair, budget) cells") in text
     assert "Re-ranking the sign code's top 40 brought the median to 100.0% with float32." in text
 
 
@@ -140,7 +187,7 @@ def test_paired_difference_pairs_queries_by_id_not_by_row_order(results):
     flat = quality.per_query_table(results, "toy", "m")["Flat"].to_numpy()
     pq = quality.per_query_table(shuffled, "toy", "m").loc[[f"q{i}" for i in range(40)], "PQ48"].to_numpy()
     unpaired = np.random.default_rng(0).permutation(pq) - flat  # the same values, paired wrongly
-    wrong_low, wrong_high = quality.metrics.paired_bootstrap_ci(unpaired)
+    wrong_low, wrong_high = quality.decisions.paired_bootstrap_ci(unpaired)
     assert wrong_high - wrong_low > 0.05 > high - low
 
 

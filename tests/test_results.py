@@ -8,8 +8,8 @@ from phase2 import results
 
 def one_run(run_meta, value=0.5):
     row = {**run_meta, "dataset": "tiny", "model": "m", "codec": "BIN", "codec_label": "binary", "family": "binary",
-           "bytes_per_vector": 48, "rescore_bytes_per_vector": 0, "metric": "nDCG@10", "value": value, "query_id": "",
-           "embeddings": ""}
+           "bytes_per_vector": 48, "rescore_bytes_per_vector": 0, "fixed_bytes": 0, "n_vectors": 100,
+           "metric": "nDCG@10", "value": value, "query_id": "", "query_cluster": "", "embeddings": ""}
     return pd.DataFrame([row, {**row, "query_id": "q1"}])
 
 

@@ -186,11 +186,12 @@ def geometry_run() -> pd.DataFrame:
         kept = {"Flat": 100.0, "BIN": 100 - loss, **{name: 100 - loss + g for name, g in gains.items()}}
         for codec, percent in kept.items():
             common = {"dataset": dataset, "model": "m", "codec": codec, "codec_label": codec, "family": "binary",
-                      "bytes_per_vector": 48, "rescore_bytes_per_vector": 0}
+                      "bytes_per_vector": 48, "rescore_bytes_per_vector": 0, "fixed_bytes": 0, "n_vectors": 100}
             for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", quality.OVERLAP):
-                rows += [{**common, "metric": metric, "value": 0.5 * percent / 100, "query_id": f"q{i}"}
-                         for i in range(20)]
-                rows.append({**common, "metric": metric, "value": 0.5 * percent / 100, "query_id": ""})
+                rows += [{**common, "metric": metric, "value": 0.5 * percent / 100, "query_id": f"q{i}",
+                          "query_cluster": f"q{i}"} for i in range(20)]
+                rows.append({**common, "metric": metric, "value": 0.5 * percent / 100, "query_id": "",
+                             "query_cluster": ""})
     ranks = np.arange(5.0)
     table = pd.DataFrame({"dataset": list(LOSSES), "model": "m",
                           **{name: np.array([0.3, 0.1, 0.5, 0.2, 0.4]) for name in geometry.DIAGNOSTICS}})
