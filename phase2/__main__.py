@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="binary + rescoring: keep only the binary codes in RAM, the rescoring vectors on disk")
     advise.add_argument("--strict", action="store_true", help="refuse corpus sizes beyond the measured ones")
     advise.add_argument("--candidates", type=int, default=5, help="also list this many runners-up (default: 5)")
+    advise.add_argument("--profile", default="default", choices=profiles,
+                        help="answer from this profile's newest throughput run (default: default); the answer "
+                             "names the run")
 
     stores = sub.add_parser("embeddings", help="publish embeddings as a read-only store other machines verify and use")
     store_commands = stores.add_subparsers(dest="action", required=True)
@@ -249,7 +252,7 @@ def run_advise(args: argparse.Namespace) -> None:
 
     question = advisor.Question(args.docs, advisor.parse_bytes(args.memory), args.target_recall, args.min_qps,
                                 args.threads, args.rescore_on_disk)
-    points, evidence = advisor.measured_points()
+    points, evidence = advisor.measured_points(profile=args.profile)
     advice = advisor.advise(points, question, evidence, strict=args.strict)
     print(advice.text())
     if args.candidates:

@@ -214,11 +214,11 @@ def advise(points: pd.DataFrame, question: Question, evidence: str = "", strict:
     return Advice(question, choice, candidates, notes, evidence)
 
 
-def measured_points(directory=None, profile: str | None = None) -> tuple[pd.DataFrame, str]:
-    """The newest throughput run's operating points (of ``profile`` when given), and a line naming that run as
-    the evidence."""
+def measured_points(directory=None, profile: str | None = None, current: bool = False) -> tuple[pd.DataFrame, str]:
+    """The newest throughput run's operating points (of ``profile`` when given; computed by the present code
+    when ``current``), and a line naming that run as the evidence."""
     try:
-        table = results.read_results("throughput", directory, profile=profile)
+        table = results.read_results("throughput", directory, profile=profile, current=current)
     except FileNotFoundError as exc:
         raise Phase2Error(f"{exc}: the advisor answers from measurements only; run the throughput chapter first "
                           "(make book, or python -m phase2 chapter throughput --profile default)") from None
@@ -226,7 +226,8 @@ def measured_points(directory=None, profile: str | None = None) -> tuple[pd.Data
     kind = scaling_table(points)
     first = table[table.data_kind != bench.KERNEL_DATA].iloc[0]
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
-    evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, {first.cpu}): "
+    evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, code "
+                f"{first.code}, {first.cpu}): "
                 f"{kind.data_kind.iloc[0]} corpora of {sizes} vectors modelled on {first.source}, "
                 f"dimension {first.dim}, recall@10 against exact float32 search")
     return points, evidence

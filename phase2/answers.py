@@ -31,9 +31,10 @@ def _kept(summaries: pd.DataFrame, name: str) -> pd.Series:
 
 
 def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd.DataFrame | None = None,
-                   n: int | None = None) -> str:
+                   n: int | None = None, kinds: pd.DataFrame | None = None) -> str:
     """RQ1 from :func:`phase2.quality.all_summaries`, :func:`phase2.quality.binary_at_budgets` (bytes counted at
-    ``n``, or each collection's own N) and :func:`phase2.quality.pooled_retention` of the sign code."""
+    ``n``, or each collection's own N), :func:`phase2.quality.pooled_retention` of the sign code and
+    :func:`phase2.quality.binary_kinds`."""
     pairs = summaries[["dataset", "model"]].drop_duplicates()
     parts = [f"Over {len(pairs)} (collection, model) pairs and exhaustive search"]
     scalar = [(label, _kept(summaries, name)) for name, label in
@@ -58,6 +59,11 @@ def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd
         best = max(variants, key=variants.get)
         if best != "BIN":
             text += f" The best 1-bit variant in the median, {best}, kept {variants[best]:.1f}%."
+    if kinds is not None and len(kinds):
+        text += " By kind of 1-bit code, the best code's pooled share: " + "; ".join(
+            f"{kind}, " + ", ".join(f"{r['best code']} {r['pooled % float32']:.1f}% [{r.low:.1f}, {r.high:.1f}] "
+                                    f"with {r.model}" for _, r in g.iterrows())
+            for kind, g in kinds.groupby("kind", sort=False)) + "."
     if len(comparison):
         counts = comparison["binary is"].value_counts()
         where = "each collection's own N" if n is None else f"N = {n:,}"
@@ -113,7 +119,8 @@ def geometry_answer(runs: pd.DataFrame, seed: int = 0) -> str:
     """RQ3 from a geometry chapter run (its search results and the diagnostics it recorded)."""
     table, searches = geometry.split_results(runs)
     frame = table.merge(geometry.loss_table(quality.all_summaries(searches)), on=["dataset", "model"])
-    return " ".join(geometry.summary(frame, seed))
+    replicates = geometry.loss_replicates(searches, frame, seed=seed) if frame.dataset.nunique() >= 3 else None
+    return " ".join(geometry.summary(frame, seed, replicates))
 
 
 def regimes_answer(verdicts: pd.DataFrame, target_recall: float) -> str:

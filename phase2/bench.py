@@ -39,7 +39,7 @@ from phase2.kernels import hamming_topk
 from phase2.results import run_metadata, write_results
 
 CHAPTER = "throughput"
-BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "versions", "cpu", "seed", "profile", "chapter",
+BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "seed", "profile", "chapter",
                  "data_kind", "source", "n_vectors", "dim", "method", "family", "build_params", "query_params",
                  "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
                  "store_bytes_per_vector", "metric", "value"]

@@ -204,5 +204,6 @@ def forest(pooled: pd.DataFrame, title: str = "% of float32 nDCG@10 kept") -> al
         size=alt.Size("kind:N", scale=alt.Scale(range=[60, 200]), legend=None),
         tooltip=["model", "study", alt.Tooltip("estimate:Q", format=".1f"), alt.Tooltip("low:Q", format=".1f"),
                  alt.Tooltip("high:Q", format=".1f")])
-    return alt.layer(rules, points).properties(width=300, height=alt.Step(22)).facet(
+    rows = int(data.groupby("model").size().max())
+    return alt.layer(rules, points).properties(width=300, height=max(120, 28 * rows)).facet(
         row=alt.Row("model:N", title=None, sort=None))

@@ -12,6 +12,7 @@ Factory names (:func:`make_codec`):
 - ``SQ8`` / ``SQ4``: 8 / 4 bits per dimension, each dimension's corpus [min, max] mapped
   linearly to 256 / 16 levels (faiss ``ScalarQuantizer``); ``SQ8u`` one range for all
   dimensions; ``SQ8p`` / ``SQ4p`` per-dimension [1%, 99%] quantiles, values beyond clipped;
+  ``SQ8raw`` sentence-transformers' int8 codes scored by their raw integer dot product;
 - ``PQ<m>``: product quantization, m sub-vectors of 8 bits (m bytes); ``OPQ<m>,PQ<m>``
   with a learned rotation first (faiss);
 - ``BIN``: 1 bit per dimension, the sign; ``BINc`` the sign after subtracting the corpus
@@ -22,8 +23,10 @@ Factory names (:func:`make_codec`):
   Hamming distance (numba kernel); the others score a float query against decoded vectors,
   ``BINa`` too (sign bits, float query: asymmetric);
 - ``RaBitQ<b>``: RaBitQ with b bits per dimension and per-vector correction factors (faiss);
-- ``<first>+R<m><second>``: ``first`` finds ``m * k`` candidates, ``second`` (Flat, FP16,
-  BF16, SQ8 or SQ4 codes, which may live on disk) re-ranks them, e.g. ``BIN+R4Flat``.
+- ``<first>+R<m><second>``: ``first`` finds ``m * 10`` candidates, ``second`` (Flat, FP16,
+  BF16, SQ8 or SQ4 codes, which may live on disk, or ``BINa``: the float query against the
+  candidates' sign bits) re-ranks them, e.g. ``BIN+R4Flat``; ``BIN+R40BINa`` is the
+  sentence-transformers report's binary protocol (Hamming top 100 x 4, then the float query).
 """
 
 from __future__ import annotations
@@ -133,6 +136,10 @@ class Codec(ABC):
             raise ValueError(f"{self.name}.search: k must be between 1 and the corpus size {codes.shape[0]}, got {k}")
         return self._search(codes, queries, k)
 
+    def rescore(self, codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Scores of one float ``query`` against a few ``codes``: what a second stage re-ranks candidates by."""
+        raise ParameterError(f"{self.name} cannot re-rank candidates: it has no float-query score of single codes")
+
     def _require_fitted(self) -> None:
         if self.dim is None:
             raise RuntimeError(f"{self.name}: call fit() before using the codec")
@@ -160,10 +167,16 @@ class DecodingCodec(Codec):
 
     def _search(self, codes, queries, k):
         with _one_thread():
-            docs = self.decode(codes)
-            parts = [topk_by_score(queries[i:i + _QUERY_BLOCK] @ docs.T, k)
-                     for i in range(0, len(queries), _QUERY_BLOCK)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            return _blocked_topk(queries, self.decode(codes), k)
+
+    def rescore(self, codes, query):
+        return self.decode(codes) @ query
+
+
+def _blocked_topk(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner products, :data:`_QUERY_BLOCK` queries at a time (bounds the score matrix)."""
+    parts = [topk_by_score(queries[i:i + _QUERY_BLOCK] @ docs.T, k) for i in range(0, len(queries), _QUERY_BLOCK)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 class Float32(DecodingCodec):
@@ -261,6 +274,41 @@ class ClippedScalarQuantizer(DecodingCodec):
         if self.bits == 4:
             codes = np.stack([codes >> 4, codes & 0x0F], axis=2).reshape(len(codes), -1)[:, :self.dim]
         return self._lo + (codes.astype(np.float32) + 0.5) * self._step
+
+
+class RawDotInt8(Codec):
+    """sentence-transformers' int8 codes scored as they are: each dimension's corpus [min, max] cut into 256
+    levels, ``floor((x - min) / step) - 128`` (``quantize_embeddings(precision="int8")``), the query quantized
+    alike, and the score the raw integer dot product of the two codes.
+
+    The per-dimension offsets are not undone, so the score is not an estimate of the inner product: it is
+    what an int8 index with an inner-product metric computes, and the int8 row of the sentence-transformers
+    quantization report; kept to reproduce that row. Sums of at most 1,023 products of magnitude <= 128^2
+    stay below 2^24, so float32 BLAS computes them exactly, on any thread count.
+    """
+
+    name, label, family = "SQ8raw", "int8 (sentence-transformers codes, raw dot product)", "scalar"
+
+    def _fit(self, corpus):
+        if self.dim >= 1024:
+            raise ValueError(f"{self.name}: exact float32 sums need fewer than 1,024 dimensions, got {self.dim}")
+        self._start = corpus.min(axis=0)
+        steps = (corpus.max(axis=0) - self._start) / 255
+        self._step = np.where(steps == 0, 1, steps).astype(np.float32)
+
+    def _code_size(self):
+        return self.dim
+
+    def _fixed_bytes(self):
+        return 4 * (self._start.size + self._step.size)
+
+    def _encode(self, x):
+        levels = np.clip(np.floor((x - self._start) / self._step), 0, 255)
+        return (levels - 128).astype(np.int8).view(np.uint8)
+
+    def _search(self, codes, queries, k):
+        query_codes = self._encode(queries).view(np.int8).astype(np.float32)
+        return _blocked_topk(query_codes, codes.view(np.int8).astype(np.float32), k)
 
 
 OPQ_ITERATIONS = 20  # faiss's default is 50; 20 keeps single-threaded training to minutes on 10k vectors
@@ -408,6 +456,10 @@ class AsymmetricBinary(Codec):
     def _search(self, codes, queries, k):
         return asymmetric_topk(queries, codes, k)
 
+    def rescore(self, codes, query):
+        signs = np.unpackbits(codes, axis=1)[:, :self.dim].astype(np.float32) * 2 - 1
+        return signs @ query
+
 
 RESCORE_CUTOFF = 10  # the rescored head is factor x 10 candidates: the cutoff of nDCG@10, MRR@10, Recall@10
 
@@ -419,7 +471,10 @@ class Rescored(Codec):
     it the first stage's order is kept (so Recall@100 still reflects the first stage). Both
     codes are stored side by side; only ``first``'s bytes are scanned for every query,
     ``second``'s are read for the head alone (they may live on disk). Returned scores are the
-    second stage's for the head; the tail repeats the head's lowest score, keeping the list sorted.
+    second stage's for the head; the tail gets the head's lowest score minus 1, 2, 3, ..., keeping the list
+    sorted without inventing ties (a tie at the 10th result is reported).
+    ``BIN`` re-ranked by ``BINa`` (the float query against the same sign bits, the sentence-transformers
+    report's second stage) stores the bits once and reads no second store.
     """
 
     def __init__(self, first: Codec, second: Codec, factor: int) -> None:
@@ -430,39 +485,43 @@ class Rescored(Codec):
         self.name = f"{first.name}+R{factor}{second.name}"
         self.label = f"{first.label} + {second.label} rescoring of top {factor * RESCORE_CUTOFF}"
         self.family = first.family + "+rescore"
+        self._shares_codes = first.name == "BIN" and isinstance(second, AsymmetricBinary)  # both: packbits(x > 0)
 
     def _fit(self, corpus):
         self.first = _fitted_once(self.first, corpus)
         self.second.fit(corpus)
 
     def _code_size(self):
-        return self.first.code_size + self.second.code_size
+        return self.first.code_size + self.rescore_bytes
 
     @property
     def rescore_bytes(self) -> int:
-        return self.second.code_size
+        return 0 if self._shares_codes else self.second.code_size
 
     def _fixed_bytes(self):
         return self.first.fixed_bytes + self.second.fixed_bytes
 
     def _encode(self, x):
+        if self._shares_codes:
+            return self.first.encode(x)
         return np.hstack([self.first.encode(x), self.second.encode(x)])
 
     def _search(self, codes, queries, k):
         split = self.first.code_size
         head = min(self.factor * RESCORE_CUTOFF, codes.shape[0])
         _, ranked = self.first.search(np.ascontiguousarray(codes[:, :split]), queries, max(k, head))
-        second = codes[:, split:]
+        second = codes if self._shares_codes else codes[:, split:]
         scores = np.empty((len(queries), k), np.float32)
         ids = np.empty((len(queries), k), np.int64)
         with _one_thread():
             for i, (query, rows) in enumerate(zip(queries, ranked, strict=True)):
                 candidates = np.sort(rows[:head])  # ties fall back to corpus order, as everywhere
-                exact = self.second.decode(second[candidates]) @ query
+                exact = self.second.rescore(second[candidates], query)
                 head_scores, order = topk_by_score(exact[None, :], head)
                 merged = np.concatenate([candidates[order[0]], rows[head:]])[:k]
                 ids[i] = merged
-                scores[i] = np.concatenate([head_scores[0], np.full(max(k - head, 0), head_scores[0, -1])])[:k]
+                tail = head_scores[0, -1] - np.arange(1, max(k - head, 0) + 1, dtype=np.float32)
+                scores[i] = np.concatenate([head_scores[0], tail])[:k]
         return scores, ids
 
 
@@ -617,6 +676,7 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "SQ8u": lambda: FaissScalarQuantizer("SQ8u", "int8 (one global range)", "scalar",
                                          faiss.ScalarQuantizer.QT_8bit_uniform),
     "SQ8p": lambda: ClippedScalarQuantizer(8),
+    "SQ8raw": RawDotInt8,
     "SQ4": lambda: FaissScalarQuantizer("SQ4", "int4 (per-dim min/max)", "scalar", faiss.ScalarQuantizer.QT_4bit),
     "SQ4p": lambda: ClippedScalarQuantizer(4),
     "BIN": SignBinary,
@@ -635,7 +695,7 @@ PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Codec]]] = {
     "ITQ<bits>": (re.compile(r"ITQ(\d+)"), lambda m: IterativeQuantization(int(m[1]))),
     "LSH<bits>": (re.compile(r"LSH(\d+)"), lambda m: RandomHyperplaneLSH(int(m[1]))),
     "RaBitQ<b>": (re.compile(r"RaBitQ(\d)"), lambda m: RaBitQ(int(m[1]))),
-    "<first>+R<factor><second>": (re.compile(r"(\w+)\+R(\d+)(Flat|FP16|BF16|SQ8|SQ4)"),
+    "<first>+R<factor><second>": (re.compile(r"(\w+)\+R(\d+)(Flat|FP16|BF16|SQ8|SQ4|BINa)"),
                                   lambda m: Rescored(make_codec(m[1]), make_codec(m[3]), int(m[2]))),
 }
 

@@ -42,6 +42,66 @@ def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], 
     """:func:`per_query` of :func:`ranked_doc_ids` without building either: the judged query ids in ``qrels``
     order and, per metric, their values as an array, bit-identical to the dict path (same operations in the
     same order: the gains of each rank are looked up at once, then summed rank by rank)."""
+    judged_ids, present, gains = _gains(ids, doc_ids, query_ids, qrels)
+    relevant = np.array([sum(1 for g in qrels[q].values() if g >= 1) for q in judged_ids], dtype=np.int64)
+    out = {}
+    for m in metrics:
+        kind, cutoff = METRICS[m]
+        top = gains[:, :cutoff]
+        if kind == "ndcg":
+            dcg = np.zeros(len(judged_ids))
+            for i in range(top.shape[1]):
+                dcg = dcg + np.maximum(top[:, i], 0) / math.log2(i + 2)
+            values = _normalized(dcg, [_ideal_dcg(qrels[q], cutoff) for q in judged_ids])
+        elif kind == "recall":
+            found = (top >= 1).sum(axis=1)
+            values = np.where(relevant > 0, found / np.maximum(relevant, 1), 0.0)
+        else:
+            hit = top >= 1
+            values = np.where(hit.any(axis=1), 1.0 / (hit.argmax(axis=1) + 1), 0.0)
+        out[m] = np.where(present, values, 0.0)
+    return judged_ids, out
+
+
+TIE_AWARE = "nDCG@10 tie-aware"
+TIED_AT_CUTOFF = "tied 10th/11th"
+TIE_RUN_CUT = "tie run cut at depth"
+
+
+def tie_statistics(ids: np.ndarray, scores: np.ndarray, doc_ids: list[str], query_ids: list[str],
+                   qrels: dict[str, dict[str, int]], cutoff: int = 10) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Per judged query: nDCG@``cutoff`` as the expectation over all orderings of tied documents (McSherry &
+    Najork, ECIR 2008: each rank in a run of equal scores gets the run's mean gain) and whether the
+    ``cutoff``-th and next results tie (1.0) or not. A run of ties that reaches the last of the ``depth``
+    ranks may go on beyond it; its visible part is used, and :data:`TIE_RUN_CUT` flags those queries."""
+    if scores.shape != ids.shape or ids.shape[1] <= cutoff:
+        raise ValueError(f"tie statistics need [nq, > {cutoff}] ids and scores of one shape, got {ids.shape} and "
+                         f"{scores.shape}")
+    judged_ids, present, gains = _gains(ids, doc_ids, query_ids, qrels)
+    rows = np.array([{q: i for i, q in enumerate(query_ids)}.get(q, 0) for q in judged_ids], dtype=np.int64)
+    s = scores[rows]
+    nq, depth = s.shape
+    run = np.concatenate([np.zeros((nq, 1), np.int64), np.cumsum(s[:, 1:] != s[:, :-1], axis=1)], axis=1)
+    flat = (np.arange(nq)[:, None] * depth + run).ravel()
+    sums = np.bincount(flat, weights=np.maximum(gains, 0).ravel().astype(np.float64), minlength=nq * depth)
+    sizes = np.bincount(flat, minlength=nq * depth)
+    mean_gain = (sums[flat] / sizes[flat]).reshape(nq, depth)
+    dcg = (mean_gain[:, :cutoff] / np.log2(np.arange(2, cutoff + 2))).sum(axis=1)
+    values = _normalized(dcg, [_ideal_dcg(qrels[q], cutoff) for q in judged_ids])
+    tied = (s[:, cutoff - 1] == s[:, cutoff]).astype(np.float64)
+    cut = (run[:, cutoff - 1] == run[:, -1]) & (len(doc_ids) > depth)
+    return judged_ids, {TIE_AWARE: np.where(present, values, 0.0), TIED_AT_CUTOFF: np.where(present, tied, 0.0),
+                        TIE_RUN_CUT: np.where(present, cut, False).astype(np.float64)}
+
+
+def _normalized(dcg: np.ndarray, ideal: list[float]) -> np.ndarray:
+    idcg = np.array(ideal, dtype=np.float64)
+    return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)
+
+
+def _gains(ids: np.ndarray, doc_ids: list[str], query_ids: list[str],
+           qrels: dict[str, dict[str, int]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The judged query ids (``qrels`` order), which of them the run has, and the graded gain at each rank."""
     judged_ids = list(qrels)
     row_of_query = {q: i for i, q in enumerate(query_ids)}
     rows_of_doc: dict[str, list[int]] = {}
@@ -61,25 +121,7 @@ def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], 
     at = np.minimum(np.searchsorted(keys_sorted, wanted), max(len(keys_sorted) - 1, 0))
     gains = np.where(keys_sorted[at] == wanted, grades_sorted[at], 0) if len(keys_sorted) else np.zeros_like(wanted)
     gains[~present] = 0
-    relevant = np.array([sum(1 for g in qrels[q].values() if g >= 1) for q in judged_ids], dtype=np.int64)
-    out = {}
-    for m in metrics:
-        kind, cutoff = METRICS[m]
-        top = gains[:, :cutoff]
-        if kind == "ndcg":
-            dcg = np.zeros(len(judged_ids))
-            for i in range(top.shape[1]):
-                dcg = dcg + np.maximum(top[:, i], 0) / math.log2(i + 2)
-            idcg = np.array([_ideal_dcg(qrels[q], cutoff) for q in judged_ids])
-            values = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)
-        elif kind == "recall":
-            found = (top >= 1).sum(axis=1)
-            values = np.where(relevant > 0, found / np.maximum(relevant, 1), 0.0)
-        else:
-            hit = top >= 1
-            values = np.where(hit.any(axis=1), 1.0 / (hit.argmax(axis=1) + 1), 0.0)
-        out[m] = np.where(present, values, 0.0)
-    return judged_ids, out
+    return judged_ids, present, gains
 
 
 def mean(values: dict[str, float]) -> float:

@@ -15,6 +15,8 @@ with the result of its verification (:mod:`phase2.stores`); empty for rows witho
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import os
@@ -30,7 +32,7 @@ import pandas as pd
 from phase2 import PROJECT_ROOT
 from phase2.storage import atomic_write_bytes
 
-COLUMNS = ["run_id", "created_utc", "git_commit", "versions", "cpu", "threads", "seed", "profile", "chapter",
+COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "threads", "seed", "profile", "chapter",
            "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
            "fixed_bytes", "n_vectors", "metric", "value", "query_id", "query_cluster", "embeddings"]
 
@@ -48,6 +50,7 @@ def run_metadata(profile: str, chapter: str, seed: int) -> dict:
         "run_id": datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8],
         "created_utc": datetime.now(UTC).isoformat(timespec="microseconds"),
         "git_commit": _git_commit(),
+        "code": code_digest(),
         "versions": json.dumps({p: _version(p) for p in _VERSIONED}, sort_keys=True),
         "cpu": _cpu_name(),
         "threads": _threads(),
@@ -76,19 +79,51 @@ def write_results(table: pd.DataFrame, directory: Path | None = None, columns: l
 
 
 def read_results(chapter: str, directory: Path | None = None, latest: bool = True,
-                 profile: str | None = None) -> pd.DataFrame:
+                 profile: str | None = None, current: bool = False) -> pd.DataFrame:
     """All runs of a chapter (or only the newest run) as one table; with ``profile``, only that profile's runs,
-    so a smoke build or a one-off run of another profile never becomes what a chapter reads."""
+    so a smoke build or a one-off run of another profile never becomes what a chapter reads; with ``current``,
+    only runs computed by the present ``phase2`` code (:func:`code_digest`), so results of older code never do."""
     folder = (directory or results_dir()) / chapter
     files = sorted(folder.glob("*.parquet"))
     if profile is not None:
         files = [f for f in files if profile in set(pd.read_parquet(f, columns=["profile"])["profile"])]
+    which = f" of profile {profile!r}" if profile is not None else ""
     if not files:
-        which = f" of profile {profile!r}" if profile is not None else ""
         raise FileNotFoundError(f"no results{which} for chapter {chapter!r} in {folder}")
+    if current:
+        older = files[-1]
+        files = [f for f in files if _run_code(f) == code_digest()]
+        if not files:
+            raise FileNotFoundError(
+                f"no results{which} for chapter {chapter!r} computed by the present phase2 code (the newest, "
+                f"{older.stem}, came from code {_run_code(older) or 'unrecorded'}, now {code_digest()}): run it "
+                f"again: python -m phase2 chapter {chapter}" + (f" --profile {profile}" if profile else ""))
     if latest:
         files = files[-1:]
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def _run_code(path: Path) -> str:
+    try:
+        return str(pd.read_parquet(path, columns=["code"])["code"].iloc[0])
+    except (KeyError, ValueError, IndexError, OSError):
+        return ""  # written before runs recorded their code
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of every ``phase2`` source file: the code that computed a run (git's commit misses edits)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def describe_run(table: pd.DataFrame) -> str:
+    """One line naming the run a table holds: id, profile, commit, code and date."""
+    runs = table.drop_duplicates("run_id")
+    return "; ".join(f"{r.chapter} run {r.run_id} ({r.profile} profile, git {r.git_commit}, code {r.code}, "
+                     f"{r.created_utc[:10]})" for r in runs.itertuples())
 
 
 EXPORT_FORMATS = ("csv", "json")

@@ -106,15 +106,19 @@ def test_cli_answers_and_fails_clearly_without_measurements(capsys, tmp_path, mo
     monkeypatch.setenv("PHASE2_RESULTS_DIR", str(tmp_path))
     assert main(["advise", "--docs", "10_000_000", "--memory", "4GB", "--target-recall", "0.7"]) == 2
     assert "the advisor answers from measurements only; run the throughput chapter first" in capsys.readouterr().err
-    kernel_row = harness_run.iloc[:1].assign(data_kind=bench.KERNEL_DATA, source="uniform random codes", dim=1024)
-    bench.save(pd.concat([kernel_row, harness_run], ignore_index=True))  # as the chapter saves: kernels first
-    assert main(["advise", "--docs", "600", "--memory", "1MB", "--target-recall", "0.9", "--threads", "1"]) == 0
+    smoke_run = harness_run.assign(profile="smoke")
+    kernel_row = smoke_run.iloc[:1].assign(data_kind=bench.KERNEL_DATA, source="uniform random codes", dim=1024)
+    bench.save(pd.concat([kernel_row, smoke_run], ignore_index=True))  # as the chapter saves: kernels first
+    assert main(["advise", "--docs", "600", "--memory", "1MB", "--target-recall", "0.9"]) == 2  # default profile
+    assert "no results of profile 'default' for chapter 'throughput'" in capsys.readouterr().err
+    smoke = ["--profile", "smoke", "--threads", "1"]
+    assert main(["advise", "--docs", "600", "--memory", "1MB", "--target-recall", "0.9", *smoke]) == 0
     out = capsys.readouterr().out
     assert "600 documents, at most 0.001 GB RAM, recall@10 >= 0.9" in out and "EXTRAPOLATED" not in out
-    assert f"evidence: throughput run {harness_run.run_id.iloc[0]} (test profile" in out
+    assert f"evidence: throughput run {harness_run.run_id.iloc[0]} (smoke profile" in out
     assert f"dimension {harness_run.dim.iloc[0]}" in out and "uniform random codes" not in out
     assert "candidates (feasible first, then by queries/s), top 5:" in out
-    assert main(["advise", "--docs", "1000", "--memory", "1MB", "--target-recall", "0.9", "--threads", "1"]) == 0
+    assert main(["advise", "--docs", "1000", "--memory", "1MB", "--target-recall", "0.9", *smoke]) == 0
     assert "EXTRAPOLATED 1.25x beyond the largest measured corpus (800 vectors)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["advise", "--docs", "many", "--memory", "4GB", "--target-recall", "0.7"])

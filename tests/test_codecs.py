@@ -5,6 +5,7 @@ import hashlib
 import faiss
 import numpy as np
 import pytest
+from sentence_transformers.quantization import semantic_search_faiss
 from sentence_transformers.util import quantize_embeddings
 
 from phase2.codecs import CODECS, make_codec, split_codec_names, topk_by_score
@@ -23,11 +24,13 @@ GOLDEN = {"Flat": ((64, 100), "f2c1719a60655313"), "FP16": ((64, 100), "a7b55c2d
           "BIN4t": ((64, 100), "1df4ab37009665ce"), "ITQ16": ((300, 32), "744ae0ff7e26757a"),
           "LSH64": ((64, 100), "a8628b8c09feb390"), "LSH256": ((64, 100), "e7231ef22d9e7e50"),
           "RaBitQ1": ((64, 100), "284dbf201d7a508f"), "RaBitQ2": ((64, 100), "28176f10b61de99b"),
-          "RaBitQ4": ((64, 100), "6f4c455c2a1688aa")}
+          "RaBitQ4": ((64, 100), "6f4c455c2a1688aa"), "SQ8raw": ((64, 100), "cd7c522c44daab8e"),
+          "BIN+R40BINa": ((300, 32), "f17b98d803337115")}
 SIZES = {"Flat": 4 * 384, "FP16": 2 * 384, "BF16": 2 * 384, "SQ8": 384, "SQ4": 192, "BIN": 48, "BINc": 48,
          "BINr": 48, "BINa": 48, "PQ48": 48, "OPQ24,PQ24": 24, "BIN+R4Flat": 48 + 1536, "SQ8u": 384,
          "SQ8p": 384, "SQ4p": 192, "ITQ": 48, "BIN2t": 96, "BIN4t": 192,
-         "ITQ128": 16, "LSH128": 16, "LSH768": 96, "RaBitQ1": 56, "RaBitQ2": 116, "RaBitQ4": 212}
+         "ITQ128": 16, "LSH128": 16, "LSH768": 96, "RaBitQ1": 56, "RaBitQ2": 116, "RaBitQ4": 212,
+         "SQ8raw": 384, "BIN+R40BINa": 48}
 
 
 def unit_vectors(n, d, seed):
@@ -63,7 +66,7 @@ FIXED = {"Flat": 0, "FP16": 0, "BF16": 0, "BIN": 0, "BINa": 0, "BIN+R4Flat": 0,
          "BINc": 4 * D, "BINr": 4 * D * D, "BIN2t": 4 * 2 * D, "BIN4t": 4 * 4 * D,
          "ITQ": 4 * (D + D * D), "ITQ128": 4 * (D + D * 128), "LSH128": 4 * (128 * D + 128),
          "PQ48": 4 * 256 * D, "OPQ24,PQ24": 4 * (256 * D + D * D), "RaBitQ1": 4 * D, "RaBitQ4": 4 * D,
-         "ITQ+R4SQ8": 4 * (D + D * D) + 4 * 2 * D}
+         "ITQ+R4SQ8": 4 * (D + D * D) + 4 * 2 * D, "SQ8raw": 4 * 2 * D, "BIN+R40BINa": 0}
 
 
 @pytest.mark.parametrize("name", FIXED)
@@ -252,6 +255,36 @@ def test_int8_differs_from_sentence_transformers_int8_by_rounding_only():
     theirs = quantize_embeddings(docs, precision="int8", calibration_embeddings=docs).astype(int) + 128
     assert np.abs(ours - theirs).max() <= 1
     assert (ours == theirs).mean() > 0.4
+
+
+def test_raw_dot_int8_is_sentence_transformers_int8_scored_by_the_integer_dot_product():
+    """The report's int8 row: ST's codes (ranges from the corpus), the query quantized alike, the exact integer
+    dot product (int64 here), ties by row."""
+    docs, queries = unit_vectors(700, 384, 21), unit_vectors(30, 384, 22)
+    codec = make_codec("SQ8raw").fit(docs)
+    codes = codec.encode(docs)
+    theirs = quantize_embeddings(docs, precision="int8", calibration_embeddings=docs)
+    np.testing.assert_array_equal(codes.view(np.int8), theirs)
+    query_codes = quantize_embeddings(queries, precision="int8", ranges=np.vstack([docs.min(0), docs.max(0)]))
+    exact = query_codes.astype(np.int64) @ theirs.astype(np.int64).T
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    scores, ids = codec.search(codes, queries, 10)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_array_equal(scores, np.take_along_axis(exact, order, axis=1).astype(np.float32))
+
+
+def test_bin_rescored_by_bina_is_the_sentence_transformers_binary_protocol():
+    """``BIN+R40BINa``: the Hamming top 400 re-scored by the float query against the candidates' bits, the codes
+    stored once; its top 10 equals sentence-transformers' own rescoring search (ubinary, top 10 x 40)."""
+    docs, queries = unit_vectors(3000, 384, 23), unit_vectors(20, 384, 24)
+    codec = make_codec("BIN+R40BINa").fit(docs)
+    codes = codec.encode(docs)
+    assert codec.code_size == 48 and codec.rescore_bytes == 0
+    np.testing.assert_array_equal(codes, quantize_embeddings(docs, precision="ubinary"))
+    _, ids = codec.search(codes, queries, 10)
+    theirs, _ = semantic_search_faiss(queries, corpus_embeddings=quantize_embeddings(docs, precision="ubinary"),
+                                      corpus_precision="ubinary", top_k=10, rescore_multiplier=40)
+    np.testing.assert_array_equal(ids, [[hit["corpus_id"] for hit in hits] for hits in theirs])
 
 
 @pytest.mark.parametrize("name", ["SQ8p", "SQ4p"])

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import geometry
+from phase2 import decisions, geometry
 
 
 def unit(x):
@@ -70,6 +70,19 @@ def test_correlations_give_rank_correlation_and_permutation_p():
     assert table.loc["x", "Spearman rho"] == pytest.approx(-1.0)
     assert table.loc["x", "permutation p"] < 0.01 and table.loc["noise", "permutation p"] > 0.05
     assert (table.pairs == 8).all()
+    assert table["Holm p"].tolist() == pytest.approx(decisions.holm(table["permutation p"]).tolist())
+
+
+def test_permutations_stay_within_a_model_and_the_targets_own_error_widens_rho():
+    """Two models, four collections each: a within-model permutation never moves a loss to the other model, so
+    with the loss fully explained by the model (x ranks the models) no shuffle breaks the correlation."""
+    frame = frame_with_linear_loss().assign(loss=lambda f: np.where(f.model == "m0", 10.0, 20.0) + 0.0,
+                                            x=lambda f: np.where(f.model == "m0", 0.0, 1.0))
+    table = geometry.correlations(frame, "loss", ["x"], permutations=500).set_index("diagnostic")
+    assert table.loc["x", "permutation p"] == 1.0  # across models it would be small: the rows are not exchangeable
+    noisy = np.random.default_rng(0).normal(0, 5, size=(200, len(frame))) + frame_with_linear_loss().loss.to_numpy()
+    wide = geometry.correlations(frame_with_linear_loss(), "loss", ["x"], permutations=10, replicates=noisy)
+    assert wide["rho low"].iloc[0] < -0.5 < wide["rho high"].iloc[0] <= 1.0
 
 
 def test_held_out_prediction_refits_without_the_held_out_dataset():
@@ -78,7 +91,10 @@ def test_held_out_prediction_refits_without_the_held_out_dataset():
     assert len(predictions) == 8 and predictions.error.abs().max() == pytest.approx(0, abs=1e-9)
     held = frame[frame.dataset != "d0"]
     assert predictions.loc[predictions.dataset == "d0", "baseline"].iloc[0] == pytest.approx(held.loss.mean())
-    assert "beats the baseline" in geometry.prediction_verdict(predictions, "x", "loss")
+    assert "the diagnostic beats the baseline" in geometry.prediction_verdict(predictions, "x", "loss")
+    tied = predictions.assign(error=predictions["baseline error"])
+    assert "difference of +0.0 points [+0.0, +0.0]" in geometry.prediction_verdict(tied, "x", "loss")
+    assert "is not distinguishable from the baseline" in geometry.prediction_verdict(tied, "x", "loss")
     with pytest.raises(ValueError, match="need at least 3 distinct datasets"):
         geometry.held_out_predictions(frame[frame.dataset.isin(["d0", "d1"])], "x", "loss")
 

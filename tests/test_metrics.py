@@ -1,5 +1,7 @@
 """Every metric value must equal pytrec_eval's (trec_eval) on the same ranking."""
 
+import itertools
+
 import numpy as np
 import pytest
 import pytrec_eval
@@ -176,3 +178,51 @@ def test_overlap_counts_each_shared_id_once_as_sets_do():
         expected = [len(set(x[:k]) & set(y[:k])) / k for x, y in zip(a.tolist(), b.tolist(), strict=True)]
         assert metrics.overlap_at_k(a, b, k).tolist() == expected
     assert metrics.overlap_at_k(np.array([[3, 3, 1]]), np.array([[3, 1, 1]]), 3).tolist() == [2 / 3]
+
+
+def expected_ndcg_over_tie_orders(ranking, scores, judged, cutoff=10):
+    """The slow obvious reference: nDCG@cutoff averaged over every ordering of each run of tied scores."""
+    runs, start = [], 0
+    for i in range(1, len(scores) + 1):
+        if i == len(scores) or scores[i] != scores[start]:
+            runs.append(ranking[start:i])
+            start = i
+    orderings = [[]]
+    for run in runs:
+        orderings = [done + list(p) for done in orderings for p in itertools.permutations(run)]
+    return float(np.mean([metrics._ndcg(order[:cutoff], judged, cutoff) for order in orderings]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tie_aware_ndcg_is_the_mean_over_every_order_of_the_tied_documents(seed):
+    rng = np.random.default_rng(seed)
+    n_docs, depth = 40, 14
+    doc_ids = [f"d{j}" for j in range(n_docs)]
+    query_ids = [f"q{i}" for i in range(6)]
+    qrels = {q: {f"d{j}": int(rng.integers(-1, 3)) for j in rng.choice(n_docs, 8, replace=False)} for q in query_ids}
+    ids = np.stack([rng.permutation(n_docs)[:depth] for _ in query_ids])
+    scores = -np.sort(rng.integers(0, 9, size=(len(query_ids), depth)), axis=1).astype(np.float32)  # runs of ties
+    scores[:, -3:] = scores[:, -4:-3] - np.arange(1, 4)  # no run reaches the last rank: every run is whole
+    judged, stats = metrics.tie_statistics(ids, scores, doc_ids, query_ids, qrels)
+    assert judged == query_ids
+    for i, q in enumerate(query_ids):
+        ranking = [doc_ids[j] for j in ids[i]]
+        assert stats[metrics.TIE_AWARE][i] == pytest.approx(expected_ndcg_over_tie_orders(ranking, scores[i], qrels[q]))
+        assert stats[metrics.TIED_AT_CUTOFF][i] == float(scores[i, 9] == scores[i, 10])
+    assert not stats[metrics.TIE_RUN_CUT].any()
+
+
+def test_without_ties_the_tie_aware_ndcg_is_the_row_order_one_and_a_run_to_the_end_is_flagged():
+    doc_ids = [f"d{j}" for j in range(30)]
+    qrels = {"q": {"d3": 2, "d7": 1}}
+    ids = np.arange(12)[None, :]
+    distinct = -np.arange(12, dtype=np.float32)[None, :]
+    _, stats = metrics.tie_statistics(ids, distinct, doc_ids, ["q"], qrels)
+    _, plain = metrics.per_query_arrays(ids, doc_ids, ["q"], qrels)
+    assert stats[metrics.TIE_AWARE][0] == pytest.approx(plain["nDCG@10"][0]) and stats[metrics.TIED_AT_CUTOFF][0] == 0
+    tail_tied = distinct.copy()
+    tail_tied[0, 8:] = -8  # ranks 9-12 tie and the run reaches the last rank of 12, of 30 documents
+    _, stats = metrics.tie_statistics(ids, tail_tied, doc_ids, ["q"], qrels)
+    assert stats[metrics.TIED_AT_CUTOFF][0] == 1.0 and stats[metrics.TIE_RUN_CUT][0] == 1.0
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.tie_statistics(ids, distinct[:, :5], doc_ids, ["q"], qrels)

@@ -65,9 +65,11 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     text = markdown_outputs(chapters / QUALITY.name)
     assert "codes lost more than 5% on at least one collection: " in text
     assert "binary (1-bit sign) (48 B, 80.5%)" in text
-    assert "**At equal memory**" in text and "48 bytes/vector: binary" in text
+    assert "**At equal memory**" in text and "- 48 B/vector: binary 0 worse, 0 equivalent, 0 better, 1 inconclusive" \
+        in text and "Bytes per vector at N = 1,000,000, within 2% of the budget" in text
     assert "binary with rescoring 39.07 (93.79%), int8 37.82 (90.79%)" in text
-    assert "Here, all-MiniLM-L6-v2 (minilm-l6) kept: sign bits alone (BIN) median 80.5% (range 80.5-80.5%, 1 " in text
+    assert "(BIN+R40BINa), 88.2% (1 collection, cranfield), against the report's 93.79%" in text
+    assert "(SQ8raw, no rescoring), 92.4% (1 collection, cranfield), against 90.79%" in text
     assert len(list((results / "rescoring").glob("*.parquet"))) == 1
     text = markdown_outputs(chapters / RESCORING.name)
     assert ("- BIN rescored with Flat: cranfield/minilm-l6: 80.5% alone, not significantly below float32 from "
@@ -89,6 +91,9 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     assert 'href="regimes.html#which-scheme-wins-where"' in text
     answers = text[text.index("**RQ1."):]
     assert "The 1-bit sign code (48 B/vector" in answers and "Exhaustive 1-bit search answered" in answers
+    assert "Pooled over collections (random effects, 95% interval), it kept 80.5% [" in answers
+    assert "at N = 1,000,000), the best binary code against the best other code was worse in 0" in answers
+    assert "Read: quality_vs_memory run " in text
     assert "this project's Hamming kernel answered" in answers
     assert "The plain sign code loses between 19.5 and 19.5 points" in answers
     assert "Asking for recall@10 >= 0.9 of exact search, over 36" in answers

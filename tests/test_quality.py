@@ -224,9 +224,39 @@ def test_published_comparison_quotes_the_reports_rows_and_only_the_named_models_
     summaries = quality.all_summaries(results)
     text = quality.published_comparison(summaries, model="m")
     bin_kept = summaries.set_index("name").loc["BIN", "% float32 nDCG@10"]
-    assert f"sign bits alone (BIN) median {bin_kept:.1f}% (range {bin_kept:.1f}-{bin_kept:.1f}%, 1 collections)" in text
+    assert f"sign bits alone (BIN) {bin_kept:.1f}% (1 collection, toy)" in text
     assert "float32 41.66, binary with rescoring 39.07 (93.79%), int8 37.82 (90.79%)" in text
     assert "e5-base-v2: binary with rescoring 74.77%" in text and "96.45% with it" in text
-    assert "(BINa, the score of the report's second stage" in text and "BINa" not in summaries.name.tolist()
-    assert "applied to all documents rather than to a Hamming top 400) not run" in text
+    assert "(BIN+R40BINa), not run, against the report's 93.79%" in text
+    assert "(SQ8raw, no rescoring), not run, against 90.79%" in text
+    two = pd.concat([summaries, summaries.assign(dataset="toy2")], ignore_index=True)
+    assert (f"sign bits alone (BIN) median {bin_kept:.1f}% (range {bin_kept:.1f}-{bin_kept:.1f}%, 2 collections)"
+            in quality.published_comparison(two, model="m"))
     assert "sign bits alone (BIN) not run" in quality.published_comparison(summaries, model="other")
+
+
+def test_ties_decide_where_the_tie_aware_ndcg_differs_by_more_than_the_margin(results):
+    """BIN's tie-aware nDCG@10 is 0.05 above its row-order one (beyond 2% of float32's ~0.55); ITQ's by 0.001."""
+    extra = []
+    for codec, shift in (("Flat", 0.0), ("BIN", 0.05), ("ITQ", 0.001), ("PQ48", 0.0)):
+        rows = results[(results.codec == codec) & (results.metric == "nDCG@10")]
+        extra.append(rows.assign(metric=quality.metrics.TIE_AWARE, value=rows.value + shift))
+        extra.append(rows.assign(metric=quality.metrics.TIED_AT_CUTOFF, value=0.5 if shift else 0.0))
+        extra.append(rows.assign(metric=quality.metrics.TIE_RUN_CUT, value=0.0))
+    with_ties = pd.concat([results, *extra], ignore_index=True)
+    decided, tie_decided = quality.decision_scores(with_ties, "toy", "m")
+    assert tie_decided == ["BIN"]
+    plain = quality.per_query_table(results, "toy", "m")
+    assert np.allclose(decided["BIN"], plain["BIN"] + 0.05) and decided["ITQ"].equals(plain["ITQ"])
+    summary = quality.summary_table(with_ties, "toy", "m").set_index("name")
+    assert summary.loc["BIN", "ties decide"] and not summary.loc["ITQ", "ties decide"]
+    assert summary.loc["BIN", "% float32 nDCG@10"] == pytest.approx(100 * (plain["BIN"] + 0.05).mean() / BASE.mean())
+    ties = quality.tie_table(summary.reset_index().assign(dataset="toy", model="m"))
+    assert ties.name.tolist() == ["BIN", "ITQ"] and ties[f"% {quality.metrics.TIED_AT_CUTOFF}"].tolist() == [50.0, 50.0]
+
+
+def test_binary_kinds_names_the_best_code_of_each_kind_with_its_pooled_share(results):
+    kinds = quality.binary_kinds(results, quality.all_summaries(results))
+    assert kinds[["kind", "best code"]].values.tolist() == [["symmetric Hamming on sign bits", "ITQ"]]
+    kept = 100 * CODECS["ITQ"][4].mean() / BASE.mean()
+    assert kinds["pooled % float32"].iloc[0] == pytest.approx(kept) and kinds.low.iloc[0] < kept < kinds.high.iloc[0]

@@ -15,7 +15,7 @@ def one_run(run_meta, value=0.5):
 
 def test_metadata_names_software_and_hardware():
     meta = results.run_metadata("smoke", "ch", seed=3)
-    assert set(meta) == set(results.COLUMNS[:9])
+    assert set(meta) == set(results.COLUMNS[:10])
     assert meta["seed"] == 3 and meta["threads"] >= 1 and '"numpy"' in meta["versions"]
 
 
@@ -76,3 +76,17 @@ def test_export_of_a_profile_without_results_says_so(tmp_path):
         results.export_results("default", "csv", tmp_path / "out", tmp_path)
     with pytest.raises(ValueError, match="unknown export format 'xml'"):
         results.export_results("smoke", "xml", tmp_path / "out", tmp_path)
+
+
+def test_reading_current_results_skips_runs_of_other_code_and_says_how_to_redo_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "code_digest", lambda: "old-code")
+    results.write_results(one_run(results.run_metadata("default", "ch", 0), 0.1), tmp_path)
+    monkeypatch.setattr(results, "code_digest", lambda: "new-code")
+    assert results.read_results("ch", tmp_path, profile="default").value.iloc[0] == 0.1  # without current: any code
+    stale = r"present phase2 code .*from code old-code, now new-code\): run it again: python -m phase2 chapter ch "
+    with pytest.raises(FileNotFoundError, match=stale + "--profile default"):
+        results.read_results("ch", tmp_path, profile="default", current=True)
+    results.write_results(one_run(results.run_metadata("default", "ch", 0), 0.2), tmp_path)
+    current = results.read_results("ch", tmp_path, profile="default", current=True)
+    assert current.value.iloc[0] == 0.2 and current.code.iloc[0] == "new-code"
+    assert results.describe_run(current).startswith(f"ch run {current.run_id.iloc[0]} (default profile, git ")
