@@ -275,8 +275,9 @@ def run_precompute(profile: str, scheduler: str | None, workers: int | None = No
     from phase2.storage import atomic_write_bytes
 
     start = time.perf_counter()
+    size = workers or precompute.default_workers()
     where = ("this process" if serial else f"the Dask scheduler at {scheduler}" if scheduler else
-             f"a local Dask cluster of {workers or precompute.default_workers()} single-threaded workers")
+             f"a local Dask cluster of {size} single-threaded worker{'s' if size > 1 else ''}")
     print(f"precompute: embeddings and codec searches of the {profile} profile on {where}", flush=True)
     timings = (precompute.run_serial(profile) if serial else
                precompute.run(profile, scheduler=scheduler, workers=workers))

@@ -107,13 +107,14 @@ def test_failure_profile_sees_a_loss_concentrated_on_few_queries(results):
     assert list(worst["query"]) == ["text 0", "text 1", "text 2"]
 
 
-def test_rescoring_table_and_verdict_find_the_first_factor_not_significantly_below_float32(results):
+def test_rescoring_table_and_verdict_find_the_first_factor_equivalent_to_float32(results):
     table = quality.rescoring_table(quality.all_summaries(results))
     row = table.set_index("first stage").loc["BIN"]
     assert set(row.factor) == {0, 1, 4} and table.loc[table.factor == 4, "bytes read per query"].item() == 40 * 1536
     text = quality.rescoring_verdict(table)
     assert "- BIN rescored with Flat: toy/m: " in text
-    assert "not significantly below float32 from factor 4 (40 candidates, 100.0%, Δ nDCG@10 CI [" in text
+    assert "equivalent to float32 from factor 4 (40 candidates, 100.0%, Δ nDCG@10 CI [" in text
+    assert "- ITQ" not in text and "BIN rescored with Flat: toy/m: 91.3% alone," in text
     curves = quality.rescoring_curves(table)
     assert list(curves[curves.pipeline == "BIN + Flat"].factor) == [0, 1, 4]
 
