@@ -5,8 +5,8 @@ import hashlib
 import faiss
 import numpy as np
 import pytest
-from sentence_transformers.quantization import semantic_search_faiss
 from sentence_transformers.util import quantize_embeddings
+from sentence_transformers.util.quantization import semantic_search_faiss
 
 from phase2.codecs import CODECS, make_codec, split_codec_names, topk_by_score
 from phase2.errors import ParameterError

@@ -43,7 +43,7 @@ def test_local_cluster_precompute_is_bit_identical_to_the_serial_path(caches):
     serial, cluster, out = caches
     embeds, searches = precompute.plan("smoke")
     assert "local Dask cluster of 2 single-threaded workers" in out and f"{len(embeds) + len(searches)} tasks" in out
-    assert len(_searches(serial)) == 2 * 2 * sum(len(t.codecs) for t in searches)  # ids, sizes, their sidecars
+    assert len(_searches(serial)) == 3 * 2 * sum(len(t.codecs) for t in searches)  # ids, scores, sizes, sidecars
     assert any(t.codecs[:2] == ("ITQ", "ITQ+R2Flat") for t in searches)  # a first stage with its pipelines
     assert _searches(cluster) == _searches(serial)
     timings = pd.read_csv(pipeline.BUILD_DIR / "precompute" / "smoke.csv", keep_default_na=False)
