@@ -38,10 +38,12 @@ def per_query(run: dict[str, list[str]], qrels: dict[str, dict[str, int]],
 
 
 def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], qrels: dict[str, dict[str, int]],
-                     metrics: tuple[str, ...] = tuple(METRICS)) -> tuple[list[str], dict[str, np.ndarray]]:
+                     metrics: tuple[str, ...] = tuple(METRICS),
+                     scores: np.ndarray | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
     """:func:`per_query` of :func:`ranked_doc_ids` without building either: the judged query ids in ``qrels``
     order and, per metric, their values as an array, bit-identical to the dict path (same operations in the
-    same order: the gains of each rank are looked up at once, then summed rank by rank)."""
+    same order: the gains of each rank are looked up at once, then summed rank by rank). With the ranking's
+    ``scores``, also :func:`tie_statistics`, from the same gains."""
     judged_ids, present, gains = _gains(ids, doc_ids, query_ids, qrels)
     relevant = np.array([sum(1 for g in qrels[q].values() if g >= 1) for q in judged_ids], dtype=np.int64)
     out = {}
@@ -60,6 +62,8 @@ def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], 
             hit = top >= 1
             values = np.where(hit.any(axis=1), 1.0 / (hit.argmax(axis=1) + 1), 0.0)
         out[m] = np.where(present, values, 0.0)
+    if scores is not None:
+        out.update(_tie_values(judged_ids, present, gains, ids, scores, doc_ids, query_ids, qrels, 10))
     return judged_ids, out
 
 
@@ -74,10 +78,15 @@ def tie_statistics(ids: np.ndarray, scores: np.ndarray, doc_ids: list[str], quer
     Najork, ECIR 2008: each rank in a run of equal scores gets the run's mean gain) and whether the
     ``cutoff``-th and next results tie (1.0) or not. A run of ties that reaches the last of the ``depth``
     ranks may go on beyond it; its visible part is used, and :data:`TIE_RUN_CUT` flags those queries."""
+    judged_ids, present, gains = _gains(ids, doc_ids, query_ids, qrels)
+    return judged_ids, _tie_values(judged_ids, present, gains, ids, scores, doc_ids, query_ids, qrels, cutoff)
+
+
+def _tie_values(judged_ids, present, gains, ids, scores, doc_ids, query_ids, qrels, cutoff) -> dict[str, np.ndarray]:
+    """:func:`tie_statistics` from gains already looked up (shared with :func:`per_query_arrays`)."""
     if scores.shape != ids.shape or ids.shape[1] <= cutoff:
         raise ValueError(f"tie statistics need [nq, > {cutoff}] ids and scores of one shape, got {ids.shape} and "
                          f"{scores.shape}")
-    judged_ids, present, gains = _gains(ids, doc_ids, query_ids, qrels)
     rows = np.array([{q: i for i, q in enumerate(query_ids)}.get(q, 0) for q in judged_ids], dtype=np.int64)
     s = scores[rows]
     nq, depth = s.shape
@@ -90,8 +99,8 @@ def tie_statistics(ids: np.ndarray, scores: np.ndarray, doc_ids: list[str], quer
     values = _normalized(dcg, [_ideal_dcg(qrels[q], cutoff) for q in judged_ids])
     tied = (s[:, cutoff - 1] == s[:, cutoff]).astype(np.float64)
     cut = (run[:, cutoff - 1] == run[:, -1]) & (len(doc_ids) > depth)
-    return judged_ids, {TIE_AWARE: np.where(present, values, 0.0), TIED_AT_CUTOFF: np.where(present, tied, 0.0),
-                        TIE_RUN_CUT: np.where(present, cut, False).astype(np.float64)}
+    return {TIE_AWARE: np.where(present, values, 0.0), TIED_AT_CUTOFF: np.where(present, tied, 0.0),
+            TIE_RUN_CUT: np.where(present, cut, False).astype(np.float64)}
 
 
 def _normalized(dcg: np.ndarray, ideal: list[float]) -> np.ndarray:

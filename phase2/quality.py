@@ -87,9 +87,8 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
                                                                                     docs, queries)
         if reference_ids is None:
             reference_ids = ids
-        judged, values = metrics.per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels)
-        values.update(metrics.tie_statistics(ids, scores, collection.doc_ids, collection.query_ids,
-                                             collection.qrels)[1])
+        judged, values = metrics.per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels,
+                                                  scores=scores)
         common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
                   "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
                   "rescore_bytes_per_vector": rescore_bytes, "fixed_bytes": fixed_bytes,
