@@ -69,11 +69,12 @@ def topk_by_score(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Codec(ABC):
-    """One compression scheme: fit on the corpus, encode, search codes exhaustively."""
+    """One compression scheme: fit on corpus vectors, encode, search codes exhaustively."""
 
     name: str  # factory string, e.g. "SQ8"
     label: str  # what a reader sees in tables
     family: str  # float / scalar / binary: the line a chart draws it on
+    trained: bool = False  # fit learns from the corpus: its codes depend on which vectors it was fitted on
 
     def __init__(self) -> None:
         self.dim: int | None = None
@@ -215,6 +216,7 @@ class FaissScalarQuantizer(DecodingCodec):
     def __init__(self, name: str, label: str, family: str, qtype: int) -> None:
         super().__init__()
         self.name, self.label, self.family, self._qtype = name, label, family, qtype
+        self.trained = qtype != faiss.ScalarQuantizer.QT_bf16  # bfloat16 truncates; the others fit ranges
 
     def _fit(self, corpus):
         self._sq = faiss.ScalarQuantizer(self.dim, self._qtype)
@@ -241,7 +243,7 @@ class ClippedScalarQuantizer(DecodingCodec):
     process to the next for the same input. 4-bit codes pack two dimensions per byte, high nibble first.
     """
 
-    family = "scalar"
+    family, trained = "scalar", True
 
     def __init__(self, bits: int, quantile: float = 0.01) -> None:
         super().__init__()
@@ -288,6 +290,7 @@ class RawDotInt8(Codec):
     """
 
     name, label, family = "SQ8raw", "int8 (sentence-transformers codes, raw dot product)", "scalar"
+    trained = True
 
     def _fit(self, corpus):
         if self.dim >= 1024:
@@ -320,7 +323,7 @@ class ProductQuantizer(DecodingCodec):
     Trained single-threaded: k-means on threaded BLAS changes assignments with the thread count.
     """
 
-    family = "pq"
+    family, trained = "pq", True
 
     def __init__(self, m: int, opq: bool = False) -> None:
         super().__init__()
@@ -375,6 +378,7 @@ class SignBinary(Codec):
     def __init__(self, center: bool = False, rotate: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.center, self.rotate, self.seed = center, rotate, seed
+        self.trained = center  # the rotation is drawn from the seed, whatever the corpus
         self.name = "BIN" + ("c" if center else "") + ("r" if rotate else "")
         detail = ", ".join(w for w, on in (("centered", center), ("rotated", rotate)) if on)
         self.label = f"binary (1-bit sign{', ' + detail if detail else ''})"
@@ -416,7 +420,7 @@ class ThermometerBinary(SignBinary):
         super().__init__()
         if bits < 2:
             raise ParameterError(f"a thermometer code needs at least 2 bits per dimension, got {bits}")
-        self.bits = bits
+        self.bits, self.trained = bits, True
         self.name = f"BIN{bits}t"
         self.label = f"binary ({bits}-bit thermometer, per-dim quantiles)"
 
@@ -485,6 +489,7 @@ class Rescored(Codec):
         self.name = f"{first.name}+R{factor}{second.name}"
         self.label = f"{first.label} + {second.label} rescoring of top {factor * RESCORE_CUTOFF}"
         self.family = first.family + "+rescore"
+        self.trained = first.trained or second.trained
         self._shares_codes = first.name == "BIN" and isinstance(second, AsymmetricBinary)  # both: packbits(x > 0)
 
     def _fit(self, corpus):
@@ -508,18 +513,27 @@ class Rescored(Codec):
 
     def _search(self, codes, queries, k):
         split = self.first.code_size
-        head = min(self.factor * RESCORE_CUTOFF, codes.shape[0])
-        _, ranked = self.first.search(np.ascontiguousarray(codes[:, :split]), queries, max(k, head))
+        depth = self.first_stage_depth(k, len(codes))
+        _, ranked = self.first.search(np.ascontiguousarray(codes[:, :split]), queries, depth)
         second = codes if self._shares_codes else codes[:, split:]
+        return self.rerank(ranked, queries, k, lambda rows, query: self.second.rescore(second[rows], query))
+
+    def first_stage_depth(self, k: int, n: int) -> int:
+        """How deep the first stage ranks: the rescored head or ``k``, whichever is longer."""
+        return max(k, min(self.factor * RESCORE_CUTOFF, n))
+
+    def rerank(self, ranked: np.ndarray, queries: np.ndarray, k: int,
+               rescore_rows: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Re-rank the head of each first-stage list ``ranked`` by ``rescore_rows(rows, query)``; the tail
+        keeps its order."""
+        head = min(self.factor * RESCORE_CUTOFF, ranked.shape[1])
         scores = np.empty((len(queries), k), np.float32)
         ids = np.empty((len(queries), k), np.int64)
         with _one_thread():
             for i, (query, rows) in enumerate(zip(queries, ranked, strict=True)):
                 candidates = np.sort(rows[:head])  # ties fall back to corpus order, as everywhere
-                exact = self.second.rescore(second[candidates], query)
-                head_scores, order = topk_by_score(exact[None, :], head)
-                merged = np.concatenate([candidates[order[0]], rows[head:]])[:k]
-                ids[i] = merged
+                head_scores, order = topk_by_score(rescore_rows(candidates, query)[None, :], head)
+                ids[i] = np.concatenate([candidates[order[0]], rows[head:]])[:k]
                 tail = head_scores[0, -1] - np.arange(1, max(k - head, 0) + 1, dtype=np.float32)
                 scores[i] = np.concatenate([head_scores[0], tail])[:k]
         return scores, ids
@@ -589,7 +603,7 @@ class RandomHyperplaneLSH(SignBinary):
 
     def __init__(self, bits: int) -> None:
         super().__init__()
-        self.bits = bits
+        self.bits, self.trained = bits, True  # thresholds at the corpus medians
         self.name, self.label = f"LSH{bits}", f"binary (LSH, {bits} random hyperplanes)"
 
     def _fit(self, corpus):
@@ -618,7 +632,7 @@ class RaBitQ(Codec):
     Ties in faiss's estimated scores are rare; the returned lists are re-sorted by (score, row).
     """
 
-    family = "rabitq"
+    family, trained = "rabitq", True  # the corpus centroid
     QUERY_BITS = 4
 
     def __init__(self, bits: int) -> None:
@@ -709,6 +723,70 @@ def make_codec(name: str) -> Codec:
         if match:
             return build(match)
     raise ParameterError(f"unknown codec {name!r}; valid codecs: {', '.join([*CODECS, *PATTERNS])}")
+
+
+HALVES_SEED = 0  # the seeded split of every corpus into the two halves of :func:`cross_fitted_search`
+
+
+def corpus_halves(n: int, seed: int = HALVES_SEED) -> np.ndarray:
+    """Which half each of ``n`` corpus rows falls in (0 or 1): a seeded random split, sizes ``n // 2`` and the rest."""
+    half = np.zeros(n, np.int8)
+    half[np.random.default_rng(seed).permutation(n)[: n // 2]] = 1
+    return half
+
+
+def cross_fitted_search(name: str, corpus: np.ndarray, queries: np.ndarray, k: int) -> tuple[Codec, np.ndarray,
+                                                                                             np.ndarray]:
+    """Search ``corpus`` with codec ``name`` fitted only on vectors it does not encode: two halves swapped.
+
+    The codec fitted on half 0 encodes half 1 and the one fitted on half 1 encodes half 0; each half is
+    searched with its own codec and the two ranked lists are merged by score (ties by corpus row). Both
+    codecs' scores estimate the same similarity, so they merge like one index's; a rescored pipeline merges
+    its first stages, then re-ranks the merged head with each candidate's own second stage. An untrained
+    codec is the same codec whichever half it is fitted on, and this is then exactly :meth:`Codec.search`.
+    Returns one of the two fitted codecs (sizes are the same for both), the scores and the corpus rows.
+    """
+    corpus = check_vectors(corpus, f"{name} cross-fitted corpus")
+    if corpus.shape[0] < 2:
+        raise ValueError(f"{name}: cross-fitting needs at least 2 corpus vectors, got {corpus.shape[0]}")
+    half = corpus_halves(corpus.shape[0])
+    searched = [np.flatnonzero(half != h) for h in (0, 1)]  # the rows the codec fitted on half h encodes
+    fitted = [make_codec(name).fit(corpus[half == h]) for h in (0, 1)]
+    codes = [codec.encode(corpus[rows]) for codec, rows in zip(fitted, searched, strict=True)]
+    if not isinstance(fitted[0], Rescored):
+        lists = [codec.search(c, queries, min(k, len(rows))) for codec, c, rows in zip(fitted, codes, searched,
+                                                                                      strict=True)]
+        return fitted[0], *merge_ranked([(scores, rows[ids]) for (scores, ids), rows in zip(lists, searched,
+                                                                                           strict=True)], k)
+    pipelines: list[Rescored] = fitted  # type: ignore[assignment]
+    depth = pipelines[0].first_stage_depth(k, corpus.shape[0])
+    firsts = [p.first.search(np.ascontiguousarray(c[:, :p.first.code_size]), queries, min(depth, len(rows)))
+              for p, c, rows in zip(pipelines, codes, searched, strict=True)]
+    _, ranked = merge_ranked([(scores, rows[ids]) for (scores, ids), rows in zip(firsts, searched, strict=True)],
+                             depth)
+    seconds = [c if p._shares_codes else c[:, p.first.code_size:] for p, c in zip(pipelines, codes, strict=True)]
+    local = np.empty(corpus.shape[0], np.int64)
+    for rows in searched:
+        local[rows] = np.arange(len(rows))
+    owner = 1 - half  # the codec that encoded each row
+
+    def rescore_rows(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        scores = np.empty(len(rows), np.float32)
+        for h in (0, 1):
+            mine = owner[rows] == h
+            if mine.any():
+                scores[mine] = pipelines[h].second.rescore(seconds[h][local[rows[mine]]], query)
+        return scores
+
+    return pipelines[0], *pipelines[0].rerank(ranked, queries, k, rescore_rows)
+
+
+def merge_ranked(lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of several ``(scores, ids)`` ranked lists over disjoint rows: score descending, ties by row."""
+    scores = np.hstack([s for s, _ in lists])
+    ids = np.hstack([i for _, i in lists]).astype(np.int64)
+    order = np.lexsort((ids, -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def split_codec_names(value: str) -> list[str]:

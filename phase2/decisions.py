@@ -143,7 +143,8 @@ def decide(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
 def pool(effects, variances, names=None, alpha: float = ALPHA) -> pd.DataFrame:
     """Random-effects pooling (Paule-Mandel tau^2, Hartung-Knapp-Sidik-Jonkman interval on k - 1 degrees of
     freedom; statsmodels ``combine_effects``): one row per study, then ``pooled``, with estimate, interval
-    and weight; ``tau2`` and ``I2`` in the pooled row. One study is returned as itself, with its normal interval."""
+    and weight; ``tau2`` and ``I2`` in the pooled row (I^2 = max(0, (Q - df) / Q), Higgins & Thompson 2002;
+    statsmodels leaves it negative when Q < df). One study is returned as itself, with its normal interval."""
     effects, variances = np.asarray(effects, np.float64), np.asarray(variances, np.float64)
     names = list(names) if names is not None else [str(i) for i in range(len(effects))]
     if len(effects) == 0 or len(effects) != len(variances) or len(names) != len(effects):
@@ -165,5 +166,5 @@ def pool(effects, variances, names=None, alpha: float = ALPHA) -> pd.DataFrame:
     rows["weight"] = frame["w_re"].iloc[:len(effects)].to_numpy()
     total = pd.DataFrame([{"study": "pooled", "estimate": pooled["eff"], "low": pooled["ci_low"],
                            "high": pooled["ci_upp"], "weight": np.nan, "tau2": float(result.tau2),
-                           "I2": float(result.i2)}])
+                           "I2": max(0.0, float(result.i2))}])
     return pd.concat([rows, total], ignore_index=True)

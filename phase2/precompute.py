@@ -63,6 +63,7 @@ class SearchTask:
     model: str
     codecs: tuple[str, ...]
     depth: int
+    training: str = "halves"  # phase2.quality.TRAINING
 
     def run(self, *_embedded: float) -> float:
         from phase2.quality import cached_search
@@ -72,7 +73,7 @@ class SearchTask:
         docs = embed(collection, self.model, "docs", progress=False)
         queries = embed(collection, self.model, "queries", progress=False)
         for codec in self.codecs:
-            cached_search(collection, self.model, codec, self.depth, docs, queries)
+            cached_search(collection, self.model, codec, self.depth, docs, queries, self.training)
         return time.perf_counter() - start
 
 
@@ -108,8 +109,10 @@ def _searches(chapter: str, values: dict) -> tuple[list[str], int]:
 
 def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
     """The embedding and search tasks of a profile's searching chapters, each search once, largest first."""
+    from phase2 import quality
+
     embeds: dict[EmbedTask, None] = {}
-    wanted: dict[tuple[str, str, int], dict[str, None]] = {}
+    wanted: dict[tuple[str, str, int, str], dict[str, None]] = {}
     for chapter in SEARCHING_CHAPTERS:
         values = chapter_values(chapter, profile)
         datasets = chapters.split_names(values["dataset"], available_datasets(), "dataset")
@@ -121,14 +124,18 @@ def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
         names = [codecs.make_codec(name).name for name in names]
         for dataset, model in pairs:
             embeds[EmbedTask(dataset, model)] = None
-            wanted.setdefault((dataset, model, min(depth, _collection(dataset).n_docs)), {}).update(
-                dict.fromkeys(names))
+            depth_here = min(depth, _collection(dataset).n_docs)
+            wanted.setdefault((dataset, model, depth_here, "halves"), {}).update(dict.fromkeys(names))
+            if chapter == "quality_vs_memory" and model == models[0]:  # the chapter's training_flattery section
+                wanted.setdefault((dataset, model, depth_here, "corpus"), {}).update(
+                    dict.fromkeys(quality.flattered_codecs(names)))
     searches = []
-    for (dataset, model, depth), names in wanted.items():
+    for (dataset, model, depth, training), names in wanted.items():
         by_first_stage: dict[str, list[str]] = {}
         for name in names:
             by_first_stage.setdefault(re.sub(r"\+R\d+\w+$", "", name), []).append(name)
-        searches.extend(SearchTask(dataset, model, tuple(group), depth) for group in by_first_stage.values())
+        searches.extend(SearchTask(dataset, model, tuple(group), depth, training)
+                        for group in by_first_stage.values())
     return list(embeds), sorted(searches, key=lambda t: -_cost(t))
 
 
@@ -141,11 +148,12 @@ def _cost(task: SearchTask) -> float:
 
 
 def timing_table(done: list[tuple[EmbedTask | SearchTask, float]]) -> pd.DataFrame:
-    """One row per task: ``task`` (embed or search), ``dataset``, ``model``, ``codec``, ``seconds`` (wall time in
-    the process that ran it, a cached result included)."""
+    """One row per task: ``task`` (embed or search), ``dataset``, ``model``, ``codec``, ``training`` (of a search),
+    ``seconds`` (wall time in the process that ran it, a cached result included)."""
     return pd.DataFrame([{"task": "embed" if isinstance(t, EmbedTask) else "search", "dataset": t.dataset,
-                          "model": t.model, "codec": " ".join(getattr(t, "codecs", ())), "seconds": seconds}
-                         for t, seconds in done], columns=["task", "dataset", "model", "codec", "seconds"])
+                          "model": t.model, "codec": " ".join(getattr(t, "codecs", ())),
+                          "training": getattr(t, "training", ""), "seconds": seconds} for t, seconds in done],
+                        columns=["task", "dataset", "model", "codec", "training", "seconds"])
 
 
 def run_serial(profile: str, progress: bool = True) -> pd.DataFrame:
@@ -187,7 +195,8 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None,
                                                         priority=1, resources={GPU_RESOURCE: 1} if gpu else None)
                     for t in embeds}
         futures = [client.submit(SearchTask.run, t, embedded[(t.dataset, t.model)],
-                                 key=f"search-{t.dataset}-{t.model}-{' '.join(t.codecs)}-{t.depth}", priority=-i)
+                                 key=f"search-{t.dataset}-{t.model}-{' '.join(t.codecs)}-{t.depth}-{t.training}",
+                                 priority=-i)
                    for i, t in enumerate(searches)]
         task_of = {**{f.key: t for t, f in zip(embeds, embedded.values(), strict=True)},
                    **{f.key: t for t, f in zip(searches, futures, strict=True)}}

@@ -8,7 +8,7 @@ import pytest
 from sentence_transformers.util import quantize_embeddings
 from sentence_transformers.util.quantization import semantic_search_faiss
 
-from phase2.codecs import CODECS, make_codec, split_codec_names, topk_by_score
+from phase2.codecs import CODECS, corpus_halves, cross_fitted_search, make_codec, split_codec_names, topk_by_score
 from phase2.errors import ParameterError
 
 # codec -> (rows, dims) of the seeded input, sha256 prefix of its codes
@@ -384,3 +384,78 @@ def test_rescoring_pipelines_share_one_fit_of_their_first_stage_and_its_codes():
     seeded = codecs.Rescored(codecs.IterativeQuantization(seed=1), make_codec("Flat"), 2).fit(x)
     assert seeded.first is not first.first  # another constructor state: a new fit
     assert not np.array_equal(seeded.first.encode(x), fresh.encode(x))
+
+
+def test_corpus_halves_are_a_seeded_split_of_every_row():
+    for n in (2, 3, 10, 1401):
+        half = corpus_halves(n)
+        assert half.dtype == np.int8 and set(np.unique(half)) == {0, 1}
+        assert int(half.sum()) == n // 2
+        np.testing.assert_array_equal(half, corpus_halves(n))
+    assert not np.array_equal(corpus_halves(1000), corpus_halves(1000, seed=1))
+
+
+def test_trained_codecs_are_those_whose_state_depends_on_the_corpus():
+    trained = {name for name in CODECS if make_codec(name).trained}
+    assert trained == {"SQ8", "SQ8u", "SQ8p", "SQ8raw", "SQ4", "SQ4p", "BINc", "ITQ", "BIN2t", "BIN4t"}
+    assert all(make_codec(name).trained for name in ("PQ8", "OPQ8,PQ8", "ITQ16", "LSH64", "RaBitQ1", "BIN+R4SQ8",
+                                                     "SQ4+R2Flat"))
+    assert not any(make_codec(name).trained for name in ("BIN+R4Flat", "BIN+R40BINa", "BINr+R2FP16"))
+
+
+def slow_cross_fitted(name, docs, queries, k):
+    """The obvious reference: fit on each half, score the other half completely, sort (-score, row) in Python."""
+    half = corpus_halves(len(docs))
+    merged = [[] for _ in queries]
+    for h in (0, 1):
+        codec = make_codec(name).fit(docs[half == h])
+        rows = np.flatnonzero(half != h)
+        scores, ids = codec.search(codec.encode(docs[rows]), queries, len(rows))
+        for q in range(len(queries)):
+            merged[q].extend(zip(scores[q].tolist(), rows[ids[q]].tolist(), strict=True))
+    ranked = [sorted(pairs, key=lambda p: (-p[0], p[1]))[:k] for pairs in merged]
+    return np.array([[s for s, _ in r] for r in ranked], np.float32), np.array([[i for _, i in r] for r in ranked])
+
+
+def corpus_with_duplicates_and_zeros(n, d, seed):
+    docs = unit_vectors(n, d, seed)
+    docs[5:9] = docs[0]  # duplicate rows: exact ties, whichever half encodes them
+    docs[20] = 0.0  # an all-zero row
+    return docs
+
+
+@pytest.mark.parametrize("name", ["SQ8", "ITQ", "PQ4", "BINc", "BIN2t"])
+def test_cross_fitting_encodes_each_half_with_the_codec_fitted_on_the_other(name):
+    docs, queries = corpus_with_duplicates_and_zeros(600, 16, 31), unit_vectors(7, 16, 32)
+    _, scores, ids = cross_fitted_search(name, docs, queries, 40)
+    expected_scores, expected_ids = slow_cross_fitted(name, docs, queries, 40)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-6, atol=1e-6)
+
+
+def test_cross_fitted_rescoring_reranks_the_merged_head_with_each_rows_own_second_stage():
+    docs, queries = corpus_with_duplicates_and_zeros(400, 16, 33), unit_vectors(5, 16, 34)
+    _, _, ids = cross_fitted_search("BIN+R2SQ8", docs, queries, 30)
+    half = corpus_halves(len(docs))
+    seconds = [make_codec("SQ8").fit(docs[half == h]) for h in (0, 1)]  # seconds[h] encodes the rows not in h
+    binary = make_codec("BIN").fit(docs)
+    _, first = binary.search(binary.encode(docs), queries, 30)  # sign bits need no training
+    for q, row, first_row in zip(queries, ids, first, strict=True):
+        head = np.sort(first_row[:20])
+        exact = np.array([seconds[1 - half[i]].decode(seconds[1 - half[i]].encode(docs[i:i + 1]))[0] @ q
+                          for i in head])
+        np.testing.assert_array_equal(row[:20], head[np.argsort(-exact, kind="stable")])
+        np.testing.assert_array_equal(row[20:], first_row[20:])
+
+
+@pytest.mark.parametrize("name", ["BIN", "BINr", "BINa", "BIN+R40BINa", "BIN+R4Flat"])
+def test_cross_fitting_an_untrained_codec_is_its_plain_search(name):
+    docs, queries = corpus_with_duplicates_and_zeros(500, 32, 35), unit_vectors(6, 32, 36)
+    codec = make_codec(name).fit(docs)
+    _, ids = codec.search(codec.encode(docs), queries, 50)
+    np.testing.assert_array_equal(cross_fitted_search(name, docs, queries, 50)[2], ids)
+
+
+def test_cross_fitting_needs_two_vectors():
+    with pytest.raises(ValueError, match="SQ8: cross-fitting needs at least 2 corpus vectors, got 1"):
+        cross_fitted_search("SQ8", unit_vectors(1, 8, 0), unit_vectors(1, 8, 1), 1)

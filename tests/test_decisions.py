@@ -142,6 +142,10 @@ def test_pooled_estimate_is_paule_mandel_with_the_hksj_interval(effects):
     assert (pooled.estimate, pooled.low, pooled.high) == pytest.approx((estimate, low, high), rel=1e-5)
     assert pooled.tau2 == pytest.approx(tau2, abs=1e-4)
     assert table.weight.iloc[:-1].sum() == pytest.approx(1.0)
+    w = 1 / variances  # Cochran's Q with fixed-effect weights; I^2 = max(0, (Q - df) / Q)
+    q = (w * (effects - (w * effects).sum() / w.sum()) ** 2).sum()
+    assert pooled.I2 == pytest.approx(max(0.0, (q - (len(effects) - 1)) / q), abs=1e-9)
+    assert pooled.I2 >= 0
 
 
 def test_pooling_one_study_returns_it_and_bad_input_is_named():

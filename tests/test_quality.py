@@ -7,6 +7,7 @@ import pytest
 from phase2 import quality
 from phase2.codecs import Codec
 from phase2.datasets import load_beir_dir
+from phase2.errors import ParameterError
 
 from conftest import write_collection
 
@@ -158,8 +159,34 @@ def test_search_results_are_cached_and_keyed_by_codec_depth_and_code(tmp_path, m
     collection = load_beir_dir(tiny_collection)
     key = quality.search_key(collection, "minilm-l6", "BIN", 12)
     assert key != quality.search_key(collection, "minilm-l6", "BINc", 12)
+    assert key == quality.search_key(collection, "minilm-l6", "BIN", 12, "corpus")  # nothing trained: one search
+    trained = quality.search_key(collection, "minilm-l6", "SQ8", 12)
+    assert trained != quality.search_key(collection, "minilm-l6", "SQ8", 12, "corpus")
+    with pytest.raises(ParameterError, match="training: 'queries' is not one of halves, corpus"):
+        quality.search_key(collection, "minilm-l6", "SQ8", 12, "queries")
     monkeypatch.setattr(quality, "_search_code_digest", lambda: "edited codecs.py")
     assert key != quality.search_key(collection, "minilm-l6", "BIN", 12)
+
+
+def test_training_flattery_compares_the_reported_cross_fit_with_self_training(tmp_path, monkeypatch):
+    words = "wing lift heat flow boundary layer speed shock wave drag".split()
+    corpus = [{"_id": f"d{i}", "text": " ".join(words[i % 10:] + words[:i % 10][: i % 3])} for i in range(12)]
+    qrels = ["query-id\tcorpus-id\tscore", "q1\td1\t1", "q2\td3\t1"]
+    monkeypatch.setenv("PHASE2_DATA_DIR", str(write_collection(tmp_path / "data", corpus=corpus, qrels=qrels).parent))
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
+    codecs = ["BIN", "SQ8", "BINc", "BIN+R2SQ8"]
+    assert quality.flattered_codecs(codecs) == ["SQ8", "BINc"]
+    table = quality.training_flattery("tiny", "minilm-l6", codecs, 12).set_index("codec")
+    reported = quality.all_summaries(quality.run_collection("tiny", "minilm-l6", codecs, 12, {}, progress=False))
+    reported = reported.set_index("name")
+    assert list(table.index) == ["SQ8", "BINc"]
+    for name in table.index:
+        row = table.loc[name]
+        assert row["nDCG@10 (other half)"] == pytest.approx(reported.loc[name, "nDCG@10"])
+        gain = (row["nDCG@10 (searched corpus)"] - row["nDCG@10 (other half)"]) / reported.loc["Flat", "nDCG@10"]
+        assert row["flattery (% of float32)"] == pytest.approx(100 * gain)
+        assert row["CI low"] <= row["flattery (% of float32)"] <= row["CI high"]
+    assert "over 2 codec and collection pairs" in quality.flattery_verdict(table.reset_index())
 
 
 def test_the_rq1_answer_states_scalar_sign_equal_memory_and_rescoring_numbers(results):
