@@ -107,7 +107,7 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
         se = nearest["recall@10_se"]
         low = nearest["recall@10"] - Z95 * se if np.isfinite(se) else nearest["recall@10"]
         rows.append({
-            "series": series, "family": largest.family, "query_params": query_params,
+            "series": series, "family": largest.family, "library": largest.library, "query_params": query_params,
             "RAM GB": ram / 1e9, "disk GB": largest.store_bytes_per_vector * question.docs / 1e9 if on_disk else 0.0,
             "bytes/vector": ram / question.docs, "recall@10": nearest["recall@10"], "recall low": low,
             "qps": qps, "qps exponent": exponent, "measured n": ", ".join(f"{int(n):,}" for n in measured),
@@ -121,8 +121,8 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
 
 
 def is_scan(registry_name: str) -> bool:
-    """Whether a benchmark method reads every code per query (no graph, no inverted lists)."""
-    return not re.search("ivf|hnsw", registry_name)
+    """Whether a benchmark method reads every code per query (no graph, no inverted lists, no ScaNN tree)."""
+    return not re.search("ivf|hnsw|scann", registry_name)
 
 
 def _power_law_qps(sizes: np.ndarray, qps: np.ndarray, n: float, scan: bool) -> tuple[float, float]:
@@ -161,7 +161,8 @@ class Advice:
             lines = [f"{head}: no measured scheme meets every constraint."]
         else:
             c = self.choice
-            lines = [f"{head}:", f"  choose {c.series} {c.query_params or ''} ({c.family}): {c['RAM GB']:,.2f} GB RAM"
+            lines = [f"{head}:", f"  choose {c.series} {c.query_params or ''} ({c.family}, {c.library}): "
+                     f"{c['RAM GB']:,.2f} GB RAM"
                      + (f" + {c['disk GB']:,.2f} GB on disk" if c["disk GB"] else "")
                      + f", recall@10 {c['recall@10']:.3f}"
                      + (f" (95% lower bound {c['recall low']:.3f})" if c["recall low"] != c["recall@10"] else

@@ -35,6 +35,12 @@ def sign_codes(x: np.ndarray) -> np.ndarray:
     return np.packbits(x > 0, axis=1)
 
 
+def search_threads() -> int:
+    """The thread count the harness set (:func:`phase2.bench.threads` sets faiss's OpenMP count): what a method
+    that runs another library's threads passes to it."""
+    return faiss.omp_get_max_threads()
+
+
 def nlist(n: int) -> int:
     """Inverted lists for ``n`` vectors: the power of two nearest ``4 sqrt(n)`` (faiss's rule of thumb)."""
     return 1 << max(4, round(math.log2(4 * math.sqrt(n))))
@@ -75,6 +81,7 @@ class Method(ABC):
     """Build once, then answer batches of queries under query-time arguments."""
 
     family: str  # the chart's colour: float, scalar, pq, graph, ivf, binary, ...
+    library: str = "faiss"  # whose code answers the queries: faiss, phase2 (this project), usearch, scann, ...
     deterministic: bool = True
 
     def __init__(self, name: str) -> None:
@@ -95,6 +102,10 @@ class Method(ABC):
     @abstractmethod
     def index_bytes(self) -> int:
         """Bytes the search holds in memory, measured (serialized size or array sizes)."""
+
+    def disk_bytes(self) -> int:
+        """Bytes the index takes when saved, measured; the in-memory size where the two are the same."""
+        return self.index_bytes()
 
     @property
     @abstractmethod
@@ -184,7 +195,7 @@ class FaissBinaryIndex(Method):
 class HammingFlat(Method):
     """Exhaustive Hamming search of sign codes with this project's numba kernel."""
 
-    family = "binary"
+    family, library = "binary", "phase2"
 
     def fit(self, corpus):
         self.codes = sign_codes(corpus)
@@ -220,6 +231,7 @@ class BinaryRescore(Method):
         self.store = store
         self.first = first or HammingFlat(name)
         self.deterministic = self.first.deterministic
+        self.library = "phase2" if self.first.library == "phase2" else f"{self.first.library}+phase2"
 
     def fit(self, corpus):
         self.first.fit(corpus)

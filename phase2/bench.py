@@ -40,9 +40,9 @@ from phase2.results import run_metadata, write_results
 
 CHAPTER = "throughput"
 BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "seed", "profile", "chapter",
-                 "data_kind", "source", "n_vectors", "dim", "method", "family", "build_params", "query_params",
-                 "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
-                 "store_bytes_per_vector", "metric", "value"]
+                 "data_kind", "source", "n_vectors", "dim", "method", "family", "library", "build_params",
+                 "query_params", "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
+                 "disk_bytes", "store_bytes_per_vector", "metric", "value"]
 """One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, build_s (methods)
 or qps, scan_GBps, read_GBps (kernels). ``data_kind`` is ``real``, ``synthetic`` (drawn from a
 model fitted to the real corpus named in ``source``) or ``random codes`` (kernels)."""
@@ -219,14 +219,17 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
     single = queries[:latency_queries]
     for name in tqdm(names, desc=f"methods on {source}", disable=not progress):
         entry = REGISTRY[name]
+        if entry.not_run_at(n):  # a missing package or a size too large here: bench_registry.not_measured says so
+            continue
         for method in entry.build(n, d):
             with threads(max_threads()):
                 start = time.perf_counter()
                 method.fit(corpus)
                 build_s = time.perf_counter() - start
-            common = dict(base, method=method.name, family=method.family, build_params=name,
+            common = dict(base, method=method.name, family=method.family, library=method.library, build_params=name,
                           deterministic=method.deterministic, code_bytes_per_vector=float(method.code_bytes),
-                          index_bytes=method.index_bytes(), store_bytes_per_vector=float(method.store_bytes))
+                          index_bytes=method.index_bytes(), disk_bytes=method.disk_bytes(),
+                          store_bytes_per_vector=float(method.store_bytes))
             rows.append(dict(common, query_params="", search_threads=max_threads(), metric="build_s", value=build_s))
             for arguments in entry.query_grid:
                 method.set_query_arguments(**arguments)
@@ -328,10 +331,12 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
             if not np.array_equal(ours_dist, faiss_dist):
                 raise AssertionError(f"kernel and faiss distances differ at {width} bits")
             scanned = n * width / 8 * n_queries / 1e9
-            for method, seconds in (("bin-flat", ours_s), ("bin-flat-faiss", faiss_s)):
-                rows += [dict(base, method=method, search_threads=count, metric="qps", value=n_queries / seconds),
-                         dict(base, method=method, search_threads=count, metric="scan_GBps", value=scanned / seconds)]
-            rows.append(dict(base, method="memory read", search_threads=count, metric="read_GBps", value=read[count]))
+            for method, library, seconds in (("bin-flat", "phase2", ours_s), ("bin-flat-faiss", "faiss", faiss_s)):
+                common = dict(base, method=method, library=library, search_threads=count)
+                rows += [dict(common, metric="qps", value=n_queries / seconds),
+                         dict(common, metric="scan_GBps", value=scanned / seconds)]
+            rows.append(dict(base, method="memory read", library="", search_threads=count, metric="read_GBps",
+                             value=read[count]))
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
 
@@ -361,15 +366,16 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def operating_points(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (data, size, method, query setting, threads): recall@10, q/s, latency, memory, build time."""
-    if "store_bytes_per_vector" not in table:
-        raise Phase2Error(f"throughput run {table.run_id.iloc[0]} predates the rescoring-store column "
-                          "(store_bytes_per_vector): re-run the throughput chapter or `python -m phase2 bench methods`")
+    for column in ("store_bytes_per_vector", "library"):
+        if column not in table:
+            raise Phase2Error(f"throughput run {table.run_id.iloc[0]} predates the column {column!r}: re-run the "
+                              "throughput chapter or `python -m phase2 bench methods`")
     methods = table[table.data_kind != KERNEL_DATA]
-    keys = ["data_kind", "n_vectors", "method", "family", "build_params", "query_params", "search_threads"]
+    keys = ["data_kind", "n_vectors", "method", "family", "library", "build_params", "query_params", "search_threads"]
     wide = methods[methods.metric != "build_s"].pivot_table(index=keys, columns="metric", values="value",
                                                             aggfunc="median").reset_index()
     build = methods[methods.metric == "build_s"].groupby(["data_kind", "n_vectors", "method"]).agg(
-        build_s=("value", "median"), index_bytes=("index_bytes", "first"),
+        build_s=("value", "median"), index_bytes=("index_bytes", "first"), disk_bytes=("disk_bytes", "first"),
         code_bytes=("code_bytes_per_vector", "first"), store_bytes=("store_bytes_per_vector", "first"),
         deterministic=("deterministic", "first"))
     out = wide.merge(build.reset_index(), on=["data_kind", "n_vectors", "method"])
@@ -403,6 +409,62 @@ def speedup_at_recall(points: pd.DataFrame, targets: Iterable[float] = (0.8, 0.9
                              "family": runs.family.iloc[0], "target_recall@10": target, "qps": qps,
                              "speedup_vs_flat": qps / baseline})
     return pd.DataFrame(rows)
+
+
+OURS = "this project's binary pipelines"  # the group library_standing sets against each library
+
+
+def library_standing(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) -> pd.DataFrame:
+    """At the largest size (real data where measured) and all threads: for each recall@10 target, the fastest
+    configuration of each library and of :data:`OURS` (binary families answered by this project's kernel or
+    rescoring), with queries/s, single-query p50 and index bytes per vector. A group that never reaches a
+    target has no row for it."""
+    largest = points[points.n_vectors == points.n_vectors.max()]
+    largest = largest[largest.data_kind == ("real" if (largest.data_kind == "real").any() else "synthetic")]
+    largest = largest[largest.search_threads == largest.search_threads.max()]
+    ours = largest.family.isin(BINARY_FAMILIES) & largest.library.str.contains("phase2")
+    libraries = sorted(library for library in largest.library.unique() if "phase2" not in library)
+    groups = [(OURS, largest[ours]), *((library, largest[largest.library == library]) for library in libraries)]
+    rows = []
+    for target in targets:
+        for group, runs in groups:
+            reached = runs[runs["recall@10"] >= target]
+            if len(reached):
+                best = reached.loc[reached.qps.idxmax()]
+                rows.append({"target_recall@10": target, "group": group, "method": best.method,
+                             "query_params": best.query_params, "recall@10": best["recall@10"], "qps": best.qps,
+                             "p50_ms": best.p50_ms, "bytes_per_vector": best.bytes_per_vector,
+                             "n_vectors": best.n_vectors, "data_kind": best.data_kind,
+                             "search_threads": best.search_threads})
+    return pd.DataFrame(rows)
+
+
+def standing_sentence(standing: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) -> str:
+    """Per recall target, this project's fastest binary pipeline against the fastest library configuration."""
+    if standing.empty:
+        return "No method reached any recall target."
+    first = standing.iloc[0]
+    lines = [f"At N = {first.n_vectors:,} ({first.data_kind}), {first.search_threads} thread(s):"]
+    for target in targets:
+        at = standing[standing["target_recall@10"] == target]
+        ours, others = at[at.group == OURS], at[at.group != OURS]
+        if others.empty and ours.empty:
+            lines.append(f"- recall@10 >= {target}: no method reached it.")
+            continue
+        best = others.loc[others.qps.idxmax()] if len(others) else None
+        text = f"- recall@10 >= {target}: "
+        text += (f"the fastest library configuration was `{best.method}` ({best.group}) at {best.qps:,.0f} q/s, "
+                 f"p50 {best.p50_ms:.2f} ms, {best.bytes_per_vector:,.0f} B/vector; " if best is not None else
+                 "no library reached it; ")
+        if ours.empty:
+            text += "no binary pipeline of this project reached it."
+        else:
+            mine = ours.iloc[0]
+            text += (f"this project's fastest binary pipeline, `{mine.method}`, {mine.qps:,.0f} q/s, p50 "
+                     f"{mine.p50_ms:.2f} ms, {mine.bytes_per_vector:,.0f} B/vector"
+                     + (f" ({mine.qps / best.qps:.2f}x the library's queries/s)." if best is not None else "."))
+        lines.append(text)
+    return "\n".join(lines)
 
 
 def synthetic_agreement(points: pd.DataFrame) -> pd.DataFrame:

@@ -15,14 +15,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissIndex, HammingFlat, Method, nlist
+from phase2.libraries import (
+    MilvusCollection,
+    RaBitQLibHNSW,
+    RaBitQLibIVF,
+    ScaNN,
+    USearchExact,
+    USearchHNSW,
+    missing_package,
+)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """How to build one method for ``(n, d)`` and which query arguments to sweep."""
+    """How to build one method for ``(n, d)`` and which query arguments to sweep; ``requires`` names the module a
+    library's methods import, and ``max_n`` (with ``why``) the largest corpus this machine builds it for."""
 
     build: Callable[[int, int], list[Method]]
     query_grid: list[dict] = field(default_factory=lambda: [{}])
+    requires: str | None = None
+    max_n: int | None = None
+    why: str = ""
+
+    def not_run_at(self, n: int) -> str | None:
+        """Why this entry is not measured on ``n`` vectors here, or None when it is."""
+        if self.requires and (reason := missing_package(self.requires)):
+            return reason
+        if self.max_n is not None and n > self.max_n:
+            return f"not built above {self.max_n:,} vectors: {self.why}"
+        return None
 
 
 EF_SEARCH = [{"efSearch": e} for e in (16, 32, 64, 128, 256)]
@@ -65,4 +86,42 @@ REGISTRY: dict[str, Entry] = {
                                     FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
                                                      deterministic=False))],
         [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10)]),
+    # the libraries a user would install instead (phase2.libraries)
+    "usearch-exact": Entry(lambda n, d: [USearchExact("usearch-exact")], requires="usearch"),
+    "usearch-exact-b1": Entry(lambda n, d: [USearchExact("usearch-exact-b1", binary=True)], requires="usearch"),
+    "usearch-hnsw-f16": Entry(lambda n, d: [USearchHNSW("usearch-hnsw-f16(M=16)", "f16")], EF_SEARCH,
+                              requires="usearch"),
+    "usearch-hnsw-i8": Entry(lambda n, d: [USearchHNSW("usearch-hnsw-i8(M=16)", "i8")], EF_SEARCH,
+                             requires="usearch"),
+    "usearch-hnsw-b1": Entry(lambda n, d: [USearchHNSW("usearch-hnsw-b1(M=16)", "b1")], EF_SEARCH,
+                             requires="usearch"),
+    "usearch-hnsw-b1-rescore-int8": Entry(
+        lambda n, d: [BinaryRescore("usearch-hnsw-b1-rescore-int8(M=16)", "int8",
+                                    USearchHNSW("usearch-hnsw-b1(M=16)", "b1"))],
+        [{"efSearch": e, "factor": f} for e in (32, 128) for f in (4, 10)], requires="usearch"),
+    "scann": Entry(lambda n, d: [ScaNN("scann(ah2,reorder)")],
+                   [*({"leaves_share": s, "reorder": 100} for s in (0.02, 0.05, 0.1, 0.2)),
+                    {"leaves_share": 0.2, "reorder": 250}], requires="scann"),
+    "rabitqlib-ivf": Entry(lambda n, d: [RaBitQLibIVF(f"rabitqlib-ivf(nbits={b})", b) for b in (1, 4, 9)], NPROBE,
+                           requires="rabitqlib"),
+    "rabitqlib-hnsw": Entry(lambda n, d: [RaBitQLibHNSW("rabitqlib-hnsw(M=16,nbits=4)", 4)], EF_SEARCH,
+                            requires="rabitqlib", max_n=10_000,
+                            why="its build took 436 s for 10^5 384-d vectors on 2 cores"),
+    "milvus-hnsw": Entry(lambda n, d: [MilvusCollection("milvus-hnsw(M=16)", "HNSW", {"M": 16, "efConstruction": 128},
+                                                        "graph", 4)],
+                         [{"ef": e} for e in (16, 64, 256)], requires="pymilvus"),
+    "milvus-ivf-sq8": Entry(lambda n, d: [MilvusCollection(f"milvus-ivf-sq8(nlist={nlist(n)})", "IVF_SQ8",
+                                                           {"nlist": nlist(n)}, "ivf", 1)],
+                            [{"nprobe": p} for p in (4, 16, 64)], requires="pymilvus"),
 }
+
+
+def not_measured(names: list[str], sizes: list[int]) -> list[str]:
+    """One line per (method, size) the harness skips here, and why: what a chapter states instead of dropping it."""
+    lines = []
+    for name in names:
+        reasons = {n: REGISTRY[name].not_run_at(n) for n in sizes}
+        for reason in dict.fromkeys(r for r in reasons.values() if r):
+            at = [f"{n:,}" for n, r in reasons.items() if r == reason]
+            lines.append(f"`{name}` at {', '.join(at)} vectors: {reason}")
+    return lines

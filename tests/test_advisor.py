@@ -12,8 +12,10 @@ from phase2.ann import FaissTrainingWarning
 from phase2.errors import ParameterError, Phase2Error
 
 
-def point(n, method, build, family, recall, qps, bytes_per_vector, code_bytes=None, query="{}", se=0.01):
-    return {"data_kind": "synthetic", "n_vectors": n, "method": method, "family": family, "build_params": build,
+def point(n, method, build, family, recall, qps, bytes_per_vector, code_bytes=None, query="{}", se=0.01,
+          library="faiss"):
+    return {"data_kind": "synthetic", "n_vectors": n, "method": method, "family": family, "library": library,
+            "build_params": build,
             "query_params": query, "search_threads": 2, "recall@10": recall, "recall@10_se": se, "qps": qps,
             "index_bytes": bytes_per_vector * n, "code_bytes": code_bytes or bytes_per_vector,
             "store_bytes": bytes_per_vector - (code_bytes or bytes_per_vector), "bytes_per_vector": bytes_per_vector}
@@ -78,6 +80,16 @@ def test_advise_picks_the_fastest_feasible_and_says_what_it_extrapolated(points)
         advisor.estimate(points, advisor.Question(1000, 1e9, 0.9, threads=8))
     with pytest.raises(ParameterError, match="target recall"):
         advisor.Question(1000, 1e9, 1.5)
+
+
+def test_advise_recommends_a_library_configuration_when_it_is_the_best_measured(points):
+    library = pd.DataFrame([point(n, "usearch-hnsw-i8(M=16)", "usearch-hnsw-i8", "graph", 0.97, q, 500,
+                                  query='{"efSearch": 64}', library="usearch")
+                            for n, q in [(10_000, 40_000.0), (100_000, 30_000.0)]])
+    advice = advisor.advise(pd.concat([points, library], ignore_index=True),
+                            advisor.Question(1_000_000, advisor.parse_bytes("4GB"), 0.9))
+    assert advice.choice.series == "usearch-hnsw-i8(M=16)" and advice.choice.library == "usearch"
+    assert 'choose usearch-hnsw-i8(M=16) {"efSearch": 64} (graph, usearch): 0.50 GB RAM' in advice.text()
 
 
 @pytest.fixture(scope="module")

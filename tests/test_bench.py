@@ -27,9 +27,12 @@ def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+D = 64  # the tiny grid's dimension: rabitqlib needs at least 64
+
+
 @pytest.fixture(scope="module")
 def tiny_run() -> pd.DataFrame:
-    corpus, queries = unit_rows(600, 32, 1), unit_rows(25, 32, 2)
+    corpus, queries = unit_rows(600, D, 1), unit_rows(25, D, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FaissTrainingWarning)  # 600 vectors are too few for faiss's k-means
         return bench.run_methods(corpus, queries, "tiny", "synthetic", k=10, repeats=1, latency_queries=3,
@@ -42,7 +45,7 @@ def test_every_registered_method_runs_every_setting(tiny_run):
     for name, entry in REGISTRY.items():
         rows = tiny_run[(tiny_run.build_params == name) & (tiny_run.metric == "qps")]
         methods = rows.method.nunique()
-        assert methods == len(entry.build(600, 32))
+        assert methods == len(entry.build(600, D))
         assert len(rows) == methods * len(entry.query_grid) * 2, name  # every setting at 1 and 2 threads
         assert set(rows.query_params) == {json.dumps(q, sort_keys=True) for q in entry.query_grid}
     assert tiny_run.run_id.nunique() == 1 and (tiny_run.index_bytes > 0).all()
@@ -57,6 +60,7 @@ def test_exact_methods_agree_with_ground_truth(tiny_run):
     recall = points.groupby("method")["recall@10"]
     assert recall.min()["flat"] == 1.0
     assert recall.min()["bin-flat"] == recall.min()["bin-flat-faiss"]  # same codes, same distances
+    assert recall.min()["usearch-exact"] == 1.0
     rescored = points[points.method == "bin-rescore-f32"].set_index("query_params")["recall@10"]
     assert rescored['{"factor": 10}'].min() >= rescored['{"factor": 1}'].max()
     assert (points.bytes_per_vector > 0).all()
@@ -64,11 +68,11 @@ def test_exact_methods_agree_with_ground_truth(tiny_run):
 
 def test_rescoring_store_is_counted_apart_from_the_first_stage(tiny_run):
     points = bench.operating_points(tiny_run).groupby("method").first()
-    assert points.store_bytes["bin-rescore-f32"] == 32 * 4 and points.store_bytes["bin-rescore-int8"] == 32
-    assert points.store_bytes["bin-hnsw-rescore-int8(M=32)"] == 32 and points.store_bytes["flat"] == 0
+    assert points.store_bytes["bin-rescore-f32"] == D * 4 and points.store_bytes["bin-rescore-int8"] == D
+    assert points.store_bytes["bin-hnsw-rescore-int8(M=32)"] == D and points.store_bytes["flat"] == 0
     hnsw = points.loc["bin-hnsw-rescore-int8(M=32)"]
     assert hnsw.index_bytes / 600 > hnsw.code_bytes + hnsw.store_bytes  # the graph stays in RAM
-    with pytest.raises(Phase2Error, match="predates the rescoring-store column"):
+    with pytest.raises(Phase2Error, match="predates the column 'store_bytes_per_vector'"):
         bench.operating_points(tiny_run.drop(columns="store_bytes_per_vector"))
 
 
@@ -94,9 +98,9 @@ def test_index_first_stages_rescore_like_the_scan_and_survive_short_candidate_li
 def test_graph_overhead_is_measured(tiny_run):
     points = bench.operating_points(tiny_run)
     per_vector = points.groupby("method").bytes_per_vector.first()
-    assert per_vector["flat"] == pytest.approx(32 * 4, abs=0.5)  # the serialized header is a few bytes
+    assert per_vector["flat"] == pytest.approx(D * 4, abs=0.5)  # the serialized header is a few bytes
     assert per_vector["hnsw-flat(M=32)"] > per_vector["flat"] + 32 * 4  # M=32: 64 int32 links on level 0
-    assert per_vector["bin-flat"] == 4
+    assert per_vector["bin-flat"] == D / 8
 
 
 def test_results_append_and_never_overwrite(tiny_run, isolated_results):
@@ -195,3 +199,75 @@ def test_busy_cores_elsewhere_sees_a_spinning_process():
         spinner.kill()
         spinner.wait()
     assert busy is not None and busy > 0.3
+
+
+def test_every_library_answers_on_its_own_threads_and_reports_its_sizes(tiny_run):
+    assert set(tiny_run[tiny_run.metric == "qps"].library) == {"faiss", "phase2", "faiss+phase2", "usearch",
+                                                                 "usearch+phase2", "scann", "rabitqlib", "milvus"}
+    built = tiny_run[tiny_run.metric == "build_s"].set_index("method")
+    assert (built.disk_bytes > 0).all() and (built.index_bytes > 0).all()
+    points = bench.operating_points(tiny_run)
+    recall = points.pivot_table(index=["method", "query_params"], columns="search_threads", values="recall@10")
+    deterministic = points.groupby("method").deterministic.first()
+    same = recall.loc[deterministic[deterministic].index]
+    assert (same[1] == same[2]).all()  # deterministic methods find the same ids with 1 or 2 threads
+
+
+def test_usearch_exact_hamming_search_returns_the_kernels_distances():
+    from phase2.ann import sign_codes
+    from phase2.kernels import hamming_topk
+    from phase2.libraries import USearchExact
+
+    corpus, queries = unit_rows(500, 64, 5), unit_rows(12, 64, 6)
+    corpus[7:11] = corpus[3]  # duplicates: tied distances
+    corpus[20] = 0.0
+    method = USearchExact("usearch-exact-b1", binary=True)
+    method.fit(corpus)
+    ids = method.query(queries, 10)
+    expected, _ = hamming_topk(sign_codes(queries), sign_codes(corpus), 10)
+    found = np.unpackbits(sign_codes(queries)[:, None, :] ^ sign_codes(corpus)[ids], axis=2).sum(axis=2)
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_methods_that_cannot_run_here_are_named_with_the_reason(monkeypatch):
+    from phase2 import bench_registry, libraries
+
+    monkeypatch.setattr(libraries.importlib.util, "find_spec", lambda name: None if name == "scann" else True)
+    lines = bench_registry.not_measured(["flat", "scann", "rabitqlib-hnsw"], [1_000, 100_000])
+    assert lines == ["`scann` at 1,000, 100,000 vectors: the Python package providing `scann` is not installed",
+                     "`rabitqlib-hnsw` at 100,000 vectors: not built above 10,000 vectors: its build took 436 s for "
+                     "10^5 384-d vectors on 2 cores"]
+    table = bench.run_methods(unit_rows(300, 16, 1), unit_rows(5, 16, 2), "tiny", "synthetic", ["flat", "scann"],
+                              repeats=1, latency_queries=1, thread_counts=[1], progress=False)
+    assert set(table.method) == {"flat"}
+
+
+def test_library_standing_sets_our_binary_pipelines_against_each_library():
+    points = pd.DataFrame({
+        "data_kind": "real", "n_vectors": 1000, "search_threads": 2, "query_params": "",
+        "method": ["bin-rescore-int8", "bin-flat", "hnsw-sq8", "usearch-hnsw-i8", "usearch-hnsw-b1-rescore-int8",
+                   "scann"],
+        "family": ["binary+rescore", "binary", "graph", "graph", "binary+rescore", "ivf"],
+        "library": ["phase2", "phase2", "faiss", "usearch", "usearch+phase2", "scann"],
+        "recall@10": [0.96, 0.6, 0.99, 0.95, 0.97, 0.85], "qps": [500.0, 900, 800, 1200, 700, 3000],
+        "p50_ms": 1.0, "bytes_per_vector": 100.0})
+    standing = bench.library_standing(points, targets=(0.9, 0.99)).set_index(["target_recall@10", "group"])
+    assert standing.loc[(0.9, bench.OURS), "method"] == "usearch-hnsw-b1-rescore-int8"  # our rescoring counts
+    assert standing.loc[(0.9, "usearch"), "method"] == "usearch-hnsw-i8"
+    assert (0.9, "scann") not in standing.index and (0.99, bench.OURS) not in standing.index
+    assert {g for _, g in standing.index} == {bench.OURS, "faiss", "usearch"}
+    text = bench.standing_sentence(standing.reset_index(), targets=(0.9, 0.99))
+    assert "- recall@10 >= 0.9: the fastest library configuration was `usearch-hnsw-i8` (usearch) at 1,200 q/s" in text
+    assert "(0.58x the library's queries/s)" in text
+    assert "- recall@10 >= 0.99: the fastest library configuration was `hnsw-sq8` (faiss)" in text
+
+
+def test_milvus_runs_against_the_address_it_is_given(monkeypatch, tmp_path):
+    from phase2.libraries import MILVUS_URI_ENV, MilvusCollection
+
+    monkeypatch.setenv(MILVUS_URI_ENV, str(tmp_path / "server.db"))
+    method = MilvusCollection("milvus-flat", "FLAT", {}, "float", 4)
+    corpus = unit_rows(200, 16, 3)
+    method.fit(corpus)
+    assert (tmp_path / "server.db").exists()
+    np.testing.assert_array_equal(method.query(corpus[:3], 1)[:, 0], [0, 1, 2])
