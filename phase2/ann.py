@@ -19,6 +19,7 @@ import sys
 import tempfile
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import faiss
@@ -59,9 +60,9 @@ class FaissTrainingWarning(UserWarning):
 
 
 @contextmanager
-def faiss_messages_as_warnings():
-    """faiss's C++ code prints training warnings straight to file descriptor 2; turn them into
-    Python warnings (one per distinct line) so callers can filter, count or show them."""
+def native_stderr(handle: Callable[[list[str]], None]):
+    """Capture what C++ code writes straight to file descriptor 2 while the block runs, and pass its non-empty
+    lines to ``handle`` afterwards."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as capture:
@@ -72,9 +73,18 @@ def faiss_messages_as_warnings():
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            for line in dict.fromkeys(capture.read().decode(errors="replace").splitlines()):
-                if line.strip():
-                    warnings.warn(f"faiss: {line.strip()}", FaissTrainingWarning, stacklevel=3)
+            handle([line for line in capture.read().decode(errors="replace").splitlines() if line.strip()])
+
+
+def _warn_faiss(lines: list[str]) -> None:
+    for line in dict.fromkeys(lines):
+        warnings.warn(f"faiss: {line.strip()}", FaissTrainingWarning, stacklevel=4)
+
+
+def faiss_messages_as_warnings():
+    """faiss's C++ code prints training warnings straight to file descriptor 2; turn them into
+    Python warnings (one per distinct line) so callers can filter, count or show them."""
+    return native_stderr(_warn_faiss)
 
 
 class Method(ABC):

@@ -17,12 +17,11 @@ import os
 import re
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from phase2.ann import Method, nlist, search_threads, sign_codes
+from phase2.ann import Method, native_stderr, nlist, search_threads, sign_codes
 
 MILVUS_URI_ENV = "PHASE2_MILVUS_URI"
 """A Milvus server or cluster address (e.g. ``http://host:19530``); unset, Milvus Lite runs embedded in a
@@ -36,24 +35,11 @@ def missing_package(module: str) -> str | None:
     return None
 
 
-@contextmanager
-def _absl_info_dropped():
-    """ScaNN logs its training through absl straight to file descriptor 2 (``I0000 ...`` lines); keep only what
-    is not an info line."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().decode(errors="replace").splitlines()
-                    if line.strip() and not re.match(r"(I\d{4} |WARNING: All log messages before absl)", line)]
-            if kept:
-                print("\n".join(kept), file=sys.stderr)
+def _print_all_but_absl_info(lines: list[str]) -> None:
+    """ScaNN logs its training through absl straight to file descriptor 2 (``I0000 ...`` lines); print the rest."""
+    kept = [line for line in lines if not re.match(r"(I\d{4} |WARNING: All log messages before absl)", line)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
 
 
 def _directory_bytes(path: Path) -> int:
@@ -179,7 +165,7 @@ class ScaNN(Method):
         builder = builder.tree(num_leaves=self.leaves, num_leaves_to_search=max(1, self.leaves // 10),
                                training_sample_size=min(n, 250_000))
         builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(100)
-        with _absl_info_dropped():
+        with native_stderr(_print_all_but_absl_info):
             self.searcher = builder.set_n_training_threads(search_threads()).build()
         self.n = n
 
