@@ -6,6 +6,7 @@ screenshot of the quality chapter is kept under ``_build/screenshots/``.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -17,7 +18,9 @@ from phase2 import PROJECT_ROOT
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]
-PAGES = ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html"]
+PAGES = ["book/index.html", "chapters/method.html", "chapters/quality_vs_memory.html", "book/glossary.html"]
+CHAPTERS = ["method", "quality_vs_memory", "rescoring", "throughput", "geometry", "regimes", "conclusion",
+            "reproduction"]
 
 if CHROMIUM is None:
     if os.environ.get("CI"):
@@ -66,3 +69,32 @@ def test_quality_chapter_shows_its_chart_and_is_screenshotted(smoke_book, browse
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_fits_1280px_folds_its_code_and_is_screenshotted(smoke_book, browser_page, chapter):
+    """A reader at 1280 px: the page never scrolls sideways, every code cell sits behind "show code", the run's
+    parameters read as one line; a screenshot per chapter lands in _build/screenshots/ for review."""
+    page, _ = browser_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto((smoke_book / f"chapters/{chapter}.html").resolve().as_uri(), wait_until="load")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    visible_code = page.evaluate("Array.from(document.querySelectorAll('.cell_input'))"
+                                 ".filter(e => !e.closest('details:not([open])')).length")
+    assert visible_code == 0, f"{chapter}: {visible_code} code cell(s) shown without 'show code'"
+    assert "Run with: profile smoke" in page.inner_text("main")
+    shot = PROJECT_ROOT / "_build" / "screenshots" / f"{chapter}.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=False)
+
+
+def test_front_page_answers_are_the_conclusions(smoke_book, browser_page):
+    page, _ = browser_page
+    page.goto((smoke_book / "chapters/conclusion.html").resolve().as_uri(), wait_until="load")
+    conclusion = " ".join(page.inner_text("main").split())
+    page.goto((smoke_book / "book/index.html").resolve().as_uri(), wait_until="load")
+    front = " ".join(page.inner_text("main").split()).split("What the study found", 1)[1]
+    for rq in ("RQ1", "RQ2", "RQ3", "RQ4"):
+        answer = re.search(rf"{rq}\. .*?\?(.*?)\(Evidence:", front)
+        assert answer, f"front page: no answer to {rq}"
+        assert answer[1].strip()[:300] in conclusion, rq

@@ -40,3 +40,12 @@ def test_the_front_page_asks_the_questions_the_conclusion_answers():
     front = " ".join((PROJECT_ROOT / "book" / "index.md").read_text().split())
     for rq, question in answers.QUESTIONS.items():
         assert f"**{rq}.** {question}" in front, rq
+
+
+def test_the_glossary_names_every_codec_method_and_metric():
+    from phase2 import bench_registry, codecs, metrics, quality
+
+    glossary = (PROJECT_ROOT / "book" / "glossary.md").read_text()
+    names = [*codecs.CODECS, *codecs.PATTERNS, *bench_registry.REGISTRY, *metrics.METRICS, metrics.TIE_AWARE,
+             metrics.TIED_AT_CUTOFF, metrics.TIE_RUN_CUT, quality.OVERLAP]
+    assert [name for name in names if f"`{name}`" not in glossary] == []

@@ -1,0 +1,99 @@
+"""What a reader sees around the chapters' results: links and HTML tables for chapter cells, and the reader's view
+of an executed notebook (code folded behind "show code", papermill's injected parameters as one line).
+
+The executed notebooks under ``_build/executed`` stay as papermill wrote them (the record of the run); only the
+copies the book renders are changed (:func:`phase2.pipeline.stage_book`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+import pandas as pd
+from IPython.display import HTML
+
+GLOSSARY = {"codecs": "../book/glossary.html#glossary-codecs", "methods": "../book/glossary.html#glossary-methods",
+            "metrics": "../book/glossary.html#glossary-metrics"}
+"""Where a chapter page links a name to its glossary entry (chapters render under ``chapters/``)."""
+FOLDED = "hide-input"  # Jupyter Book's tag: the cell's code behind a "show code" toggle, its output shown
+KEPT_AS_IS = {"remove-input", "remove-cell", FOLDED}
+FINDINGS = "findings"  # the tag of a chapter's computed summary cell, repeated in a box under its title
+
+
+def linked(text: str, target: str) -> str:
+    """``text`` as an HTML link to ``target`` (a page and anchor of the book)."""
+    return f'<a href="{target}">{text}</a>'
+
+
+def html_table(frame: pd.DataFrame) -> HTML:
+    """A table whose cells may hold HTML (links); missing values shown as a dash."""
+    return HTML(frame.to_html(escape=False, na_rep="-"))
+
+
+def codec_table(summary: pd.DataFrame) -> HTML:
+    """One collection's per-codec summary (:func:`phase2.quality.summary_table`) as a reader compares it: the
+    codec (linked to the glossary), bytes, nDCG@10, % of float32 and the difference with its interval, formatted
+    for reading and narrow enough for the page. The full table stays in the downloads and below it."""
+    table = pd.DataFrame({
+        "codec": [linked(f"<code>{name}</code>", GLOSSARY["codecs"]) for name in summary["name"]],
+        "bytes/vector": summary["bytes/vector"].map("{:,.0f}".format),
+        "+ rescore bytes": summary["rescore bytes/vector"].map(lambda b: f"{b:,.0f}" if b else ""),
+        "bytes/vector at N": summary["bytes/vector at N"].map("{:,.1f}".format),
+        "nDCG@10": summary["nDCG@10"].map("{:.3f}".format),
+        "% of float32": summary["% float32 nDCG@10"].map("{:.1f}".format),
+        "Δ nDCG@10 [95% CI]": summary["Δ nDCG@10 [95% CI]"]})
+    return HTML(table.to_html(escape=False, index=False))
+
+
+FRONT_PAGE_ANSWERS = "front-page-answers.txt"
+"""Written by the conclusion chapter beside its executed notebook, included by the front page
+(``book/index.md``) when the book is staged; ``.txt`` so Sphinx does not take it for a page of its own."""
+EVIDENCE = {"RQ1": "quality_vs_memory", "RQ2": "throughput", "RQ3": "geometry", "RQ4": "regimes"}
+
+
+def front_page_answers(texts: dict[str, str], questions: dict[str, str]) -> str:
+    """The four answers as the front page shows them: each question, the conclusion's computed answer, and a
+    link to the chapter that holds its evidence."""
+    return "\n\n".join(f"**{rq}. {questions[rq]}**\n\n{text} (Evidence: {{doc}}`../chapters/{EVIDENCE[rq]}`.)"
+                         for rq, text in texts.items()) + "\n"
+
+
+def run_line(parameters: dict) -> str:
+    """The one line that replaces papermill's injected-parameters cell: what the chapter was run with."""
+    shown = [f"{name} {value}" for name, value in parameters.items() if name != "profile" and value != ""]
+    return (f"*Run with: profile **{parameters.get('profile', '?')}**"
+            + (f"; {'; '.join(shown)}" if shown else "") + ".*")
+
+
+def findings_box(notebook: nbformat.NotebookNode) -> str | None:
+    """A "Findings" admonition holding the Markdown the cells tagged :data:`FINDINGS` displayed, or None."""
+    texts = [output["data"]["text/markdown"] for cell in notebook.cells if cell.cell_type == "code"
+             and FINDINGS in cell.metadata.get("tags", []) for output in cell.get("outputs", [])
+             if "text/markdown" in output.get("data", {})]
+    if not texts:
+        return None
+    return ("````{admonition} Findings\n:class: tip\n\n" + "\n\n".join(texts)
+            + "\n\nComputed from this chapter's results; the last section shows how.\n````")
+
+
+def reader_view(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of an executed chapter for the book: its findings repeated in a box under the title
+    (:func:`findings_box`), every code cell folded unless a tag already hides it, and the injected-parameters
+    cell replaced by :func:`run_line`."""
+    view = copy.deepcopy(notebook)
+    box = findings_box(view)
+    cells = []
+    for cell in view.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if cell.cell_type == "code" and "injected-parameters" in tags:
+            parameters = view.metadata.get("papermill", {}).get("parameters", {})
+            cells.append(nbformat.v4.new_markdown_cell(run_line(parameters), id=cell.get("id", "injected") + "-run"))
+            continue
+        if cell.cell_type == "code" and not KEPT_AS_IS & set(tags):
+            tags.append(FOLDED)
+        cells.append(cell)
+        if box is not None and len(cells) == 1:  # after the title and question
+            cells.append(nbformat.v4.new_markdown_cell(box, id="findings-box"))
+    view.cells = cells
+    return view

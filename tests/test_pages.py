@@ -1,0 +1,59 @@
+"""The reader's view of a chapter: code folded behind "show code", the injected parameters as one line."""
+
+import nbformat
+import pandas as pd
+
+from phase2 import pages
+
+
+def executed_chapter() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"dataset": "cranfield,scifact", "stored_model": "", "profile": "smoke"}}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title", id="title"),
+                nbformat.v4.new_code_cell('dataset: str = "cranfield"  # help', id="params",
+                                          metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\ndataset = "cranfield,scifact"', id="injected",
+                                          metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("import pandas", id="setup"),
+                nbformat.v4.new_code_cell("verdict()", id="verdict", metadata={"tags": ["remove-input"]})]
+    return nb
+
+
+def test_reader_view_folds_code_and_states_the_run_in_one_line():
+    nb = executed_chapter()
+    view = pages.reader_view(nb)
+    assert [c.get("id") for c in view.cells] == ["title", "params", "injected-run", "setup", "verdict"]
+    assert view.cells[2].cell_type == "markdown"
+    assert view.cells[2].source == "*Run with: profile **smoke**; dataset cranfield,scifact.*"
+    assert view.cells[1].metadata.tags == ["parameters", "hide-input"] and view.cells[3].metadata.tags == ["hide-input"]
+    assert view.cells[4].metadata.tags == ["remove-input"]  # already hidden: left alone
+    assert [c.get("id") for c in nb.cells][2] == "injected" and "hide-input" not in nb.cells[3].metadata.get(
+        "tags", [])  # the executed record is not changed
+    nbformat.validate(view)
+
+
+def test_tables_keep_their_links():
+    html = pages.html_table(pd.DataFrame({"a": [pages.linked("worse", "quality.html#x"), None]})).data
+    assert '<a href="quality.html#x">worse</a>' in html and "<td>-</td>" in html
+
+
+def test_codec_tables_show_what_a_reader_compares_and_link_the_glossary():
+    summary = pd.DataFrame({"name": ["Flat", "BIN+R4Flat"], "bytes/vector": [1536, 48],
+                            "rescore bytes/vector": [0, 1536], "bytes/vector at N": [1536.0, 48.25],
+                            "nDCG@10": [0.41234, 0.4], "% float32 nDCG@10": [100.0, 97.04],
+                            "Δ nDCG@10 [95% CI]": ["+0.000", "-0.012 [-0.02, -0.01]"]})
+    html = pages.codec_table(summary).data
+    assert '<a href="../book/glossary.html#glossary-codecs"><code>BIN+R4Flat</code></a>' in html
+    for cell in ("1,536", "48.2", "0.412", "97.0", "-0.012 [-0.02, -0.01]"):
+        assert f"<td>{cell}</td>" in html
+    assert html.count("<th>") == 7
+
+
+def test_the_findings_box_repeats_the_computed_summary_under_the_title():
+    nb = executed_chapter()
+    nb.cells[4].metadata.tags.append("findings")
+    nb.cells[4].outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": "- binary is **worse**"})]
+    view = pages.reader_view(nb)
+    assert view.cells[1].get("id") == "findings-box"
+    assert view.cells[1].source.startswith("````{admonition} Findings\n:class: tip\n\n- binary is **worse**")
+    assert pages.findings_box(executed_chapter()) is None
