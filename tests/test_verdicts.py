@@ -36,7 +36,7 @@ def operating_points(rescore_qps: float | None = None, rescore_recall: float | N
                 speed = rescore_qps if rescore_qps is not None and n == 100_000 else speed
                 recall = rescore_recall if rescore_recall is not None else recall
             rows.append({"data_kind": "synthetic", "n_vectors": n, "method": method, "family": family,
-                         "build_params": build, "query_params": json.dumps(query, sort_keys=True),
+                         "library": "faiss", "build_params": build, "query_params": json.dumps(query, sort_keys=True),
                          "search_threads": threads, "recall@10": recall, "recall@10_se": se, "qps": speed,
                          "p50_ms": 1.0, "p99_ms": 2.0, "build_s": 1.0, "index_bytes": size * n,
                          "code_bytes": size - store, "store_bytes": store, "deterministic": True,
