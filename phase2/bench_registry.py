@@ -48,7 +48,9 @@ class Entry:
 
 EF_SEARCH = [{"efSearch": e} for e in (16, 32, 64, 128, 256)]
 NPROBE = [{"nprobe": p} for p in (1, 4, 16, 64)]
-FACTOR = [{"factor": f} for f in (1, 2, 4, 10)]
+FACTOR = [{"factor": f} for f in (1, 2, 4, 10, 25, 100)]
+"""Rescoring factors: the top factor x k of the binary scan are re-ranked; 100 reads 1,000 candidates for k = 10,
+far enough for recall@10 of 0.95 and 0.99 where the codes allow it."""
 
 REGISTRY: dict[str, Entry] = {
     "flat": Entry(lambda n, d: [FaissIndex("flat", "Flat", "float", 4 * d)]),
