@@ -48,10 +48,10 @@ def _directory_bytes(path: Path) -> int:
 
 def _padded(ids: np.ndarray, found: np.ndarray, k: int) -> np.ndarray:
     """``int64 [nq, k]`` ids with -1 (faiss's "no result") past each row's ``found`` count."""
-    out = np.full((len(ids), k), -1, np.int64)
-    for i, (row, count) in enumerate(zip(ids, found, strict=True)):
-        out[i, :count] = row[:count]
-    return out
+    ids = np.asarray(ids, np.int64)
+    if ids.shape[1] < k:
+        ids = np.hstack([ids, np.full((len(ids), k - ids.shape[1]), -1, np.int64)])
+    return np.where(np.arange(k) < np.asarray(found)[:, None], ids[:, :k], -1)
 
 
 def _usearch_ids(matches, k: int) -> np.ndarray:
@@ -304,8 +304,10 @@ class MilvusCollection(Method):
     def query(self, queries, k):
         hits = self.client.search(self.collection, data=queries.tolist(), limit=k,
                                   search_params={"metric_type": "IP", "params": self.query_arguments})
-        return _padded(np.array([[hit["id"] for hit in row] + [-1] * (k - len(row)) for row in hits], np.int64),
-                       np.array([len(row) for row in hits]), k)
+        ids = np.full((len(hits), k), -1, np.int64)
+        for i, row in enumerate(hits):
+            ids[i, :len(row)] = [hit["id"] for hit in row]
+        return ids
 
     def index_bytes(self):
         return _directory_bytes(Path(self._directory.name)) if not os.environ.get(MILVUS_URI_ENV) else 0

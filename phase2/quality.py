@@ -121,7 +121,8 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
 def flattered_codecs(codecs: list[str]) -> list[str]:
     """The trained single-stage codecs among ``codecs``: those whose self-training :func:`training_flattery`
     measures (a rescored pipeline's trained state is its stages', measured on their own)."""
-    return [name for name in codecs if make_codec(name).trained and not isinstance(make_codec(name), Rescored)]
+    made = {name: make_codec(name) for name in codecs}
+    return [name for name, codec in made.items() if codec.trained and not isinstance(codec, Rescored)]
 
 
 def training_flattery(dataset: str, model: str, codecs: list[str], depth: int) -> pd.DataFrame:
