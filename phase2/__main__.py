@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     methods.add_argument("--methods", type=_names, help="registry names (default: all; see --list)")
     methods.add_argument("--queries", type=int, default=1000, help="real queries used, a seeded sample (1000)")
     methods.add_argument("--repeats", type=int, default=3, help="timed repeats after a warm-up (default: 3)")
-    methods.add_argument("--latency-queries", type=int, default=100, help="single queries timed for p50/p99 (100)")
+    methods.add_argument("--latency-queries", type=int, default=1000, help="single queries timed for p50/p99 (1000)")
+    methods.add_argument("--latency-budget", type=float, default=30.0,
+                         help="most seconds of single queries per setting and thread count (30)")
     methods.add_argument("--threads", type=_ints, help="search thread counts (default: 1 and all)")
     methods.add_argument("--no-synthetic-check", action="store_true",
                          help="do not also run synthetic data at the sizes that are real")
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     advise.add_argument("--min-qps", type=float, default=0.0, help="minimum queries/s (default: no minimum)")
     advise.add_argument("--threads", type=int, help="search threads, as measured (default: the most measured)")
     advise.add_argument("--rescore-on-disk", action="store_true",
-                        help="binary + rescoring: keep only the binary codes in RAM, the rescoring vectors on disk")
+                        help="also consider pipelines whose re-ranking store lives on disk, as measured with "
+                             "direct I/O (queries/s capped by the disk's measured reads/s)")
     advise.add_argument("--strict", action="store_true", help="refuse corpus sizes beyond the measured ones")
     advise.add_argument("--candidates", type=int, default=5, help="also list this many runners-up (default: 5)")
     advise.add_argument("--profile", default="default", choices=profiles,
@@ -238,7 +241,8 @@ def run_bench(args: argparse.Namespace) -> None:
     else:
         table = bench.run_grid(args.dataset, args.model, args.sizes, args.methods, n_queries=args.queries,
                                check_synthetic=not args.no_synthetic_check, repeats=args.repeats,
-                               latency_queries=args.latency_queries, thread_counts=args.threads)
+                               latency_queries=args.latency_queries, latency_budget_s=args.latency_budget,
+                               thread_counts=args.threads)
         points = bench.operating_points(table)
         summary = points[["data_kind", "n_vectors", "method", "query_params", "search_threads", "recall@10", "qps",
                           "p50_ms", "p99_ms", "bytes_per_vector", "build_s"]]

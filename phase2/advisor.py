@@ -80,8 +80,11 @@ def scaling_table(points: pd.DataFrame) -> pd.DataFrame:
     out = points[points.data_kind == kind].copy()
     out["series"] = out.method.map(series_name)
     out["store_bytes_per_vector"] = out.store_bytes
-    if "recall@10_se" not in out:
-        out["recall@10_se"] = np.nan
+    for column, missing in (("recall@10_se", np.nan), ("store_on_disk", False), ("reads_per_query", np.nan),
+                            ("disk_iops", np.nan)):
+        if column not in out:
+            out[column] = missing
+    out["store_on_disk"] = out.store_on_disk.fillna(False).astype(bool)
     return out
 
 
@@ -100,10 +103,15 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
         measured = runs.n_vectors.to_numpy(dtype=float)
         nearest = runs.iloc[int(np.argmin(np.abs(np.log(measured / question.docs))))]
         largest = runs.iloc[-1]
+        on_disk = bool(largest.store_on_disk)
+        if on_disk and not question.rescore_on_disk:
+            continue  # a store on disk is the asker's choice
         qps, exponent = _power_law_qps(measured, runs.qps.to_numpy(dtype=float), question.docs,
                                        is_scan(largest.build_params))
-        on_disk = question.rescore_on_disk and largest.family == "binary+rescore"
-        ram = (largest.bytes_per_vector - (largest.store_bytes_per_vector if on_disk else 0)) * question.docs
+        disk_bound = on_disk and qps * nearest.reads_per_query > nearest.disk_iops
+        if disk_bound:  # the device cannot serve more reads per second than the run's probe measured
+            qps = float(nearest.disk_iops / nearest.reads_per_query)
+        ram = largest.bytes_per_vector * question.docs  # measured in RAM: an on-disk store is not in it
         se = nearest["recall@10_se"]
         low = nearest["recall@10"] - Z95 * se if np.isfinite(se) else nearest["recall@10"]
         rows.append({
@@ -114,6 +122,7 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
             "recall from n": int(nearest.n_vectors), "extrapolation": question.docs / measured.max(),
             "fits memory": ram <= question.memory_bytes, "meets recall": low >= question.target_recall,
             "meets qps": qps >= question.min_qps, "threads": threads,
+            "disk reads/query": nearest.reads_per_query if on_disk else 0.0, "disk-bound": disk_bound,
         })
     out = pd.DataFrame(rows)
     out["feasible"] = out["fits memory"] & out["meets recall"] & out["meets qps"]
@@ -209,9 +218,11 @@ def advise(points: pd.DataFrame, question: Question, evidence: str = "", strict:
         if len(close):
             notes.append("within 20% of its queries/s (a tie on a noisy machine): "
                          + ", ".join(f"{r.series} {r.query_params}".strip() for r in close.itertuples()))
-        if question.rescore_on_disk and choice.family == "binary+rescore":
-            notes.append("queries/s were measured with the rescoring vectors in RAM; from disk each query also "
-                         "reads its candidates' vectors")
+        if choice["disk GB"]:
+            notes.append(f"its re-ranking store was read from disk with direct I/O when measured: "
+                         f"{choice['disk reads/query']:,.0f} device reads per query"
+                         + (", so its queries/s are capped by the reads/s the run measured on this disk"
+                            if choice["disk-bound"] else ""))
     return Advice(question, choice, candidates, notes, evidence)
 
 
@@ -225,7 +236,7 @@ def measured_points(directory=None, profile: str | None = None, current: bool = 
                           "(make book, or python -m phase2 chapter throughput --profile default)") from None
     points = bench.operating_points(table)
     kind = scaling_table(points)
-    first = table[table.data_kind != bench.KERNEL_DATA].iloc[0]
+    first = table[~table.data_kind.isin(bench.PROBES)].iloc[0]
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
     evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, code "
                 f"{first.code}, {first.cpu}): "

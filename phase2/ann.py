@@ -25,7 +25,8 @@ from contextlib import contextmanager
 import faiss
 import numpy as np
 
-from phase2.kernels import hamming_topk, uint8_dot
+from phase2.disk import DirectStore
+from phase2.kernels import hamming_topk, rescore_topk
 
 SEED = 0
 POINTS_PER_CENTROID = 40  # faiss's k-means asks for at least 39 training points per centroid
@@ -93,6 +94,7 @@ class Method(ABC):
     family: str  # the chart's colour: float, scalar, pq, graph, ivf, binary, ...
     library: str = "faiss"  # whose code answers the queries: faiss, phase2 (this project), usearch, scann, ...
     deterministic: bool = True
+    store_on_disk: bool = False  # the re-ranking store is read from a file with direct I/O, not held in RAM
 
     def __init__(self, name: str) -> None:
         self.name = name  # registry name plus build parameters, e.g. "hnsw(M=32)"
@@ -124,9 +126,14 @@ class Method(ABC):
 
     @property
     def store_bytes(self) -> float:
-        """Of ``index_bytes`` per vector, a re-ranking store read only for each query's candidates (may live
-        on disk); 0 for single-stage methods."""
+        """Bytes per vector of a re-ranking store read only for each query's candidates: part of
+        ``index_bytes`` when held in RAM, of ``disk_bytes`` only when ``store_on_disk``; 0 for single-stage
+        methods."""
         return 0.0
+
+    def device_reads(self) -> int:
+        """Reads from the storage device since the index was built (the harness divides them by queries)."""
+        return 0
 
 
 class FaissIndex(Method):
@@ -221,58 +228,86 @@ class HammingFlat(Method):
         return self.codes.shape[1]
 
 
-class BinaryRescore(Method):
-    """A binary first stage's top ``factor * k``, re-ranked by float32 vectors or int8 codes.
+class Refined(Method):
+    """Any first stage's top ``factor * k``, re-ranked by a finer score (faiss calls this refinement).
 
-    The first stage is this project's exhaustive Hamming scan (default) or a faiss binary index
-    (:class:`FaissBinaryIndex`: HNSW or IVF over the same sign codes). int8 rescoring uses faiss's
-    per-dimension ``SQ8`` codes: ``q . decode(c)`` ranks like ``(q * step) . c``, scored by the
-    ``uint8_dot`` kernel. The re-ranking store is read for the candidates only (``store_bytes``);
-    ``index_bytes`` counts it, as this benchmark holds it in memory. Query arguments: ``factor``, and
-    the first stage's own (``efSearch``, ``nprobe``).
+    The first stage is this project's exhaustive Hamming scan (default), another binary index over the
+    same sign codes (faiss's or usearch's HNSW or IVF), or any other method (PQ, IVF-PQ, HNSW-PQ, RaBitQ):
+    every family gets the same second stage and factor grid. The family is the first stage's with
+    ``+rescore``. The second stage is the :func:`rescore_topk` kernel
+    (parallel over queries) over a re-ranking store: ``float32`` vectors, ``int8`` codes (faiss's
+    per-dimension ``SQ8``: ``q . decode(c)`` ranks like ``(q * step) . c``) or ``signs``, the sign codes
+    themselves scored against the float query (asymmetric: no store beyond the codes). The store is read
+    for the candidates only (``store_bytes``). With ``on_disk`` it lives in a file read with direct I/O
+    (:class:`phase2.disk.DirectStore`: every candidate's block comes from the device) and only the first
+    stage counts in ``index_bytes``. Query arguments: ``factor``, and the first stage's own (``efSearch``,
+    ``nprobe``).
     """
 
-    family = "binary+rescore"
+    STORES = ("float32", "int8", "signs")
 
-    def __init__(self, name: str, store: str, first: Method | None = None):
+    def __init__(self, name: str, store: str, first: Method | None = None, on_disk: bool = False):
         super().__init__(name)
-        if store not in ("float32", "int8"):
-            raise ValueError(f"rescoring store must be float32 or int8, got {store!r}")
-        self.store = store
+        if store not in self.STORES:
+            raise ValueError(f"rescoring store must be one of {self.STORES}, got {store!r}")
+        if on_disk and store == "signs":
+            raise ValueError("asymmetric rescoring reads the scanned codes, which are in RAM: no store to put on disk")
+        self.store, self.store_on_disk = store, on_disk
         self.first = first or HammingFlat(name)
+        self.family = f"{self.first.family}+rescore"
         self.deterministic = self.first.deterministic
         self.library = "phase2" if self.first.library == "phase2" else f"{self.first.library}+phase2"
+        self.disk = None
 
     def fit(self, corpus):
         self.first.fit(corpus)
+        self.step = None
         if self.store == "float32":
-            self.vectors = corpus.copy()
+            self.vectors, self.kind = corpus.copy(), "float32"
+        elif self.store == "signs":
+            self.vectors, self.kind = getattr(self.first, "codes", None), "signs"
+            if self.vectors is None:
+                self.vectors = sign_codes(corpus)
         else:
             self.sq = faiss.ScalarQuantizer(corpus.shape[1], faiss.ScalarQuantizer.QT_8bit)
             self.sq.train(corpus)
-            self.vectors = self.sq.compute_codes(corpus)
+            self.vectors, self.kind = self.sq.compute_codes(corpus), "uint8"
             trained = faiss.vector_to_array(self.sq.trained).reshape(2, -1)
             self.step = (trained[1] / 255).astype(np.float32)
+        self.store_row_bytes = self.vectors.nbytes / len(self.vectors)
+        if self.store_on_disk:
+            self.disk, self.vectors = DirectStore(self.vectors), None
 
     def set_query_arguments(self, **arguments):
         super().set_query_arguments(**arguments)
         self.first.set_query_arguments(**{key: v for key, v in arguments.items() if key != "factor"})
 
     def query(self, queries, k):
-        depth = min(len(self.vectors), k * self.query_arguments.get("factor", 1))
-        candidates = self.first.query(queries, depth)
-        missing = candidates < 0  # an inverted-file first stage may find fewer than ``depth``
-        safe = np.where(missing, 0, candidates)
-        if self.store == "float32":
-            scores = np.einsum("qd,qcd->qc", queries, self.vectors[safe])
-        else:
-            scores = uint8_dot(queries * self.step, self.vectors, safe)
-        scores = np.where(missing, -np.inf, scores)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(candidates, order, axis=1)
+        n = self.disk.shape[0] if self.disk else len(self.vectors)
+        candidates = self.first.query(queries, min(n, k * self.query_arguments.get("factor", 1)))
+        weights = queries if self.step is None else queries * self.step
+        if self.disk is None:
+            return rescore_topk(weights, self.vectors, candidates, k, self.kind)[1]
+        found = candidates >= 0
+        rows, local = np.unique(candidates[found], return_inverse=True)
+        compact = np.full(candidates.shape, -1, np.int64)
+        compact[found] = local
+        ids = rescore_topk(weights, self.disk.read(rows), compact, k, self.kind)[1]
+        return np.where(ids >= 0, rows[np.maximum(ids, 0)], -1) if len(rows) else ids
+
+    def _shares_codes(self) -> bool:
+        """Asymmetric rescoring of the codes the first stage scans: no store of its own."""
+        return self.vectors is not None and self.vectors is getattr(self.first, "codes", None)
 
     def index_bytes(self):
-        return int(self.first.index_bytes() + self.vectors.nbytes)
+        in_ram = 0 if self.disk or self._shares_codes() else self.vectors.nbytes
+        return int(self.first.index_bytes() + in_ram)
+
+    def disk_bytes(self):
+        return self.index_bytes() if self.disk is None else int(self.first.disk_bytes() + self.disk.nbytes)
+
+    def device_reads(self):
+        return self.disk.blocks_read if self.disk else 0
 
     @property
     def code_bytes(self):
@@ -280,7 +315,7 @@ class BinaryRescore(Method):
 
     @property
     def store_bytes(self):
-        return self.vectors.nbytes / len(self.vectors)
+        return 0.0 if self._shares_codes() else self.store_row_bytes
 
 
 def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

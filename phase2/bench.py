@@ -33,7 +33,8 @@ from tqdm import tqdm
 from phase2.ann import exact_topk, recall_at_k
 from phase2.bench_registry import REGISTRY
 from phase2.datasets import load_dataset
-from phase2.embeddings import embed
+from phase2.disk import IO_THREADS, random_read_probe
+from phase2.embeddings import embed, encoding_seconds
 from phase2.errors import ParameterError, Phase2Error
 from phase2.kernels import hamming_topk
 from phase2.results import run_metadata, write_results
@@ -42,13 +43,18 @@ CHAPTER = "throughput"
 BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "seed", "profile", "chapter",
                  "data_kind", "source", "n_vectors", "dim", "method", "family", "library", "build_params",
                  "query_params", "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
-                 "disk_bytes", "store_bytes_per_vector", "metric", "value"]
-"""One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, build_s (methods)
+                 "disk_bytes", "store_bytes_per_vector", "store_on_disk", "metric", "value"]
+"""One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, latency_queries (how many
+single queries the two percentiles rest on), build_s (methods)
 or qps, scan_GBps, read_GBps (kernels). ``data_kind`` is ``real``, ``synthetic`` (drawn from a
 model fitted to the real corpus named in ``source``) or ``random codes`` (kernels)."""
 
 
+EXTRAPOLATED = "extrapolated"  # data_kind of synthetic corpora drawn from a generator fitted to a small real subset
 KERNEL_DATA = "random codes"  # data_kind of the kernel comparison's rows, which share a run with the methods
+DISK_DATA = "disk probe"  # data_kind of the random-read probe's rows, measured where a store was on disk
+ENCODING_DATA = "query encoding"  # data_kind of the rows timing each model's embedding of one query
+PROBES = (KERNEL_DATA, DISK_DATA, ENCODING_DATA)
 BINARY_FAMILIES = ("binary", "binary+rescore")  # the method families that count as binary in every verdict
 
 
@@ -168,28 +174,55 @@ def sample_synthetic(model: SyntheticModel, n: int, seed: int = 0, chunk: int = 
     return out
 
 
-def pooled_embeddings(datasets: Iterable[str], model: str, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Documents and judged queries of several collections stacked (cached embeddings): the real corpus."""
+def pooled_embeddings(datasets: Iterable[str], model: str,
+                      progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Documents and judged queries of several collections stacked (cached embeddings): the real corpus; and,
+    per query, the position of its collection in ``datasets``."""
     docs, queries = [], []
     for name in datasets:
         collection = load_dataset(name)
         docs.append(embed(collection, model, "docs", progress=progress))
         queries.append(embed(collection, model, "queries", progress=progress))
-    return np.concatenate(docs), np.concatenate(queries)
+    owner = np.concatenate([np.full(len(q), i) for i, q in enumerate(queries)])
+    return np.concatenate(docs), np.concatenate(queries), owner
+
+
+def stratified_rows(groups: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A seeded sample of ``n`` row indices, as equal a share from each group as the groups' sizes allow
+    (a group smaller than its share gives all its rows, the rest is shared by the others), sorted.
+
+    Pooled queries are 92% SQuAD questions; a plain sample would let one collection decide every recall."""
+    labels, sizes = np.unique(groups, return_counts=True)
+    quota = np.zeros(len(labels), int)
+    left = min(n, len(groups))
+    while left:
+        open_groups = np.flatnonzero(quota < sizes)
+        share = max(1, left // len(open_groups))
+        for g in open_groups:
+            take = min(share, sizes[g] - quota[g], left)
+            quota[g] += take
+            left -= take
+            if not left:
+                break
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(groups == label), count, replace=False)
+              for label, count in zip(labels, quota, strict=True)]
+    return np.sort(np.concatenate(picked))
 
 
 def benchmark_corpus(real: np.ndarray, n: int, kind: str, model: SyntheticModel | None = None,
                      seed: int = 0) -> np.ndarray:
-    """``n`` vectors: a seeded sample of the real corpus (``kind="real"``, ``n`` at most its size)
-    or synthetic documents from ``model`` fitted to it (``kind="synthetic"``)."""
+    """``n`` vectors: a seeded sample of the real corpus (``kind="real"``, ``n`` at most its size) or documents
+    drawn from ``model`` (``synthetic``: fitted to the whole real corpus; ``extrapolated``: fitted to a small
+    subset of it, to check the generator where it extrapolates). Without ``model``, one is fitted to ``real``."""
     if kind == "real":
         if n > len(real):
             raise ParameterError(f"the real corpus has {len(real)} vectors, {n} asked; larger sizes are synthetic")
         rows = np.sort(np.random.default_rng(seed).choice(len(real), n, replace=False))
         return np.ascontiguousarray(real[rows])
-    if kind == "synthetic":
+    if kind in ("synthetic", EXTRAPOLATED):
         return sample_synthetic(model if model is not None else fit_synthetic(real, seed=seed), n, seed=seed)
-    raise ParameterError(f"corpus kind must be 'real' or 'synthetic', got {kind!r}")
+    raise ParameterError(f"corpus kind must be 'real', 'synthetic' or {EXTRAPOLATED!r}, got {kind!r}")
 
 
 def median_seconds(fn, repeats: int) -> tuple[float, object]:
@@ -203,11 +236,30 @@ def median_seconds(fn, repeats: int) -> tuple[float, object]:
     return float(np.median(times)), result
 
 
+def single_query_seconds(method, queries: np.ndarray, k: int, budget_s: float) -> list[float]:
+    """Wall time of each query asked alone (batch size 1), in order, until all are asked or ``budget_s`` is
+    spent: a method taking 90 ms per query (Milvus Lite's client path) would otherwise hold a grid for
+    minutes. The caller records how many were timed."""
+    seconds, spent = [], 0.0
+    for i in range(len(queries)):
+        start = time.perf_counter()
+        method.query(queries[i:i + 1], k)
+        seconds.append(time.perf_counter() - start)
+        spent += seconds[-1]
+        if spent > budget_s:
+            break
+    return seconds
+
+
 def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind: str,
                 methods: Iterable[str] | None = None, *,
-                k: int = 10, repeats: int = 3, latency_queries: int = 100, thread_counts: Iterable[int] | None = None,
-                meta: dict | None = None, progress: bool = True) -> pd.DataFrame:
-    """Build and measure each method's grid on one corpus; returns the tidy table (not written)."""
+                k: int = 10, repeats: int = 3, latency_queries: int = 100, latency_budget_s: float = 30.0,
+                thread_counts: Iterable[int] | None = None, meta: dict | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """Build and measure each method's grid on one corpus; returns the tidy table (not written).
+
+    Single-query latency uses ``latency_queries`` queries spread evenly over the batch (which is ordered by
+    collection), each asked alone, for at most ``latency_budget_s`` per setting and thread count."""
     names = check_methods(methods if methods is not None else REGISTRY)
     thread_counts = sorted(set(thread_counts or (1, max_threads())))
     meta = meta or new_run()
@@ -216,7 +268,8 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
         truth = exact_topk(corpus, queries, k)
     rows = []
     base = dict(meta, data_kind=data_kind, source=source, n_vectors=n, dim=d)
-    single = queries[:latency_queries]
+    probe = None
+    single = queries[np.unique(np.linspace(0, len(queries) - 1, min(latency_queries, len(queries))).astype(int))]
     for name in tqdm(names, desc=f"methods on {source}", disable=not progress):
         entry = REGISTRY[name]
         if entry.not_run_at(n):  # a missing package or a size too large here: bench_registry.not_measured says so
@@ -229,56 +282,77 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
             common = dict(base, method=method.name, family=method.family, library=method.library, build_params=name,
                           deterministic=method.deterministic, code_bytes_per_vector=float(method.code_bytes),
                           index_bytes=method.index_bytes(), disk_bytes=method.disk_bytes(),
-                          store_bytes_per_vector=float(method.store_bytes))
+                          store_bytes_per_vector=float(method.store_bytes), store_on_disk=method.store_on_disk)
+            if method.store_on_disk and probe is None:
+                probe = random_read_probe()
+                rows += [dict(base, data_kind=DISK_DATA, method="random 4 KiB direct read", family="", library="",
+                              build_params="", query_params="", deterministic=False, search_threads=IO_THREADS,
+                              code_bytes_per_vector=0.0, index_bytes=0, disk_bytes=0, store_bytes_per_vector=0.0,
+                              store_on_disk=True, metric=metric, value=value) for metric, value in probe.items()]
             rows.append(dict(common, query_params="", search_threads=max_threads(), metric="build_s", value=build_s))
             for arguments in entry.query_grid:
                 method.set_query_arguments(**arguments)
                 for count in thread_counts:
                     with threads(count):
                         batch_s, found = median_seconds(lambda m=method: m.query(queries, k), repeats)
-                        latencies = []
-                        for i in range(len(single)):
-                            start = time.perf_counter()
-                            method.query(single[i:i + 1], k)
-                            latencies.append(time.perf_counter() - start)
+                        reads = method.device_reads()  # per query asked alone: a batch shares blocks
+                        latencies = single_query_seconds(method, single, k, latency_budget_s)
+                        reads = (method.device_reads() - reads) / len(latencies)
                     recalls = recall_at_k(found, truth)
                     values = {"recall@10": float(recalls.mean()),
                               "recall@10_se": float(recalls.std(ddof=1) / np.sqrt(len(recalls))) if len(recalls) > 1
                               else float("nan"),
                               "qps": len(queries) / batch_s,
                               "p50_ms": 1e3 * float(np.percentile(latencies, 50)),
-                              "p99_ms": 1e3 * float(np.percentile(latencies, 99))}
+                              "p99_ms": 1e3 * float(np.percentile(latencies, 99)),
+                              "latency_queries": float(len(latencies))}
+                    if method.store_on_disk:
+                        values.update(reads_per_query=reads, disk_iops=probe["iops"])
                     rows += [dict(common, query_params=json.dumps(arguments, sort_keys=True), search_threads=count,
                                   metric=metric, value=value) for metric, value in values.items()]
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
 
 
 def run_grid(datasets: Iterable[str], model: str, sizes: Iterable[int], methods: Iterable[str] | None = None, *,
-             n_queries: int = 1000, check_synthetic: bool = True, k: int = 10, repeats: int = 3,
-             latency_queries: int = 100, thread_counts: Iterable[int] | None = None, meta: dict | None = None,
+             n_queries: int = 1000, check_synthetic: bool = True, checked_methods: Iterable[str] | None = None,
+             extrapolation_fit_docs: int = 0, k: int = 10, repeats: int = 3, latency_queries: int = 100,
+             latency_budget_s: float = 30.0, thread_counts: Iterable[int] | None = None, meta: dict | None = None,
              progress: bool = True) -> pd.DataFrame:
     """Every method at every corpus size, on real embeddings where the pooled collections have enough
-    documents and on synthetic ones beyond; with ``check_synthetic``, sizes that are real are also run
-    synthetic, so the chapter can check that the two give the same recall curves."""
+    documents and on synthetic ones beyond.
+
+    With ``check_synthetic``, sizes that are real are also run synthetic (``checked_methods`` only, default all),
+    so the chapter can check that the two give the same recall curves; with ``extrapolation_fit_docs`` they
+    are also run on a generator fitted to only that many real documents (``extrapolated``), which tests the
+    generator the way the large sizes use it: far beyond the data it was fitted to."""
     datasets = list(datasets)
     names = check_methods(methods if methods is not None else REGISTRY)
+    checked = names if checked_methods is None else [n for n in names if n in check_methods(checked_methods)]
     sizes = sorted(set(sizes))
     if not sizes or sizes[0] < 2 * k:
         raise ParameterError(f"corpus sizes must be at least {2 * k}, got {sizes}")
-    real, all_queries = pooled_embeddings(datasets, model, progress)
+    real, all_queries, owner = pooled_embeddings(datasets, model, progress)
     source = f"{'+'.join(datasets)}/{model}"
-    rows = np.sort(np.random.default_rng(0).choice(len(all_queries), min(n_queries, len(all_queries)), replace=False))
-    queries = np.ascontiguousarray(all_queries[rows])
-    model = fit_synthetic(real) if sizes[-1] > len(real) or check_synthetic else None
+    queries = np.ascontiguousarray(all_queries[stratified_rows(owner, n_queries)])
+    generators = {"synthetic": fit_synthetic(real) if sizes[-1] > len(real) or check_synthetic else None}
+    if check_synthetic and extrapolation_fit_docs and sizes[0] <= len(real):
+        if not 2 * k <= extrapolation_fit_docs < len(real):
+            raise ParameterError(f"extrapolation_fit_docs must lie in [{2 * k}, {len(real)}), got "
+                                 f"{extrapolation_fit_docs}")
+        subset = np.sort(np.random.default_rng(1).choice(len(real), extrapolation_fit_docs, replace=False))
+        generators[EXTRAPOLATED] = fit_synthetic(real[subset])
     meta = meta or new_run()
     tables = []
     for n in sizes:
-        kinds = (["real"] + (["synthetic"] if check_synthetic else [])) if n <= len(real) else ["synthetic"]
-        for kind in kinds:
-            corpus = benchmark_corpus(real, n, kind, model)
-            tables.append(run_methods(corpus, queries, source, kind, names, k=k, repeats=repeats,
-                                      latency_queries=latency_queries, thread_counts=thread_counts, meta=meta,
-                                      progress=progress))
+        if n > len(real):
+            runs = [("synthetic", names)]
+        else:
+            runs = [("real", names)] + ([(kind, checked) for kind in generators] if check_synthetic else [])
+        for kind, run_names in runs:
+            corpus = benchmark_corpus(real, n, kind, generators.get(kind))
+            tables.append(run_methods(corpus, queries, source, kind, run_names, k=k, repeats=repeats,
+                                      latency_queries=latency_queries, latency_budget_s=latency_budget_s,
+                                      thread_counts=thread_counts, meta=meta, progress=progress))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -323,7 +397,7 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
         base = dict(meta, data_kind=KERNEL_DATA, source="uniform random codes", n_vectors=n, dim=width,
                     build_params="", query_params="",
                     deterministic=True, code_bytes_per_vector=width / 8, index_bytes=database.nbytes,
-                    store_bytes_per_vector=0.0, family="binary")
+                    store_bytes_per_vector=0.0, store_on_disk=False, family="binary")
         for count in thread_counts:
             with threads(count):
                 ours_s, (ours_dist, _) = median_seconds(lambda q=queries, db=database: hamming_topk(q, db, k), repeats)
@@ -338,6 +412,58 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
             rows.append(dict(base, method="memory read", library="", search_threads=count, metric="read_GBps",
                              value=read[count]))
     return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+
+
+def run_encoding(datasets: Iterable[str], models: Iterable[str], n_queries: int = 200, budget_s: float = 10.0,
+                 meta: dict | None = None) -> pd.DataFrame:
+    """Each model's time to embed one query (batch size 1, all threads), over up to ``n_queries`` judged queries
+    drawn evenly from the collections: the first step of every request, beside the search it precedes."""
+    meta = meta or new_run()
+    collections = [load_dataset(name) for name in datasets]
+    owner = np.concatenate([np.full(c.n_queries, i) for i, c in enumerate(collections)])
+    texts = [t for c in collections for t in c.query_texts]
+    sample = [texts[i] for i in stratified_rows(owner, n_queries)]
+    rows = []
+    for model in models:
+        seconds = encoding_seconds(model, sample, budget_s)
+        base = dict(meta, data_kind=ENCODING_DATA, source="+".join(datasets), n_vectors=0, dim=0, method=model,
+                    family="", library="", build_params="", query_params="", deterministic=False,
+                    search_threads=max_threads(), code_bytes_per_vector=0.0, index_bytes=0, disk_bytes=0,
+                    store_bytes_per_vector=0.0, store_on_disk=False)
+        rows += [dict(base, metric="p50_ms", value=1e3 * float(np.percentile(seconds, 50))),
+                 dict(base, metric="p99_ms", value=1e3 * float(np.percentile(seconds, 99))),
+                 dict(base, metric="latency_queries", value=float(len(seconds)))]
+    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+
+
+def encoding_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model: p50/p99 milliseconds to embed one query and how many queries they rest on."""
+    rows = table[table.data_kind == ENCODING_DATA]
+    return rows.pivot_table(index="method", columns="metric", values="value", aggfunc="median").reset_index().rename(
+        columns={"method": "model", "p50_ms": "encode p50 ms", "p99_ms": "encode p99 ms",
+                 "latency_queries": "queries timed"})
+
+
+def encoding_sentence(encoding: pd.DataFrame, regimes: pd.DataFrame, target: float = 0.95) -> str:
+    """Each model's encoding time beside the fastest single-query search reaching ``target``: what a faster
+    search buys in a whole request."""
+    if encoding.empty:
+        return "Query encoding was not timed in this run."
+    at = regimes[regimes["target_recall@10"] == target] if len(regimes) else regimes
+    text = "Embedding one query took " + ", ".join(
+        f"{row['encode p50 ms']:.1f} ms with {row.model}" for _, row in encoding.iterrows()) + " (p50)."
+    if len(at):
+        best = at.loc[at.p50_ms.idxmin()]
+        flat = regimes[(regimes.method == "flat") & (regimes["target_recall@10"] == target)]
+        text += (f" The fastest single-query search reaching recall@10 {target}, `{best.method}`, took p50 "
+                 f"{best.p50_ms:.2f} ms")
+        if len(flat):
+            text += f" and float32 flat {flat.p50_ms.iloc[0]:.2f} ms"
+        fastest = encoding["encode p50 ms"].min()
+        text += (f": with the fastest encoder, search is {best.p50_ms / (best.p50_ms + fastest):.1%} of the request "
+                 f"for the fastest search" + (f" and {flat.p50_ms.iloc[0] / (flat.p50_ms.iloc[0] + fastest):.1%} "
+                                               "for flat." if len(flat) else "."))
+    return text
 
 
 def save(table: pd.DataFrame) -> Path:
@@ -364,20 +490,30 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.rename_axis(index=["N", "bits", "threads"]).reset_index()
 
 
+def disk_probe(table: pd.DataFrame) -> pd.DataFrame:
+    """The random-read probe of each corpus measured with a store on disk: latency at queue depth 1 and
+    reads/s with :data:`phase2.disk.IO_THREADS` in flight (no rows when no store was on disk)."""
+    probe = table[table.data_kind == DISK_DATA]
+    wide = probe.pivot_table(index=["source", "n_vectors"], columns="metric", values="value", aggfunc="median")
+    return wide.reset_index().rename(columns={"iops": f"reads/s ({IO_THREADS} in flight)",
+                                              "iops_qd1": "reads/s (1 in flight)", "p50_ms": "p50 ms (1 in flight)",
+                                              "p99_ms": "p99 ms (1 in flight)"})
+
+
 def operating_points(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (data, size, method, query setting, threads): recall@10, q/s, latency, memory, build time."""
-    for column in ("store_bytes_per_vector", "library"):
+    for column in ("store_bytes_per_vector", "library", "store_on_disk"):
         if column not in table:
             raise Phase2Error(f"throughput run {table.run_id.iloc[0]} predates the column {column!r}: re-run the "
                               "throughput chapter or `python -m phase2 bench methods`")
-    methods = table[table.data_kind != KERNEL_DATA]
+    methods = table[~table.data_kind.isin(PROBES)]
     keys = ["data_kind", "n_vectors", "method", "family", "library", "build_params", "query_params", "search_threads"]
     wide = methods[methods.metric != "build_s"].pivot_table(index=keys, columns="metric", values="value",
                                                             aggfunc="median").reset_index()
     build = methods[methods.metric == "build_s"].groupby(["data_kind", "n_vectors", "method"]).agg(
         build_s=("value", "median"), index_bytes=("index_bytes", "first"), disk_bytes=("disk_bytes", "first"),
         code_bytes=("code_bytes_per_vector", "first"), store_bytes=("store_bytes_per_vector", "first"),
-        deterministic=("deterministic", "first"))
+        store_on_disk=("store_on_disk", "first"), deterministic=("deterministic", "first"))
     out = wide.merge(build.reset_index(), on=["data_kind", "n_vectors", "method"])
     out["bytes_per_vector"] = out.index_bytes / out.n_vectors
     return out
@@ -415,11 +551,12 @@ OURS = "this project's binary pipelines"  # the group library_standing sets agai
 
 
 def library_standing(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) -> pd.DataFrame:
-    """At the largest size (real data where measured) and all threads: for each recall@10 target, the fastest
-    configuration of each library and of :data:`OURS` (binary families answered by this project's kernel or
-    rescoring), with queries/s, single-query p50 and index bytes per vector. A group that never reaches a
-    target has no row for it."""
-    largest = points[points.n_vectors == points.n_vectors.max()]
+    """At the largest size where the most libraries were measured (real data where measured there) and all
+    threads: for each recall@10 target, the fastest configuration of each library and of :data:`OURS` (binary
+    families answered by this project's kernel or rescoring), with queries/s, single-query p50 and index bytes
+    per vector. A group that never reaches a target has no row for it."""
+    libraries_at = points.groupby("n_vectors").library.nunique()
+    largest = points[points.n_vectors == libraries_at[libraries_at == libraries_at.max()].index.max()]
     largest = largest[largest.data_kind == ("real" if (largest.data_kind == "real").any() else "synthetic")]
     largest = largest[largest.search_threads == largest.search_threads.max()]
     ours = largest.family.isin(BINARY_FAMILIES) & largest.library.str.contains("phase2")
@@ -467,15 +604,159 @@ def standing_sentence(standing: pd.DataFrame, targets: Iterable[float] = (0.9, 0
     return "\n".join(lines)
 
 
+def _largest(points: pd.DataFrame) -> pd.DataFrame:
+    """The operating points at the largest size, on real data where it was measured there."""
+    largest = points[points.n_vectors == points.n_vectors.max()]
+    return largest[largest.data_kind == ("real" if (largest.data_kind == "real").any() else "synthetic")]
+
+
+def latency_regimes(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) -> pd.DataFrame:
+    """Both regimes at the largest size, per method and recall@10 target: batched queries/s (its fastest
+    setting reaching the target, all threads) and single-query latency (its lowest p50 among the settings
+    and thread counts reaching it, with that setting's p99), each as a multiple of float32 flat's best."""
+    largest = _largest(points)
+    most = largest.search_threads.max()
+    flat = largest[largest.method == "flat"]
+    if flat.empty:
+        return pd.DataFrame()
+    flat_qps = float(flat[flat.search_threads == most].qps.max())
+    flat_p50 = float(flat.p50_ms.min())
+    rows = []
+    for method, runs in largest.groupby("method"):
+        for target in targets:
+            reached = runs[runs["recall@10"] >= target]
+            if reached.empty:
+                continue
+            batch = reached[reached.search_threads == most]
+            single = reached.loc[reached.p50_ms.idxmin()]
+            qps = float(batch.qps.max()) if len(batch) else np.nan
+            rows.append({"n_vectors": int(runs.n_vectors.iloc[0]), "data_kind": runs.data_kind.iloc[0],
+                         "target_recall@10": target, "method": method, "family": runs.family.iloc[0],
+                         "batch_qps": qps, "batch_vs_flat": qps / flat_qps,
+                         "batch_setting": batch.loc[batch.qps.idxmax(), "query_params"] if len(batch) else "",
+                         "p50_ms": single.p50_ms, "p99_ms": single.p99_ms, "single_vs_flat": flat_p50 / single.p50_ms,
+                         "single_setting": f"{single.query_params or '{}'} at {single.search_threads} thread(s)",
+                         "latency_queries": single.get("latency_queries", np.nan),
+                         "bytes_per_vector": single.bytes_per_vector})
+    return pd.DataFrame(rows)
+
+
+def regimes_sentence(regimes: pd.DataFrame, target: float = 0.95, batch_goal: float = 4.0,
+                     single_goal: float = 20.0) -> str:
+    """The fastest binary pipeline at ``target`` in both regimes, against float32 flat and the stated goals
+    (batch ``batch_goal`` x, single query ``single_goal`` x), with the bytes each reads per query."""
+    at = regimes[(regimes["target_recall@10"] == target) & regimes.family.isin(BINARY_FAMILIES)]
+    if regimes.empty or at.empty:
+        return f"No binary pipeline reached recall@10 >= {target}."
+    batch, single = at.loc[at.batch_qps.idxmax()], at.loc[at.single_vs_flat.idxmax()]
+    verdict = [f"{'meets' if batch.batch_vs_flat >= batch_goal else 'misses'} the {batch_goal:g}x batch goal",
+               f"{'meets' if single.single_vs_flat >= single_goal else 'misses'} the {single_goal:g}x single-query "
+               "goal"]
+    return (f"At N = {batch.n_vectors:,} ({batch.data_kind}), recall@10 >= {target}: batched, `{batch.method}` "
+            f"{batch.batch_setting} answered {batch.batch_qps:,.0f} q/s, {batch.batch_vs_flat:.1f}x float32 flat; one "
+            f"query at a time, `{single.method}` {single.single_setting} took p50 {single.p50_ms:.2f} ms (p99 "
+            f"{single.p99_ms:.2f} ms), {single.single_vs_flat:.1f}x faster than flat's best p50. So this project's "
+            f"binary pipeline {verdict[0]} and {verdict[1]}.")
+
+
+def scaling_exponents(points: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the slope ``a`` of ``queries/s ∝ N^-a`` fitted by least squares on log-log axes through every
+    measured size (its first query setting, one thread, one data kind: synthetic where it spans more sizes).
+    A scan has ``a ≈ 1``; graphs and inverted lists less."""
+    one = points[points.search_threads == 1]
+    kind = one.groupby("data_kind").n_vectors.nunique().idxmax() if len(one) else "synthetic"
+    one = one[one.data_kind == kind].sort_values("query_params")
+    rows = []
+    for method, runs in one.groupby("method"):
+        first = runs[runs.query_params == runs.query_params.iloc[0]].sort_values("n_vectors")
+        if first.n_vectors.nunique() < 2:
+            continue
+        slope = np.polyfit(np.log(first.n_vectors), np.log(first.qps), 1)[0]
+        rows.append({"method": method, "family": runs.family.iloc[0], "query_params": first.query_params.iloc[0],
+                     "sizes": ", ".join(f"{n:,}" for n in first.n_vectors), "exponent": -slope})
+    return pd.DataFrame(rows).sort_values("exponent") if rows else pd.DataFrame(
+        columns=["method", "family", "query_params", "sizes", "exponent"])
+
+
+def disk_pipelines(points: pd.DataFrame) -> pd.DataFrame:
+    """Each pipeline measured with its store on disk beside the same pipeline with the store in RAM, per
+    setting, at the largest size and all threads: recall, q/s, p50/p99 and device reads per query."""
+    largest = _largest(points)
+    largest = largest[largest.search_threads == largest.search_threads.max()]
+    disk = largest[largest.store_on_disk.astype(bool)]
+    rows = []
+    for _, point in disk.iterrows():
+        twin = largest[(largest.method == point.method.replace("-disk", "")) &
+                       (largest.query_params == point.query_params)]
+        ram = twin.iloc[0] if len(twin) else None
+        rows.append({"method": point.method, "query_params": point.query_params, "recall@10": point["recall@10"],
+                     "reads/query": point.reads_per_query, "disk q/s": point.qps, "RAM q/s": ram.qps if ram is not None
+                     else np.nan, "disk p50 ms": point.p50_ms, "disk p99 ms": point.p99_ms,
+                     "RAM p50 ms": ram.p50_ms if ram is not None else np.nan,
+                     "RAM bytes/vector": point.bytes_per_vector, "disk bytes/vector": point.store_bytes})
+    return pd.DataFrame(rows)
+
+
+def disk_sentence(probe: pd.DataFrame, on_disk: pd.DataFrame, target: float = 0.95) -> str:
+    """The disk's measured read cost and the fastest on-disk setting reaching ``target`` recall@10 (the most
+    accurate one if none does) against the same setting with its store in RAM."""
+    if probe.empty or on_disk.empty:
+        return "No re-ranking store was put on disk in this run."
+    reached = on_disk[on_disk["recall@10"] >= target]
+    best = (reached.loc[reached["disk q/s"].idxmax()] if len(reached) else
+            on_disk.loc[on_disk["recall@10"].idxmax()])
+    return (f"This disk answered a random 4 KiB direct read in {probe['p50 ms (1 in flight)'].iloc[0]:.3f} ms (p50, "
+            f"one at a time; p99 {probe['p99 ms (1 in flight)'].iloc[0]:.3f} ms) and served "
+            f"{probe[f'reads/s ({IO_THREADS} in flight)'].iloc[0]:,.0f} reads/s with {IO_THREADS} in flight. The "
+            + (f"fastest on-disk setting reaching recall@10 {target}" if len(reached) else
+               f"most accurate on-disk setting (none reached recall@10 {target})")
+            + f", `{best.method}` {best.query_params}, read {best['reads/query']:,.0f} blocks per query asked "
+            f"alone and answered {best['disk q/s']:,.0f} q/s (p50 {best['disk p50 ms']:.2f} ms) against "
+            f"{best['RAM q/s']:,.0f} q/s (p50 {best['RAM p50 ms']:.2f} ms) with its store in RAM, at recall@10 "
+            f"{best['recall@10']:.3f}, holding {best['RAM bytes/vector']:,.0f} B/vector in RAM.")
+
+
 def synthetic_agreement(points: pd.DataFrame) -> pd.DataFrame:
-    """Recall@10 of the same method and setting on real and on synthetic corpora of the same size."""
+    """Recall@10 of the same method and setting on real and on synthetic corpora of the same size (and, where
+    measured, on ``extrapolated`` ones: a generator fitted to a small real subset), with the differences."""
     both = points[points.search_threads == points.search_threads.min()]
     pairs = both.pivot_table(index=["n_vectors", "method", "family", "query_params"], columns="data_kind",
                              values="recall@10").reset_index()
+    pairs.columns.name = None
     if not {"real", "synthetic"} <= set(pairs.columns):
         return pd.DataFrame(columns=["n_vectors", "method", "family", "query_params", "real", "synthetic"])
-    pairs = pairs.dropna(subset=["real", "synthetic"])
-    return pairs.assign(difference=pairs.synthetic - pairs.real)
+    pairs = pairs.dropna(subset=["real", "synthetic"]).assign(difference=lambda p: p.synthetic - p.real)
+    if EXTRAPOLATED in pairs:
+        pairs = pairs.assign(extrapolated_difference=pairs[EXTRAPOLATED] - pairs.real)
+    return pairs
+
+
+def agreement_summary(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per size and generator: how far synthetic recall@10 lies from real, over the operating points on both."""
+    columns = {"synthetic": "difference", EXTRAPOLATED: "extrapolated_difference"}
+    rows = []
+    for n, at in pairs.groupby("n_vectors"):
+        for kind, column in columns.items():
+            if column in at and at[column].notna().any():
+                diff = at[column].dropna()
+                worst = diff.abs().idxmax()
+                rows.append({"n_vectors": n, "generator": kind, "points": len(diff), "mean |difference|":
+                             diff.abs().mean(), "mean difference": diff.mean(), "largest |difference|":
+                             diff.abs().max(), "largest at": f"{at.method[worst]} {at.query_params[worst]}".strip()})
+    return pd.DataFrame(rows)
+
+
+def agreement_sentence(summary: pd.DataFrame) -> str:
+    """The synthetic-versus-real gap in words, per size and generator."""
+    if summary.empty:
+        return "No size was run on both real and synthetic data."
+    fitted = {"synthetic": "fitted to the whole real corpus",
+              EXTRAPOLATED: "fitted to a small real subset, then drawn at this size (as the large sizes are)"}
+    return " ".join(
+        f"At N = {row['n_vectors']:,}, the generator {fitted[row['generator']]} gave recall@10 within "
+        f"{row['mean |difference|']:.3f} of real on average over {row['points']} operating points (signed "
+        f"{row['mean difference']:+.3f}; largest {row['largest |difference|']:.3f}, `{row['largest at']}`)."
+        for _, row in summary.iterrows())
 
 
 def fastest_reaching(speed: pd.DataFrame, target: float, families: Iterable[str] | None = None) -> pd.Series | None:

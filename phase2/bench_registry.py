@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissIndex, HammingFlat, Method, nlist
+from phase2.ann import FaissBinaryIndex, FaissIndex, HammingFlat, Method, Refined, nlist
+from phase2.disk import direct_io_unavailable
 from phase2.libraries import (
     MilvusCollection,
     RaBitQLibHNSW,
@@ -36,10 +37,13 @@ class Entry:
     requires: str | None = None
     max_n: int | None = None
     why: str = ""
+    needs_direct_io: bool = False  # its store is read from disk with O_DIRECT (phase2.disk)
 
     def not_run_at(self, n: int) -> str | None:
         """Why this entry is not measured on ``n`` vectors here, or None when it is."""
         if self.requires and (reason := missing_package(self.requires)):
+            return reason
+        if self.needs_direct_io and (reason := direct_io_unavailable()):
             return reason
         if self.max_n is not None and n > self.max_n:
             return f"not built above {self.max_n:,} vectors: {self.why}"
@@ -77,17 +81,48 @@ REGISTRY: dict[str, Entry] = {
     "bin-hnsw": Entry(lambda n, d: [FaissBinaryIndex("bin-hnsw(M=32)", "BHNSW32", deterministic=False)], EF_SEARCH),
     "bin-ivf": Entry(lambda n, d: [FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
                                                     deterministic=False)], NPROBE),
-    "bin-rescore-f32": Entry(lambda n, d: [BinaryRescore("bin-rescore-f32", "float32")], FACTOR),
-    "bin-rescore-int8": Entry(lambda n, d: [BinaryRescore("bin-rescore-int8", "int8")], FACTOR),
+    "bin-rescore-f32": Entry(lambda n, d: [Refined("bin-rescore-f32", "float32")], FACTOR),
+    "bin-rescore-int8": Entry(lambda n, d: [Refined("bin-rescore-int8", "int8")], FACTOR),
+    "bin-rescore-asym": Entry(lambda n, d: [Refined("bin-rescore-asym", "signs")], FACTOR),
+    "bin-rescore-int8-disk": Entry(lambda n, d: [Refined("bin-rescore-int8-disk", "int8", on_disk=True)],
+                                   FACTOR, needs_direct_io=True),
+    "bin-rescore-f32-disk": Entry(lambda n, d: [Refined("bin-rescore-f32-disk", "float32", on_disk=True)],
+                                  FACTOR, needs_direct_io=True),
     "bin-hnsw-rescore-int8": Entry(
-        lambda n, d: [BinaryRescore("bin-hnsw-rescore-int8(M=32)", "int8",
+        lambda n, d: [Refined("bin-hnsw-rescore-int8(M=32)", "int8",
                                     FaissBinaryIndex("bin-hnsw(M=32)", "BHNSW32", deterministic=False))],
         [{"efSearch": e, "factor": f} for e in (32, 128) for f in (4, 10)]),
     "bin-ivf-rescore-int8": Entry(
-        lambda n, d: [BinaryRescore(f"bin-ivf-rescore-int8(nlist={nlist(n)})", "int8",
+        lambda n, d: [Refined(f"bin-ivf-rescore-int8(nlist={nlist(n)})", "int8",
                                     FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
                                                      deterministic=False))],
         [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10)]),
+    # every other compressed family with the same refinement (int8 store in RAM) and factor grid
+    "pq-rescore-int8": Entry(lambda n, d: [Refined(f"pq-rescore-int8(m={d // 8})", "int8",
+                                                   FaissIndex(f"pq(m={d // 8})", f"PQ{d // 8}np", "pq", d // 8,
+                                                              deterministic=False))], FACTOR),
+    "ivf-pq-rescore-int8": Entry(
+        lambda n, d: [Refined(f"ivf-pq-rescore-int8(nlist={nlist(n)},m={d // 8})", "int8",
+                              FaissIndex(f"ivf-pq(nlist={nlist(n)},m={d // 8})", f"IVF{nlist(n)},PQ{d // 8}np", "ivf",
+                                         d // 8, deterministic=False))],
+        [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10, 25)]),
+    "hnsw-pq-rescore-int8": Entry(
+        lambda n, d: [Refined(f"hnsw-pq-rescore-int8(M=32,m={d // 8})", "int8",
+                              FaissIndex(f"hnsw-pq(M=32,m={d // 8})", f"HNSW32,PQ{d // 8}np", "graph", d // 8,
+                                         deterministic=False))],
+        [{"efSearch": e, "factor": f} for e in (64, 256) for f in (4, 10, 25)]),
+    "rabitq-rescore-int8": Entry(lambda n, d: [Refined("rabitq-rescore-int8", "int8",
+                                                       FaissIndex("rabitq", "RaBitQ", "rabitq", d / 8 + 8))], FACTOR),
+    "ivf-rabitq-rescore-int8": Entry(
+        lambda n, d: [Refined(f"ivf-rabitq-rescore-int8(nlist={nlist(n)})", "int8",
+                              FaissIndex(f"ivf-rabitq(nlist={nlist(n)})", f"IVF{nlist(n)},RaBitQ", "rabitq", d / 8 + 8,
+                                         deterministic=False))],
+        [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10, 25)]),
+    "ivf-pq-rescore-int8-disk": Entry(
+        lambda n, d: [Refined(f"ivf-pq-rescore-int8-disk(nlist={nlist(n)},m={d // 8})", "int8",
+                              FaissIndex(f"ivf-pq(nlist={nlist(n)},m={d // 8})", f"IVF{nlist(n)},PQ{d // 8}np", "ivf",
+                                         d // 8, deterministic=False), on_disk=True)],
+        [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10, 25)], needs_direct_io=True),
     # the libraries a user would install instead (phase2.libraries)
     "usearch-exact": Entry(lambda n, d: [USearchExact("usearch-exact")], requires="usearch"),
     "usearch-exact-b1": Entry(lambda n, d: [USearchExact("usearch-exact-b1", binary=True)], requires="usearch"),
@@ -98,7 +133,7 @@ REGISTRY: dict[str, Entry] = {
     "usearch-hnsw-b1": Entry(lambda n, d: [USearchHNSW("usearch-hnsw-b1(M=16)", "b1")], EF_SEARCH,
                              requires="usearch"),
     "usearch-hnsw-b1-rescore-int8": Entry(
-        lambda n, d: [BinaryRescore("usearch-hnsw-b1-rescore-int8(M=16)", "int8",
+        lambda n, d: [Refined("usearch-hnsw-b1-rescore-int8(M=16)", "int8",
                                     USearchHNSW("usearch-hnsw-b1(M=16)", "b1"))],
         [{"efSearch": e, "factor": f} for e in (32, 128) for f in (4, 10)], requires="usearch"),
     "scann": Entry(lambda n, d: [ScaNN("scann(ah2,reorder)")],

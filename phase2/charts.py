@@ -1,11 +1,81 @@
-"""Altair charts rendered to static SVG (vl-convert), so the book needs no CDN to show them."""
+"""Altair charts for the book: interactive in the browser, static SVG without scripts, no CDN either way.
+
+Every chart is rendered twice into one output (:func:`interactive`): an SVG drawn here by vl-convert, and its
+Vega-Lite spec, which the page's local Vega bundle (:data:`SCRIPTS`, shipped in the book's ``_static``) turns
+into a live view with tooltips and legend selection once the page loads. Without scripts, in a PDF printer
+that does not run them, or before the bundle loads, the SVG is what shows. :func:`figure` numbers a chart
+and gives it a caption saying what to look at.
+"""
 
 from __future__ import annotations
 
+import html
+import json
+from dataclasses import dataclass
+from itertools import count
+
 import altair as alt
 import pandas as pd
+import vl_convert
 
-alt.renderers.enable("svg")
+VEGA_BUNDLE = "vega-bundle.js"
+CHART_SCRIPT = "phase2-charts.js"
+SCRIPTS = (VEGA_BUNDLE, CHART_SCRIPT)  # what every page loads, in this order (_config.yml: html_js_files)
+CHART_SCRIPT_SOURCE = """// phase2.charts: each static SVG chart becomes a live Vega view (tooltips, legend selection).
+window.addEventListener("DOMContentLoaded", () => {
+  for (const box of document.querySelectorAll(".phase2-chart")) {
+    const spec = JSON.parse(box.querySelector("script.phase2-spec").textContent);
+    vegaEmbed(box.querySelector(".phase2-view"), spec, {renderer: "svg", actions: false})
+      .then(() => box.classList.add("phase2-live"))
+      .catch((error) => console.error("phase2 chart:", error));
+  }
+});
+"""
+
+
+def static_files() -> dict[str, str]:
+    """The scripts a built book needs beside its pages: the Vega bundle (from vl-convert, offline) and ours."""
+    # in a function's scope: its top-level names (such as `_`) would clash with Sphinx's own scripts
+    bundle = f"(function () {{\n{vl_convert.javascript_bundle()}\n}})();\n"
+    return {VEGA_BUNDLE: bundle, CHART_SCRIPT: CHART_SCRIPT_SOURCE}
+
+
+def _chart_html(spec: dict, caption: str = "") -> str:
+    svg = vl_convert.vegalite_to_svg(spec)
+    data = json.dumps(spec).replace("</", "<\\/")  # nothing in the JSON may close the script element
+    caption = f"<figcaption>{caption}</figcaption>" if caption else ""
+    return (f'<figure class="phase2-chart"><div class="phase2-view">{svg}</div>'
+            f'<script type="application/json" class="phase2-spec">{data}</script>{caption}</figure>')
+
+
+def interactive(spec: dict, **metadata) -> dict:
+    """Altair renderer: the chart as HTML (live view over a static SVG) and as plain SVG for other readers."""
+    return {"text/html": _chart_html(spec), "image/svg+xml": vl_convert.vegalite_to_svg(spec)}
+
+
+alt.renderers.register("phase2", interactive)
+alt.renderers.enable("phase2")
+_FIGURES = count(1)  # one kernel per chapter: figures are numbered within their chapter
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A chart with its number and a caption that says what to look at."""
+
+    number: int
+    chart: alt.TopLevelMixin
+    caption: str
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        spec = self.chart.to_dict()
+        caption = f"<strong>Figure {self.number}.</strong> {html.escape(self.caption)}"
+        return {"text/html": _chart_html(spec, caption), "image/svg+xml": vl_convert.vegalite_to_svg(spec),
+                "text/plain": f"Figure {self.number}. {self.caption}"}
+
+
+def figure(chart: alt.TopLevelMixin, caption: str) -> Figure:
+    """The chapter's next figure: ``display(charts.figure(chart, "What to look at."))``."""
+    return Figure(next(_FIGURES), chart, caption)
 
 
 def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:
@@ -25,11 +95,32 @@ def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:
         facet=alt.Facet("dataset:N", title=None), columns=3)
 
 
-FAMILY_ORDER = ["float", "scalar", "pq", "ivf", "graph", "rabitq", "binary", "binary+rescore"]
+FAMILY_COLORS = {"float": "#000000", "scalar": "#E69F00", "pq": "#56B4E9", "ivf": "#009E73", "graph": "#0072B2",
+                 "rabitq": "#CC79A7", "binary": "#D55E00"}
+"""One colour per family in every chapter, from Okabe & Ito's palette for colour-blind readers; a refined
+family (``<family>+rescore``) keeps its first stage's colour and is drawn with another shape."""
+FAMILY_ORDER = [*FAMILY_COLORS, *(f"{family}+rescore" for family in FAMILY_COLORS if family != "float")]
+
+
+def family_color(family: str) -> str:
+    return FAMILY_COLORS.get(family.split("+")[0], "#999999")
 
 
 def _family_color(title: str = "family") -> alt.Color:
-    return alt.Color("family:N", title=title, sort=FAMILY_ORDER, scale=alt.Scale(scheme="tableau10"))
+    return alt.Color("family:N", title=title, sort=FAMILY_ORDER,
+                     scale=alt.Scale(domain=FAMILY_ORDER, range=[family_color(f) for f in FAMILY_ORDER]))
+
+
+def _family_shape() -> alt.Shape:
+    """Circles for single-stage families, triangles for refined ones: the legend merges it with the colour."""
+    return alt.Shape("family:N", title="family", sort=FAMILY_ORDER,
+                     scale=alt.Scale(domain=FAMILY_ORDER,
+                                     range=["triangle-up" if "+" in f else "circle" for f in FAMILY_ORDER]))
+
+
+def _legend_pick() -> alt.Parameter:
+    """Click a family in the legend to fade the others (shift-click adds one); click again to clear."""
+    return alt.selection_point(fields=["family"], bind="legend")
 
 
 def recall_vs_qps(points: pd.DataFrame) -> alt.FacetChart:
@@ -37,14 +128,16 @@ def recall_vs_qps(points: pd.DataFrame) -> alt.FacetChart:
     corpus size (columns) and thread count (rows). Up and to the right is better."""
     data = points.assign(size=points.data_kind + " n=" + points.n_vectors.map("{:,}".format),
                          threads=points.search_threads.map("{} thread(s)".format))
+    pick = _legend_pick()
     base = alt.Chart(data).encode(
         x=alt.X("recall@10:Q", scale=alt.Scale(zero=False), title="recall@10 (vs exact float32)"),
         y=alt.Y("qps:Q", scale=alt.Scale(type="log"), title="queries/s (log scale)"),
         color=_family_color(), detail="method:N",
+        opacity=alt.condition(pick, alt.value(0.9), alt.value(0.08)),
     )
-    lines = base.mark_line(opacity=0.6).encode(order="recall@10:Q")
-    marks = base.mark_point(filled=True, size=45).encode(
-        shape=alt.Shape("family:N", sort=FAMILY_ORDER, legend=None),
+    lines = base.mark_line().encode(order="recall@10:Q")
+    marks = base.mark_point(filled=True, size=45).add_params(pick).encode(
+        shape=_family_shape(),
         tooltip=["method", "query_params", alt.Tooltip("recall@10:Q", format=".3f"),
                  alt.Tooltip("qps:Q", format=",.0f"), alt.Tooltip("bytes_per_vector:Q", format=",.1f")])
     return (lines + marks).properties(width=260, height=210).facet(
@@ -54,10 +147,11 @@ def recall_vs_qps(points: pd.DataFrame) -> alt.FacetChart:
 def growth_with_size(points: pd.DataFrame, value: str, title: str) -> alt.Chart:
     """``value`` against corpus size, log-log, one line per method (its first query setting)."""
     data = points.sort_values("n_vectors").drop_duplicates(["data_kind", "n_vectors", "method"])
-    return alt.Chart(data).mark_line(point=True).encode(
+    pick = _legend_pick()
+    return alt.Chart(data).mark_line(point=True).add_params(pick).encode(
         x=alt.X("n_vectors:Q", scale=alt.Scale(type="log"), title="corpus size (log scale)"),
         y=alt.Y(f"{value}:Q", scale=alt.Scale(type="log"), title=title),
-        color=_family_color(), detail="method:N",
+        color=_family_color(), detail="method:N", opacity=alt.condition(pick, alt.value(0.9), alt.value(0.08)),
         strokeDash=alt.StrokeDash("data_kind:N", title="data"),
         tooltip=["method", "data_kind", "n_vectors", alt.Tooltip(f"{value}:Q", format=",.2f")],
     ).properties(width=420, height=260)
@@ -112,7 +206,8 @@ def rescoring(curves: pd.DataFrame) -> alt.FacetChart:
 def regimes(grid: pd.DataFrame, measured_up_to: int) -> alt.FacetChart:
     """Which family wins each (corpus size, RAM budget) cell: one panel per recall target (columns) and
     rescoring store (rows). Faded cells are uncertain (a tie with another family, or recall within 0.02
-    of the target); cells marked with a dot are beyond the largest measured corpus (extrapolated)."""
+    of the target); cells marked R are won by a refined pipeline (colour: its first stage's family), cells
+    marked with a dot are beyond the largest measured corpus (extrapolated)."""
     data = grid.assign(size=grid.docs.map(lambda n: f"{n:.0e}".replace("e+0", "e")),
                        budget=grid["memory GB"].map(lambda g: f"{g:g} GB"),
                        certain=~(grid.tie | grid.fragile),
@@ -121,16 +216,19 @@ def regimes(grid: pd.DataFrame, measured_up_to: int) -> alt.FacetChart:
     budgets = list(dict.fromkeys(data.sort_values("memory GB", ascending=False)["budget"]))
     base = alt.Chart().encode(x=alt.X("size:O", sort=sizes, title="documents"),
                               y=alt.Y("budget:O", sort=budgets, title="RAM budget"))
+    tooltip = ["docs", "memory GB", "winner", "family", alt.Tooltip("qps:Q", format=",.0f"), "runner_up", "tie",
+               "fragile", alt.Tooltip("extrapolation:Q", format=",.0f")]
     cells = base.mark_rect(stroke="white").encode(
         color=alt.Color("family:N", sort=FAMILY_ORDER + ["none"], title="winning family",
                         scale=alt.Scale(domain=FAMILY_ORDER + ["none"],
-                                        range=["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b",
-                                               "#b279a2", "#ff9da6", "#eeeeee"])),
+                                        range=[family_color(f) for f in FAMILY_ORDER] + ["#eeeeee"])),
         opacity=alt.condition("datum.certain", alt.value(1.0), alt.value(0.45)),
-        tooltip=["docs", "memory GB", "winner", "family", alt.Tooltip("qps:Q", format=",.0f"), "runner_up",
-                 "tie", "fragile", alt.Tooltip("extrapolation:Q", format=",.0f")])
-    marks = base.mark_text(fontSize=9, dy=0).encode(text=alt.Text("unmeasured:N"))
-    layered = alt.layer(cells, marks, data=data.assign(unmeasured=data.measured.map({True: "", False: "·"})))
+        tooltip=tooltip)
+    marks = base.mark_text(fontSize=9, dy=0).encode(  # the same tooltip: the text lies over its cell
+        text=alt.Text("mark:N"), color=alt.condition("datum.family == 'none'", alt.value("black"), alt.value("white")),
+        tooltip=tooltip)
+    mark = data.family.str.endswith("+rescore").map({True: "R", False: ""}) + data.measured.map({True: "", False: "·"})
+    layered = alt.layer(cells, marks, data=data.assign(mark=mark))
     return layered.properties(width=200, height=170).facet(
         column=alt.Column("target recall@10:O", title="target recall@10"),
         row=alt.Row("rescoring store:N", title="rescoring store"))

@@ -23,7 +23,7 @@ import nbformat
 import papermill
 import yaml
 
-from phase2 import PROJECT_ROOT, pages, results
+from phase2 import PROJECT_ROOT, charts, pages, results
 from phase2.errors import ChapterError, ParameterError
 from phase2.storage import atomic_write_bytes
 
@@ -216,7 +216,7 @@ def run_chapters(profile_name: str, force: bool = False) -> list[Path]:
 
 def stage_book(profile_name: str) -> Path:
     """Assemble the book source in ``_build/src``: config, pages, executed chapters in the reader's view
-    (:func:`phase2.pages.reader_view`)."""
+    (:func:`phase2.pages.reader_view`), and the scripts that make the charts live (``_static``)."""
     src = BUILD_DIR / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
@@ -228,6 +228,9 @@ def stage_book(profile_name: str) -> Path:
     for notebook in chapter_notebooks():
         executed = nbformat.read(executed_dir(profile_name) / "chapters" / notebook.name, as_version=4)
         nbformat.write(pages.reader_view(executed), src / "chapters" / notebook.name)
+    (src / "_static").mkdir()
+    for name, text in charts.static_files().items():
+        (src / "_static" / name).write_text(text)
     answers = executed_dir(profile_name) / "chapters" / pages.FRONT_PAGE_ANSWERS
     (src / "book" / pages.FRONT_PAGE_ANSWERS).write_text(
         answers.read_text() if answers.is_file() else "*The answers appear once the conclusion chapter has run.*\n")

@@ -13,12 +13,15 @@ from phase2.errors import ParameterError, Phase2Error
 
 
 def point(n, method, build, family, recall, qps, bytes_per_vector, code_bytes=None, query="{}", se=0.01,
-          library="faiss"):
+          library="faiss", on_disk=None):
+    """An operating point; ``on_disk=(store bytes, reads per query, disk reads/s)`` for a store read from disk."""
+    store, reads, iops = on_disk or (bytes_per_vector - (code_bytes or bytes_per_vector), np.nan, np.nan)
     return {"data_kind": "synthetic", "n_vectors": n, "method": method, "family": family, "library": library,
             "build_params": build,
             "query_params": query, "search_threads": 2, "recall@10": recall, "recall@10_se": se, "qps": qps,
             "index_bytes": bytes_per_vector * n, "code_bytes": code_bytes or bytes_per_vector,
-            "store_bytes": bytes_per_vector - (code_bytes or bytes_per_vector), "bytes_per_vector": bytes_per_vector}
+            "store_bytes": store, "bytes_per_vector": bytes_per_vector, "store_on_disk": on_disk is not None,
+            "reads_per_query": reads, "disk_iops": iops}
 
 
 @pytest.fixture
@@ -29,6 +32,8 @@ def points():
         rows.append(point(n, "bin-flat", "bin-flat", "binary", 0.60, q, 48))
         rows.append(point(n, "bin-rescore-f32", "bin-rescore-f32", "binary+rescore", 0.95, q / 2, 48 + 1536, 48,
                           query='{"factor": 10}'))
+        rows.append(point(n, "bin-rescore-f32-disk", "bin-rescore-f32-disk", "binary+rescore", 0.95, q / 2, 48, 48,
+                          query='{"factor": 10}', on_disk=(1536, 100.0, 200_000.0)))
         rows.append(point(n, f"ivf-pq(nlist={n // 20},m=48)", "ivf-pq", "ivf", 0.80, 50_000.0 if n == 10_000 else
                           25_000.0, 60, 48))
     return pd.DataFrame(rows)
@@ -64,10 +69,12 @@ def test_scaling_rules(points):
 def test_advise_picks_the_fastest_feasible_and_says_what_it_extrapolated(points):
     question = advisor.Question(10_000_000, advisor.parse_bytes("4GB"), 0.9, rescore_on_disk=True)
     advice = advisor.advise(points, question, evidence="run X")
-    assert advice.choice.series == "bin-rescore-f32" and advice.choice["disk GB"] == pytest.approx(15.36)
+    assert advice.choice.series == "bin-rescore-f32-disk" and advice.choice["disk GB"] == pytest.approx(15.36)
+    assert advice.choice["RAM GB"] == pytest.approx(0.48) and not advice.choice["disk-bound"]
     text = advice.text()
     assert "EXTRAPOLATED 100x beyond the largest measured corpus (100,000 vectors)" in text
-    assert "measured with the rescoring vectors in RAM" in text and "evidence: run X" in text
+    assert "read from disk with direct I/O when measured: 100 device reads per query" in text
+    assert "capped" not in text and "evidence: run X" in text
     in_ram = advisor.advise(points, advisor.Question(10_000_000, 4e9, 0.9))
     assert in_ram.choice is None and "best recall is 0.800 (ivf-pq(m=48)" in in_ram.text()
     slow = advisor.advise(points, advisor.Question(10_000_000, 20e9, 0.9, min_qps=1000))
@@ -80,6 +87,18 @@ def test_advise_picks_the_fastest_feasible_and_says_what_it_extrapolated(points)
         advisor.estimate(points, advisor.Question(1000, 1e9, 0.9, threads=8))
     with pytest.raises(ParameterError, match="target recall"):
         advisor.Question(1000, 1e9, 1.5)
+
+
+def test_a_store_on_disk_is_the_askers_choice_and_the_disk_caps_its_speed(points):
+    in_ram = advisor.estimate(points, advisor.Question(10_000, 1e12, 0.5)).set_index("series")
+    assert "bin-rescore-f32-disk" not in in_ram.index and in_ram.loc["bin-rescore-f32", "disk GB"] == 0
+    assert in_ram.loc["bin-rescore-f32", "RAM GB"] == pytest.approx(1584 * 10_000 / 1e9)  # its store stays in RAM
+    on_disk = advisor.estimate(points, advisor.Question(10_000, 1e12, 0.5, rescore_on_disk=True)).set_index("series")
+    row = on_disk.loc["bin-rescore-f32-disk"]
+    # measured 5,000 q/s x 100 reads would need 500,000 reads/s; the disk gave 200,000
+    assert row["disk-bound"] and row.qps == pytest.approx(2000.0) and row["disk reads/query"] == 100
+    advice = advisor.advise(points, advisor.Question(10_000, 1e12, 0.9, min_qps=300, rescore_on_disk=True))
+    assert advice.choice.series == "bin-rescore-f32"  # in RAM, faster: an on-disk store is allowed, not forced
 
 
 def test_advise_recommends_a_library_configuration_when_it_is_the_best_measured(points):
@@ -145,7 +164,8 @@ def test_binary_verdicts_compare_the_fastest_of_each_side(points):
     cell = table.set_index(["min qps", "rescoring store", "docs", "memory GB"])["binary is"]
     assert cell[(0, "RAM", 100_000, 0.1)] == "worse"  # only sq8 fits in RAM
     assert cell[(0, "disk", 100_000, 0.1)] == "competitive"  # binary codes + disk store: 1,000 vs sq8's 1,100 q/s
+    # (1,000 q/s x 100 reads: half the disk's 200,000 reads/s, so not capped)
     assert cell[(0, "RAM", 100_000, 20.0)] == "worse"  # the graph is 20x faster
     assert cell[(5_000, "disk", 100_000, 0.1)] == "nothing feasible"
     row = table[(table["min qps"] == 0) & (table["rescoring store"] == "disk") & (table["memory GB"] == 0.1)].iloc[0]
-    assert (row["best binary"], row["best other"]) == ("bin-rescore-f32", "sq8")
+    assert (row["best binary"], row["best other"]) == ("bin-rescore-f32-disk", "sq8")

@@ -15,7 +15,7 @@ import pytest
 
 from phase2 import bench, results
 from phase2.__main__ import main
-from phase2.ann import BinaryRescore, FaissBinaryIndex, FaissTrainingWarning
+from phase2.ann import FaissBinaryIndex, FaissTrainingWarning, Refined
 from phase2.bench_registry import REGISTRY
 from phase2.errors import ParameterError, Phase2Error
 
@@ -41,6 +41,8 @@ def tiny_run() -> pd.DataFrame:
 
 def test_every_registered_method_runs_every_setting(tiny_run):
     assert list(tiny_run.columns) == bench.BENCH_COLUMNS
+    probe, tiny_run = tiny_run[tiny_run.data_kind == bench.DISK_DATA], tiny_run[tiny_run.data_kind != bench.DISK_DATA]
+    assert set(probe.metric) == {"p50_ms", "p99_ms", "iops_qd1", "iops"} and (probe.value > 0).all()
     assert set(tiny_run.build_params) == set(REGISTRY)
     for name, entry in REGISTRY.items():
         rows = tiny_run[(tiny_run.build_params == name) & (tiny_run.metric == "qps")]
@@ -49,7 +51,9 @@ def test_every_registered_method_runs_every_setting(tiny_run):
         assert len(rows) == methods * len(entry.query_grid) * 2, name  # every setting at 1 and 2 threads
         assert set(rows.query_params) == {json.dumps(q, sort_keys=True) for q in entry.query_grid}
     assert tiny_run.run_id.nunique() == 1 and (tiny_run.index_bytes > 0).all()
-    assert set(tiny_run.metric) == {"build_s", "recall@10", "recall@10_se", "qps", "p50_ms", "p99_ms"}
+    assert set(tiny_run.metric) == {"build_s", "recall@10", "recall@10_se", "qps", "p50_ms", "p99_ms",
+                                    "latency_queries", "reads_per_query", "disk_iops"}
+    assert (tiny_run[tiny_run.metric == "latency_queries"].value == 3).all()
     values = tiny_run.set_index("metric").value
     assert (values.drop(["recall@10", "recall@10_se"]) > 0).all() and values["recall@10"].between(0, 1).all()
     assert values["recall@10_se"].between(0, 0.5).all()
@@ -66,6 +70,42 @@ def test_exact_methods_agree_with_ground_truth(tiny_run):
     assert (points.bytes_per_vector > 0).all()
 
 
+def test_a_store_on_disk_ranks_exactly_as_in_ram_and_counts_its_reads(tiny_run):
+    points = bench.operating_points(tiny_run)
+    for store in ("int8", "f32"):
+        ram = points[points.method == f"bin-rescore-{store}"].set_index(["query_params", "search_threads"])
+        disk = points[points.method == f"bin-rescore-{store}-disk"].set_index(["query_params", "search_threads"])
+        pd.testing.assert_series_equal(ram["recall@10"], disk["recall@10"])
+        assert disk.store_on_disk.all() and not ram.store_on_disk.any()
+        assert (disk.index_bytes == 600 * D / 8).all()  # in RAM: the codes only
+        assert (disk.disk_bytes >= disk.index_bytes + 600 * disk.store_bytes).all()
+        factor = disk.index.get_level_values(0).map(lambda q: json.loads(q)["factor"])
+        assert ((disk.reads_per_query > 0) & (disk.reads_per_query <= 10 * factor)).all()
+        assert disk.disk_iops.notna().all() and ram.reads_per_query.isna().all()
+    probe = bench.disk_probe(tiny_run)
+    assert len(probe) == 1 and probe["p99 ms (1 in flight)"].iloc[0] >= probe["p50 ms (1 in flight)"].iloc[0]
+
+
+def test_on_disk_and_in_ram_rescoring_return_the_same_ids_at_one_and_two_threads():
+    corpus, queries = unit_rows(700, 48, 3), unit_rows(30, 48, 4)
+    for store in ("int8", "float32"):
+        ram, disk = Refined("r", store), Refined("d", store, on_disk=True)
+        ram.fit(corpus)
+        disk.fit(corpus)
+        for factor in (1, 10, 100):  # 100: more candidates than rows
+            ram.set_query_arguments(factor=factor)
+            disk.set_query_arguments(factor=factor)
+            for count in (1, 2):
+                with bench.threads(count):
+                    np.testing.assert_array_equal(ram.query(queries, 10), disk.query(queries, 10))
+                    np.testing.assert_array_equal(ram.query(queries[:1], 10), disk.query(queries[:1], 10))
+        path = disk.disk.path
+        disk.disk.close()
+        assert not path.exists()
+    with pytest.raises(ValueError, match="asymmetric rescoring reads the scanned codes"):
+        Refined("a", "signs", on_disk=True)
+
+
 def test_rescoring_store_is_counted_apart_from_the_first_stage(tiny_run):
     points = bench.operating_points(tiny_run).groupby("method").first()
     assert points.store_bytes["bin-rescore-f32"] == D * 4 and points.store_bytes["bin-rescore-int8"] == D
@@ -78,9 +118,9 @@ def test_rescoring_store_is_counted_apart_from_the_first_stage(tiny_run):
 
 def test_index_first_stages_rescore_like_the_scan_and_survive_short_candidate_lists():
     corpus, queries = unit_rows(600, 32, 1), unit_rows(25, 32, 2)
-    scan = BinaryRescore("scan", "int8")
-    graph = BinaryRescore("graph", "int8", FaissBinaryIndex("g", "BHNSW32"))
-    lists = BinaryRescore("lists", "int8", FaissBinaryIndex("l", "BIVF16"))
+    scan = Refined("scan", "int8")
+    graph = Refined("graph", "int8", FaissBinaryIndex("g", "BHNSW32"))
+    lists = Refined("lists", "int8", FaissBinaryIndex("l", "BIVF16"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FaissTrainingWarning)
         for method in (scan, graph, lists):
@@ -150,9 +190,29 @@ def test_benchmark_corpus_is_real_until_it_runs_out():
     assert len({r.tobytes() for r in sample} - {r.tobytes() for r in real}) == 0
     with pytest.raises(ParameterError, match="100 vectors, 500 asked"):
         bench.benchmark_corpus(real, 500, "real")
-    with pytest.raises(ParameterError, match="'real' or 'synthetic'"):
+    with pytest.raises(ParameterError, match="'real', 'synthetic' or 'extrapolated', got 'fake'"):
         bench.benchmark_corpus(real, 10, "fake")
     assert bench.benchmark_corpus(real, 500, "synthetic").shape == (500, 8)
+
+
+def test_queries_are_sampled_evenly_across_collections():
+    groups = np.repeat([0, 1, 2], [920, 50, 30])  # one collection holds 92% of the queries
+    rows = bench.stratified_rows(groups, 90)
+    assert np.bincount(groups[rows]).tolist() == [30, 30, 30] and (np.diff(rows) > 0).all()
+    rows = bench.stratified_rows(groups, 200)  # a share of 66: the two small ones give all they have
+    assert np.bincount(groups[rows]).tolist() == [120, 50, 30]
+    assert len(bench.stratified_rows(groups, 5000)) == 1000
+    np.testing.assert_array_equal(bench.stratified_rows(groups, 90, seed=3), bench.stratified_rows(groups, 90, seed=3))
+
+
+def test_single_query_latency_stops_at_its_budget():
+    class Slow:
+        def query(self, queries, k):
+            time.sleep(0.01)
+
+    queries = unit_rows(50, 8, 0)
+    assert len(bench.single_query_seconds(Slow(), queries, 10, budget_s=0.035)) == 4  # the one that crossed counts
+    assert len(bench.single_query_seconds(Slow(), queries[:3], 10, budget_s=10)) == 3
 
 
 def test_pareto_front_and_speedup_at_recall():
@@ -240,6 +300,9 @@ def test_methods_that_cannot_run_here_are_named_with_the_reason(monkeypatch):
     table = bench.run_methods(unit_rows(300, 16, 1), unit_rows(5, 16, 2), "tiny", "synthetic", ["flat", "scann"],
                               repeats=1, latency_queries=1, thread_counts=[1], progress=False)
     assert set(table.method) == {"flat"}
+    monkeypatch.setattr(bench_registry, "direct_io_unavailable", lambda: "the file system refuses O_DIRECT reads")
+    assert bench_registry.not_measured(["bin-rescore-int8-disk"], [1_000]) == [
+        "`bin-rescore-int8-disk` at 1,000 vectors: the file system refuses O_DIRECT reads"]
 
 
 def test_library_standing_sets_our_binary_pipelines_against_each_library():
@@ -271,3 +334,72 @@ def test_milvus_runs_against_the_address_it_is_given(monkeypatch, tmp_path):
     method.fit(corpus)
     assert (tmp_path / "server.db").exists()
     np.testing.assert_array_equal(method.query(corpus[:3], 1)[:, 0], [0, 1, 2])
+
+
+def regime_points() -> pd.DataFrame:
+    """Hand-made points at 10^5 (two thread counts) with known batch and single-query winners."""
+    rows = []
+    for method, family, params, recall, qps, p50 in [
+            ("flat", "float", "{}", 1.0, (100.0, 200.0), (10.0, 12.0)),
+            ("bin-rescore-int8", "binary+rescore", '{"factor": 10}', 0.93, (900.0, 1800.0), (0.4, 0.3)),
+            ("bin-rescore-int8", "binary+rescore", '{"factor": 100}', 0.97, (500.0, 1000.0), (0.6, 0.5)),
+            ("hnsw-sq8(M=32)", "graph", '{"efSearch": 64}', 0.96, (5000.0, 9000.0), (0.2, 0.25))]:
+        for threads, q, p in zip((1, 2), qps, p50, strict=True):
+            rows.append({"data_kind": "synthetic", "n_vectors": 100_000, "method": method, "family": family,
+                         "query_params": params, "search_threads": threads, "recall@10": recall, "qps": q,
+                         "p50_ms": p, "p99_ms": 2 * p, "latency_queries": 1000.0, "bytes_per_vector": 100.0})
+    return pd.DataFrame(rows)
+
+
+def test_both_regimes_are_set_against_flat_and_the_goals():
+    regimes = bench.latency_regimes(regime_points(), targets=(0.95,)).set_index("method")
+    binary = regimes.loc["bin-rescore-int8"]
+    assert (binary.batch_qps, binary.batch_vs_flat, binary.batch_setting) == (1000.0, 5.0, '{"factor": 100}')
+    assert (binary.p50_ms, binary.p99_ms, binary.single_vs_flat) == (0.5, 1.0, 20.0)  # flat's best p50: 10 ms
+    assert binary.single_setting == '{"factor": 100} at 2 thread(s)'
+    assert "bin-rescore-int8" not in bench.latency_regimes(regime_points(), targets=(0.99,)).method.values
+    text = bench.regimes_sentence(bench.latency_regimes(regime_points()), target=0.95)
+    assert "`bin-rescore-int8` {\"factor\": 100} answered 1,000 q/s, 5.0x float32 flat" in text
+    assert "took p50 0.50 ms (p99 1.00 ms), 20.0x faster than flat's best p50" in text
+    assert text.endswith("meets the 4x batch goal and meets the 20x single-query goal.")
+    assert bench.regimes_sentence(bench.latency_regimes(regime_points()), target=0.99) == (
+        "No binary pipeline reached recall@10 >= 0.99.")
+
+
+def test_scaling_exponents_are_least_squares_slopes_on_log_log_axes():
+    sizes = [10_000, 100_000, 1_000_000]
+    points = pd.DataFrame([{"data_kind": "synthetic", "n_vectors": n, "method": m, "family": "x",
+                            "query_params": q, "search_threads": 1, "qps": 1e6 * n ** -a}
+                           for m, a in (("scan", 1.0), ("graph", 0.25)) for n in sizes for q in ("{}", "z")])
+    exponents = bench.scaling_exponents(points).set_index("method")
+    assert exponents.exponent.to_dict() == pytest.approx({"graph": 0.25, "scan": 1.0})
+    assert exponents.sizes["scan"] == "10,000, 100,000, 1,000,000"
+
+
+def test_the_generator_check_reports_each_generator_per_size():
+    pairs = pd.DataFrame({"n_vectors": [1000, 1000, 2000], "method": ["a", "b", "a"], "family": "x",
+                          "query_params": ["", '{"f": 1}', ""], "real": [0.5, 0.9, 0.4],
+                          "synthetic": [0.6, 0.85, 0.4], "extrapolated": [0.3, 0.9, np.nan]})
+    pairs = pairs.assign(difference=pairs.synthetic - pairs.real,
+                         extrapolated_difference=pairs.extrapolated - pairs.real)
+    summary = bench.agreement_summary(pairs).set_index(["n_vectors", "generator"])
+    assert summary.loc[(1000, "synthetic"), "mean |difference|"] == pytest.approx(0.075)
+    assert summary.loc[(1000, "extrapolated"), "largest at"] == "a"
+    assert (2000, "extrapolated") not in summary.index and summary.loc[(2000, "synthetic"), "points"] == 1
+    text = bench.agreement_sentence(summary.reset_index())
+    assert "At N = 1,000, the generator fitted to a small real subset, then drawn at this size" in text
+    assert "within 0.100 of real on average over 2 operating points (signed -0.100; largest 0.200, `a`)" in text
+
+
+def test_query_encoding_is_timed_per_query_and_set_beside_search():
+    require_dataset("cranfield")
+    runs = bench.run_encoding(["cranfield"], ["minilm-l6"], n_queries=3)
+    assert list(runs.columns) == bench.BENCH_COLUMNS and set(runs.data_kind) == {bench.ENCODING_DATA}
+    encoding = bench.encoding_table(runs)
+    assert encoding["queries timed"].tolist() == [3.0] and (encoding["encode p50 ms"] > 0).all()
+    fixed = pd.DataFrame({"model": ["minilm-l6"], "encode p50 ms": [4.0], "encode p99 ms": [6.0],
+                          "queries timed": [200.0]})
+    text = bench.encoding_sentence(fixed, bench.latency_regimes(regime_points()))
+    assert text == ("Embedding one query took 4.0 ms with minilm-l6 (p50). The fastest single-query search reaching "
+                    "recall@10 0.95, `hnsw-sq8(M=32)`, took p50 0.20 ms and float32 flat 10.00 ms: with the fastest "
+                    "encoder, search is 4.8% of the request for the fastest search and 71.4% for flat.")

@@ -1,8 +1,9 @@
 """The built book in a real browser: headless Chromium (Debian's package) with networking features off.
 
-Every page loads with no console or page errors and no failed request, every image (the
-charts are static SVG) is decoded with a size, and every internal link resolves. A
-screenshot of the quality chapter is kept under ``_build/screenshots/``.
+Every page loads with no console or page errors and no failed request, every image is decoded with a
+size, and every internal link resolves. The charts turn live (the local Vega bundle replaces their static
+SVG), each has a numbered caption, and a tooltip appears on hover in every chapter with charts.
+Screenshots of each chapter are kept under ``_build/screenshots/``.
 """
 
 import os
@@ -61,14 +62,42 @@ def test_page_loads_cleanly_with_rendered_images_and_working_links(smoke_book, b
 
 def test_quality_chapter_shows_its_chart_and_is_screenshotted(smoke_book, browser_page):
     page, problems = browser_page
+    problems.clear()
     page.goto((smoke_book / "chapters/quality_vs_memory.html").resolve().as_uri(), wait_until="load")
-    charts = page.evaluate("Array.from(document.images).filter(i => i.src.endsWith('.svg'))"
-                           ".map(i => [i.naturalWidth, i.naturalHeight])")
+    page.wait_for_function("document.querySelectorAll('.phase2-chart').length == "
+                           "document.querySelectorAll('.phase2-chart.phase2-live').length")
+    charts = page.evaluate("Array.from(document.querySelectorAll('.phase2-live .phase2-view svg'))"
+                           ".map(s => [s.getBoundingClientRect().width, s.getBoundingClientRect().height])")
     assert charts and all(w > 100 and h > 100 for w, h in charts), charts
+    assert problems == []
     shot = PROJECT_ROOT / "_build" / "screenshots" / "quality_vs_memory.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+CHARTED = ["quality_vs_memory", "rescoring", "throughput", "geometry", "regimes"]
+
+
+@pytest.mark.parametrize("chapter", CHARTED)
+def test_every_chart_is_live_captioned_and_answers_a_hover(smoke_book, browser_page, chapter):
+    page, problems = browser_page
+    problems.clear()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto((smoke_book / f"chapters/{chapter}.html").resolve().as_uri(), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('.phase2-chart').length == "
+                           "document.querySelectorAll('.phase2-chart.phase2-live').length")
+    captions = page.evaluate("Array.from(document.querySelectorAll('.phase2-chart'))"
+                             ".map(f => (f.querySelector('figcaption') || {}).textContent || '')")
+    assert captions and all(re.match(r"Figure \d+\. \w", c) for c in captions), captions
+    assert [int(c.split()[1].rstrip(".")) for c in captions] == list(range(1, len(captions) + 1))
+    mark = page.locator(".phase2-live svg g.mark-symbol path, .phase2-live svg g.mark-rect path").first
+    mark.scroll_into_view_if_needed()
+    box = mark.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#vg-tooltip-element.visible", timeout=5000)
+    assert page.inner_text("#vg-tooltip-element").strip(), f"{chapter}: empty tooltip"
+    assert problems == []
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

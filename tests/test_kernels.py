@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phase2 import kernels
-from phase2.kernels import as_words, asymmetric_topk, hamming_topk, uint8_dot
+from phase2.kernels import as_words, asymmetric_topk, hamming_topk
 
 from conftest import require_threads
 
@@ -33,9 +33,21 @@ def slices(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["heaps", "counting"])
+def selection(request, monkeypatch):
+    """Top-k by per-slice heaps, or by the distance matrix and its histogram (chunks of 8 queries: several
+    chunks per call), whatever k."""
+    if request.param == "counting":
+        monkeypatch.setattr(kernels, "DENSE_DEPTH", 1)
+        monkeypatch.setattr(kernels, "_DENSE_BYTES", 1)
+    else:
+        monkeypatch.setattr(kernels, "DENSE_DEPTH", 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize("nbits", [8, 56, 64, 72, 128, 200, 384, 1000])
 @pytest.mark.parametrize("k", [1, 7, 40])
-def test_topk_matches_reference_on_any_width(nbits, k, slices):
+def test_topk_matches_reference_on_any_width(nbits, k, slices, selection):
     rng = np.random.default_rng(nbits * 100 + k)
     database = random_codes(rng, 40, nbits // 8)
     queries = np.vstack([database[:4], random_codes(rng, 6, nbits // 8)])
@@ -45,7 +57,7 @@ def test_topk_matches_reference_on_any_width(nbits, k, slices):
     np.testing.assert_array_equal(ids, ref_ids)
 
 
-def test_all_zero_codes_tie_everywhere_and_keep_row_order():
+def test_all_zero_codes_tie_everywhere_and_keep_row_order(selection):
     database = np.zeros((10, 5), np.uint8)
     dist, ids = hamming_topk(np.zeros((2, 5), np.uint8), database, 10)
     assert (dist == 0).all() and (ids == np.arange(10)).all()
@@ -70,17 +82,18 @@ def test_distances_equal_faiss_index_binary_flat(nbytes):
     np.testing.assert_array_equal(dist, faiss_dist)
 
 
-def test_same_result_with_one_and_two_threads():
+@pytest.mark.parametrize("k", [10, 1000])
+def test_same_result_with_one_and_two_threads(k):
     rng = np.random.default_rng(7)
-    database, queries = random_codes(rng, 20_000, 48), random_codes(rng, 64, 48)
+    database, queries = random_codes(rng, 20_000, 48), random_codes(rng, 67, 48)
     database[5000:5100] = database[100]  # ties across the two threads' slices
     require_threads(2)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one = hamming_topk(queries, database, 10)
+        one = hamming_topk(queries, database, k)
         numba.set_num_threads(2)
-        two = hamming_topk(queries, database, 10)
+        two = hamming_topk(queries, database, k)
     finally:
         numba.set_num_threads(before)
     np.testing.assert_array_equal(one[0], two[0])
@@ -97,6 +110,28 @@ def test_same_result_with_one_and_two_threads():
 def test_bad_input_is_rejected_with_a_clear_message(queries, database, k, message):
     with pytest.raises(ValueError, match=message):
         hamming_topk(queries, database, k)
+
+
+def test_deep_lists_by_counting_equal_heaps():
+    rng = np.random.default_rng(11)
+    database, queries = random_codes(rng, 3000, 48), random_codes(rng, 13, 48)
+    database[2000:2300] = database[7]  # a run of ties that the threshold cuts through
+    queries[0] = database[7]
+    assert kernels.DENSE_DEPTH <= 1000
+    counted = hamming_topk(queries, database, 1000)
+    heaps = kernels._merge(*_heaps(queries, database, 1000), 1000)
+    np.testing.assert_array_equal(counted[0], heaps[0])
+    np.testing.assert_array_equal(counted[1], heaps[1])
+    everything = hamming_topk(queries, database, len(database))  # k = N: every row, in order
+    np.testing.assert_array_equal(np.sort(everything[1], axis=1), np.tile(np.arange(len(database)), (13, 1)))
+
+
+def _heaps(queries, database, k):
+    q_words, db_words = as_words(queries), as_words(database)
+    heap_dist = np.full((2, len(q_words), k), np.iinfo(np.int32).max, np.int32)
+    heap_rows = np.full((2, len(q_words), k), np.iinfo(np.int64).max, np.int64)
+    kernels._hamming_kernel(db_words.shape[1]).kernel(q_words, db_words, heap_dist, heap_rows)
+    return heap_dist, heap_rows
 
 
 def test_no_queries_gives_empty_result():
@@ -129,12 +164,83 @@ def test_asymmetric_topk_rejects_a_width_mismatch():
         asymmetric_topk(np.zeros((1, 13), np.float32), np.zeros((4, 3), np.uint8), 1)
 
 
-def test_uint8_dot_scores_candidates_like_numpy():
-    rng = np.random.default_rng(3)
-    codes = rng.integers(0, 256, (50, 37), dtype=np.uint8)
-    weights = rng.standard_normal((4, 37)).astype(np.float32)
-    candidates = rng.integers(0, 50, (4, 9))
-    expected = np.einsum("qd,qid->qi", weights.astype(np.float64), codes[candidates].astype(np.float64))
-    np.testing.assert_allclose(uint8_dot(weights, codes, candidates), expected, rtol=1e-5, atol=1e-3)
-    with pytest.raises(ValueError, match=r"candidate rows must lie in \[0, 50\)"):
-        uint8_dot(weights, codes, candidates + 50)
+def reference_rescore(scores, candidates, k):
+    """Per query: the distinct candidate rows (-1 dropped), their float64 scores, sorted by (-score, row) in
+    Python; padded with (-inf, -1)."""
+    out_scores, out_ids = np.full((len(candidates), k), -np.inf), np.full((len(candidates), k), -1)
+    for q, rows in enumerate(candidates.tolist()):
+        ranked = sorted({(-scores[q, r], r) for r in rows if r >= 0})[:k]
+        for i, (cost, r) in enumerate(ranked):
+            out_scores[q, i], out_ids[q, i] = -cost, r
+    return out_scores, out_ids
+
+
+def rescore_case(rng, n, dim, kind):
+    """A store with an all-zero row and duplicate rows, small-integer queries (exact float sums, real ties),
+    and the exact score of every (query, row) in float64."""
+    queries = rng.integers(-4, 5, (5, dim)).astype(np.float32)
+    if kind == "float32":
+        store = rng.integers(-3, 4, (n, dim)).astype(np.float32)
+    elif kind == "uint8":
+        store = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+    else:
+        store = rng.integers(0, 256, (n, -(-dim // 8)), dtype=np.uint8)
+        store[:, -1] &= np.uint8(0xFF << (-dim % 8) & 0xFF)  # padding bits are zero, as np.packbits writes them
+    store[0] = 0
+    store[1] = store[2] = store[3]
+    decoded = (np.unpackbits(store, axis=1, count=dim).astype(np.float64) * 2 - 1 if kind == "signs"
+               else store.astype(np.float64))
+    exact = queries.astype(np.float64) @ decoded.T
+    return queries, store, exact
+
+
+@pytest.mark.parametrize("kind", ["float32", "uint8", "signs"])
+@pytest.mark.parametrize("dim", [13, 64])
+def test_rescore_topk_matches_reference(kind, dim):
+    rng = np.random.default_rng(dim)
+    n = 40
+    queries, store, exact = rescore_case(rng, n, dim, kind)
+    depth = 3 * n  # more candidates than rows: repeats are certain
+    candidates = rng.integers(0, n, (len(queries), depth))
+    candidates[:, :4] = [1, 2, 3, 1]  # duplicate rows, and a repeated row
+    candidates[0, 10:] = -1  # a first stage that found fewer
+    candidates[1] = -1  # one that found nothing
+    for k in (1, 10, n + 5):  # k beyond the distinct candidates: padded
+        for count in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(count)
+            scores, ids = kernels.rescore_topk(queries, store, candidates, k, kind)
+            ref_scores, ref_ids = reference_rescore(exact, candidates, k)
+            np.testing.assert_array_equal(ids, ref_ids)
+            np.testing.assert_array_equal(scores, ref_scores)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
+def test_rescore_topk_of_float_vectors_is_bit_identical_across_threads():
+    rng = np.random.default_rng(7)
+    store = rng.standard_normal((500, 384)).astype(np.float32)
+    queries = rng.standard_normal((64, 384)).astype(np.float32)
+    candidates = rng.integers(0, 500, (64, 100))
+    results = []
+    for count in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(count)
+        results.append(kernels.rescore_topk(queries, store, candidates, 10))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    exact = np.einsum("qd,qcd->qc", queries.astype(np.float64), store[candidates].astype(np.float64))
+    np.testing.assert_allclose(results[0][0][:, 0], exact.max(axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("store", "candidates", "kind", "message"), [
+    (np.zeros((5, 8), np.float32), [[0, 5]], "float32", r"candidate rows must lie in \[0, 5\) or be -1"),
+    (np.zeros((5, 8), np.float32), [[0, -2]], "float32", r"candidate rows must lie in \[0, 5\) or be -1"),
+    (np.zeros((5, 8), np.uint8), [[0]], "float32", "a float32 store must be a 2-D float32 array"),
+    (np.zeros((5, 7), np.float32), [[0]], "float32", "8-d queries need 8 values per float32 store row, the "
+                                                     "store has 7"),
+    (np.zeros((5, 2), np.uint8), [[0]], "signs", "8-d queries need 1 bytes per signs store row, the store has 2"),
+    (np.zeros((5, 8), np.uint8), [[0], [1]], "uint8", r"candidates \(2, 1\) must be 2-D with one row per query"),
+    (np.zeros((5, 8), np.uint8), [[0]], "int4", "store kind must be one of"),
+])
+def test_rescore_topk_names_bad_input(store, candidates, kind, message):
+    with pytest.raises(ValueError, match=message):
+        kernels.rescore_topk(np.zeros((1, 8), np.float32), store, np.array(candidates), 1, kind)

@@ -11,7 +11,7 @@ import pandas as pd
 import papermill
 import pytest
 
-from phase2 import bench, pipeline
+from phase2 import bench, charts, pipeline
 from phase2.__main__ import main
 
 from conftest import cold_cache
@@ -185,6 +185,11 @@ def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
     for chapter in ("quality_vs_memory", "rescoring", "throughput", "geometry", "regimes"):
         page = (html / "chapters" / f"{chapter}.html").read_text()
         assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
-        images = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.svg)"', page)
-        assert images, f"{chapter}: the charts should be static SVG images"
-        assert all('role="graphics-symbol"' in (html / img).read_text() for img in images), "chart without marks"
+        figures = re.findall(r'<figure class="phase2-chart">(.*?)</figure>', page, re.S)
+        assert figures, f"{chapter}: no chart"
+        for chart in figures:  # a static SVG with marks (no scripts needed), its live spec, a numbered caption
+            assert '<svg' in chart and 'role="graphics-symbol"' in chart, f"{chapter}: chart without marks"
+            assert re.search(r'<script type="application/json" class="phase2-spec">\{', chart), chapter
+            assert re.search(r"<figcaption><strong>Figure \d+\.</strong> \w", chart), f"{chapter}: no caption"
+        for script in charts.SCRIPTS:  # the local Vega bundle and ours, on every page
+            assert f'src="../_static/{script}' in page and (html / "_static" / script).is_file(), script

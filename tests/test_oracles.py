@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pytest
 
-from phase2.ann import BinaryRescore, exact_topk, recall_at_k
+from phase2.ann import Refined, exact_topk, recall_at_k
 from phase2.codecs import make_codec, random_rotation
 
 
@@ -65,7 +65,7 @@ def test_exact_topk_oracle_is_a_float64_argsort():
     np.testing.assert_array_equal(exact_topk(corpus, queries, 10), expected)
 
 
-# --- BinaryRescore (the throughput chapter's binary + rescoring pipelines) --------------------------------
+# --- Refined (the throughput chapter's binary + rescoring pipelines) --------------------------------
 
 def faiss_sq8_decode(docs: np.ndarray) -> np.ndarray:
     """faiss's documented 8-bit scalar quantizer, written out: per dimension [min, max] in 255 steps,
@@ -76,16 +76,18 @@ def faiss_sq8_decode(docs: np.ndarray) -> np.ndarray:
     return lo + (codes + 0.5) / 255 * span
 
 
-@pytest.mark.parametrize("store", ["float32", "int8"])
-@pytest.mark.parametrize("factor", [1, 4])
-def test_binary_rescore_oracle_against_numpy_decode_and_argsort(store, factor):
+@pytest.mark.parametrize(("store", "on_disk"), [("float32", False), ("int8", False), ("signs", False),
+                                               ("int8", True)])
+@pytest.mark.parametrize("factor", [1, 4, 100])
+def test_binary_rescore_oracle_against_numpy_decode_and_argsort(store, on_disk, factor):
     docs, queries = uneven_rows(700, 48, 42), unit_rows(40, 48, 43)
-    method = BinaryRescore("oracle", store)
+    method = Refined("oracle", store, on_disk=on_disk)
     method.fit(docs)
     method.set_query_arguments(factor=factor)
     found = method.query(queries, 10)
-    candidates = np.argsort(hamming_matrix(queries, docs), axis=1, kind="stable")[:, :10 * factor]
-    vectors = docs.astype(np.float64) if store == "float32" else faiss_sq8_decode(docs)
+    candidates = np.argsort(hamming_matrix(queries, docs), axis=1, kind="stable")[:, :min(700, 10 * factor)]
+    vectors = {"float32": lambda: docs.astype(np.float64), "int8": lambda: faiss_sq8_decode(docs),
+               "signs": lambda: np.where(docs > 0, 1.0, -1.0)}[store]()
     scores = np.einsum("qd,qcd->qc", queries.astype(np.float64), vectors[candidates])
     np.testing.assert_array_equal(found, rerank(candidates, scores, 10))
 

@@ -57,3 +57,27 @@ def test_the_findings_box_repeats_the_computed_summary_under_the_title():
     assert view.cells[1].get("id") == "findings-box"
     assert view.cells[1].source.startswith("````{admonition} Findings\n:class: tip\n\n- binary is **worse**")
     assert pages.findings_box(executed_chapter()) is None
+
+
+def test_charts_carry_their_spec_a_static_svg_and_a_numbered_caption():
+    import json
+    import re
+
+    import altair as alt
+    import pandas as pd
+    import yaml
+
+    from phase2 import PROJECT_ROOT, charts
+
+    chart = alt.Chart(pd.DataFrame({"a": [1, 2], "b": ["</script>", "x"]})).mark_point().encode(
+        x="a:Q", tooltip=["b:N"])
+    first, second = charts.figure(chart, "Look <here>."), charts.figure(chart, "Then here.")
+    assert second.number == first.number + 1
+    page = first._repr_mimebundle_()["text/html"]
+    assert page.count("</script>") == 1  # the data's own "</script>" is escaped inside the spec
+    spec = re.search(r'class="phase2-spec">(.*?)</script>', page, re.S)[1]
+    assert json.loads(spec)["mark"]["type"] == "point"
+    assert "<svg" in page and f"<strong>Figure {first.number}.</strong> Look &lt;here&gt;." in page
+    config = yaml.safe_load((PROJECT_ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert config["html_js_files"] == list(charts.SCRIPTS) and config["html_static_path"] == ["_static"]
+    assert set(charts.static_files()) == set(charts.SCRIPTS)

@@ -23,7 +23,11 @@ METHODS = {
     "bin-rescore-int8": ("binary+rescore", "bin-rescore-int8", {"factor": 10}, 432, 384, 0.97, 0.005,
                          {10_000: 50_000.0, 100_000: 500.0}),
     "bin-flat": ("binary", "bin-flat", {}, 48, 0, 0.6, 0.01, {10_000: 20_000.0, 100_000: 2000.0}),
+    # its int8 store read from disk: 48 B/vector in RAM, 384 on disk, 100 device reads per query
+    "bin-rescore-int8-disk": ("binary+rescore", "bin-rescore-int8-disk", {"factor": 10}, 48, 384, 0.97, 0.005,
+                              {10_000: 5000.0, 100_000: 450.0}),
 }
+ON_DISK = {"bin-rescore-int8-disk": (100.0, 1e6)}  # reads per query, the disk's reads/s
 
 
 def operating_points(rescore_qps: float | None = None, rescore_recall: float | None = None,
@@ -35,12 +39,14 @@ def operating_points(rescore_qps: float | None = None, rescore_recall: float | N
             if method == "bin-rescore-int8":
                 speed = rescore_qps if rescore_qps is not None and n == 100_000 else speed
                 recall = rescore_recall if rescore_recall is not None else recall
+            reads, iops = ON_DISK.get(method, (np.nan, np.nan))
             rows.append({"data_kind": "synthetic", "n_vectors": n, "method": method, "family": family,
                          "library": "faiss", "build_params": build, "query_params": json.dumps(query, sort_keys=True),
                          "search_threads": threads, "recall@10": recall, "recall@10_se": se, "qps": speed,
                          "p50_ms": 1.0, "p99_ms": 2.0, "build_s": 1.0, "index_bytes": size * n,
-                         "code_bytes": size - store, "store_bytes": store, "deterministic": True,
-                         "bytes_per_vector": float(size)})
+                         "code_bytes": size - store if method not in ON_DISK else size, "store_bytes": store,
+                         "store_on_disk": method in ON_DISK, "reads_per_query": reads, "disk_iops": iops,
+                         "deterministic": True, "bytes_per_vector": float(size)})
     return pd.DataFrame(rows)
 
 
@@ -62,7 +68,11 @@ def test_regime_grid_names_winner_runner_up_and_nothing_feasible():
     assert (large.winner, large.family, large.runner_up, large.runner_up_family, large.tie, large.fragile) == (
         'hnsw-sq8(M=32) {"efSearch": 64}', "graph", 'bin-rescore-int8 {"factor": 10}', "binary+rescore", False, False)
     assert cells[("disk", 0.001)].winner == "none feasible"  # 4.8 MB of sign codes stay in RAM
-    assert cells[("disk", 0.05)]["RAM GB"] == pytest.approx(0.0048)  # the int8 store went to disk
+    assert cells[("disk", 0.05)].winner == 'bin-rescore-int8 {"factor": 10}'  # fits in RAM, faster than from disk
+    ten_mb = advisor.regime_grid(operating_points(), [100_000], [10e6], [0.9]).set_index("rescoring store")
+    assert ten_mb.winner["RAM"] == "none feasible"  # the in-RAM store needs 43.2 MB
+    assert ten_mb.winner["disk"] == 'bin-rescore-int8-disk {"factor": 10}'
+    assert ten_mb["RAM GB"]["disk"] == pytest.approx(0.0048) and ten_mb.qps["disk"] == pytest.approx(450.0)
 
 
 def test_regime_grid_flags_ties_and_fragile_recall():
