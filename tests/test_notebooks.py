@@ -79,7 +79,9 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     assert bench.KERNEL_DATA in set(pd.read_parquet(throughput_run).data_kind)  # the kernel comparison is kept too
     text = markdown_outputs(chapters / THROUGHPUT.name)
     assert "this project's Hamming top-k answered" in text and "Recall@10 >= 0.9" in text
-    assert "operating points on both" in text  # the real-vs-synthetic check ran
+    assert "the generator fitted to the whole real corpus gave recall@10 within" in text  # the generator check ran
+    assert "the generator fitted to a small real subset, then drawn at this size" in text  # and its extrapolation
+    assert "This disk answered a random 4 KiB direct read in" in text and "Embedding one query took" in text
     assert len(list((results / "geometry").glob("*.parquet"))) == 1
     text = markdown_outputs(chapters / GEOMETRY.name)
     assert "The plain sign code loses between 19.5 and 19.5 points" in text
