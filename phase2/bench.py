@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from phase2.ann import exact_topk, recall_at_k
 from phase2.bench_registry import REGISTRY
 from phase2.datasets import load_dataset
 from phase2.disk import IO_THREADS, random_read_probe
-from phase2.embeddings import embed, encoding_seconds
+from phase2.embeddings import embed, query_encoder
 from phase2.errors import ParameterError, Phase2Error
 from phase2.kernels import hamming_topk
 from phase2.results import run_metadata, write_results
@@ -239,19 +239,24 @@ def median_seconds(fn, repeats: int) -> tuple[float, object]:
 _DISK_PROBES: dict[str, dict[str, float]] = {}  # run id -> this disk's random-read probe, measured once per run
 
 
-def single_query_seconds(method, queries: np.ndarray, k: int, budget_s: float) -> list[float]:
-    """Wall time of each query asked alone (batch size 1), in order, until all are asked or ``budget_s`` is
-    spent: a method taking 90 ms per query (Milvus Lite's client path) would otherwise hold a grid for
-    minutes. The caller records how many were timed."""
+def seconds_each(call: Callable, items, budget_s: float) -> list[float]:
+    """Wall time of ``call(item)`` for each item in order, until all are done or ``budget_s`` is spent (the one
+    that crosses it counts): a method taking 90 ms per query (Milvus Lite's client path) would otherwise hold a
+    grid for minutes. The caller records how many were timed."""
     seconds, spent = [], 0.0
-    for i in range(len(queries)):
+    for item in items:
         start = time.perf_counter()
-        method.query(queries[i:i + 1], k)
+        call(item)
         seconds.append(time.perf_counter() - start)
         spent += seconds[-1]
         if spent > budget_s:
             break
     return seconds
+
+
+def single_query_seconds(method, queries: np.ndarray, k: int, budget_s: float) -> list[float]:
+    """Wall time of each query asked alone (batch size 1), within ``budget_s`` (:func:`seconds_each`)."""
+    return seconds_each(lambda i: method.query(queries[i:i + 1], k), range(len(queries)), budget_s)
 
 
 def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind: str,
@@ -428,7 +433,9 @@ def run_encoding(datasets: Iterable[str], models: Iterable[str], n_queries: int 
     sample = [texts[i] for i in stratified_rows(owner, n_queries)]
     rows = []
     for model in models:
-        seconds = encoding_seconds(model, sample, budget_s)
+        encode = query_encoder(model)
+        encode(sample[0])  # warm-up: the model's first call loads and compiles
+        seconds = seconds_each(encode, sample, budget_s)
         base = dict(meta, data_kind=ENCODING_DATA, source="+".join(datasets), n_vectors=0, dim=0, method=model,
                     family="", library="", build_params="", query_params="", deterministic=False,
                     search_threads=max_threads(), code_bytes_per_vector=0.0, index_bytes=0, disk_bytes=0,

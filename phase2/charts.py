@@ -40,8 +40,7 @@ def static_files() -> dict[str, str]:
     return {VEGA_BUNDLE: bundle, CHART_SCRIPT: CHART_SCRIPT_SOURCE}
 
 
-def _chart_html(spec: dict, caption: str = "") -> str:
-    svg = vl_convert.vegalite_to_svg(spec)
+def _chart_html(spec: dict, svg: str, caption: str = "") -> str:
     data = json.dumps(spec).replace("</", "<\\/")  # nothing in the JSON may close the script element
     caption = f"<figcaption>{caption}</figcaption>" if caption else ""
     return (f'<figure class="phase2-chart"><div class="phase2-view">{svg}</div>'
@@ -50,7 +49,8 @@ def _chart_html(spec: dict, caption: str = "") -> str:
 
 def interactive(spec: dict, **metadata) -> dict:
     """Altair renderer: the chart as HTML (live view over a static SVG) and as plain SVG for other readers."""
-    return {"text/html": _chart_html(spec), "image/svg+xml": vl_convert.vegalite_to_svg(spec)}
+    svg = vl_convert.vegalite_to_svg(spec)  # drawn once: it takes most of a chart's rendering time
+    return {"text/html": _chart_html(spec, svg), "image/svg+xml": svg}
 
 
 alt.renderers.register("phase2", interactive)
@@ -69,7 +69,8 @@ class Figure:
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         spec = self.chart.to_dict()
         caption = f"<strong>Figure {self.number}.</strong> {html.escape(self.caption)}"
-        return {"text/html": _chart_html(spec, caption), "image/svg+xml": vl_convert.vegalite_to_svg(spec),
+        svg = vl_convert.vegalite_to_svg(spec)
+        return {"text/html": _chart_html(spec, svg, caption), "image/svg+xml": svg,
                 "text/plain": f"Figure {self.number}. {self.caption}"}
 
 

@@ -16,8 +16,8 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -317,21 +317,11 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
     return vectors
 
 
-def encoding_seconds(model: str, texts: list[str], budget_s: float = 10.0) -> list[float]:
-    """Wall time to embed each text alone (batch size 1), after one warm-up, until all are done or ``budget_s``
-    is spent: what a search service pays per request before it can search."""
+def query_encoder(model: str) -> Callable[[str], np.ndarray]:
+    """Embed one text at a time (batch size 1), as a search service does for each request."""
     spec = get_model_spec(model)
     encoder = _load_encoder(*_encoder_paths(spec), spec.max_seq_length)
-    encoder(texts[:1], 1, False)
-    seconds, spent = [], 0.0
-    for text in texts:
-        start = time.perf_counter()
-        encoder([text], 1, False)
-        seconds.append(time.perf_counter() - start)
-        spent += seconds[-1]
-        if spent > budget_s:
-            break
-    return seconds
+    return lambda text: encoder([text], 1, False)
 
 
 def export_store(collection: Collection, model: str, to: Path, progress: bool = True) -> Path:
