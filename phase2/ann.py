@@ -135,6 +135,15 @@ class Method(ABC):
         """Reads from the storage device since the index was built (the harness divides them by queries)."""
         return 0
 
+    def state(self) -> np.ndarray | None:
+        """The built index as bytes (uint8) for the on-disk cache (:mod:`phase2.index_cache`), or None where
+        this method is not kept there."""
+        return None
+
+    def restore(self, state: np.ndarray, corpus: np.ndarray) -> None:
+        """Become the index :meth:`state` saved after fitting ``corpus``; what is cheap to recompute, is."""
+        raise NotImplementedError(f"{self.name}: no saved state to restore")
+
 
 class FaissIndex(Method):
     """Any float index faiss's factory can build, inner-product metric.
@@ -164,6 +173,12 @@ class FaissIndex(Method):
 
     def index_bytes(self):
         return int(faiss.serialize_index(self.index).size)
+
+    def state(self):
+        return faiss.serialize_index(self.index)
+
+    def restore(self, state, corpus):
+        self.index = faiss.deserialize_index(state)
 
     @property
     def code_bytes(self):
@@ -203,6 +218,12 @@ class FaissBinaryIndex(Method):
 
     def index_bytes(self):
         return int(faiss.serialize_index_binary(self.index).size)
+
+    def state(self):
+        return faiss.serialize_index_binary(self.index)
+
+    def restore(self, state, corpus):
+        self.dim, self.index = corpus.shape[1], faiss.deserialize_index_binary(state)
 
     @property
     def code_bytes(self):
@@ -261,6 +282,17 @@ class Refined(Method):
 
     def fit(self, corpus):
         self.first.fit(corpus)
+        self._fit_store(corpus)
+
+    def state(self):
+        return self.first.state()
+
+    def restore(self, state, corpus):
+        self.first.restore(state, corpus)
+        self._fit_store(corpus)
+
+    def _fit_store(self, corpus: np.ndarray) -> None:
+        """The re-ranking store: seconds to build even at 10^6, so never cached."""
         self.step = None
         if self.store == "float32":
             self.vectors, self.kind = corpus.copy(), "float32"

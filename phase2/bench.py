@@ -30,6 +30,7 @@ from numba import njit, prange, types
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from phase2 import index_cache
 from phase2.ann import exact_topk, recall_at_k
 from phase2.bench_registry import REGISTRY
 from phase2.datasets import load_dataset
@@ -45,7 +46,8 @@ BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu
                  "query_params", "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
                  "disk_bytes", "store_bytes_per_vector", "store_on_disk", "metric", "value"]
 """One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, latency_queries (how many
-single queries the two percentiles rest on), build_s (methods)
+single queries the two percentiles rest on), build_s and build_reused (methods; 1 where the index came from
+:mod:`phase2.index_cache`, its build_s then measured when it was built)
 or qps, scan_GBps, read_GBps (kernels). ``data_kind`` is ``real``, ``synthetic`` (drawn from a
 model fitted to the real corpus named in ``source``) or ``random codes`` (kernels)."""
 
@@ -55,6 +57,7 @@ KERNEL_DATA = "random codes"  # data_kind of the kernel comparison's rows, which
 DISK_DATA = "disk probe"  # data_kind of the random-read probe's rows, measured where a store was on disk
 ENCODING_DATA = "query encoding"  # data_kind of the rows timing each model's embedding of one query
 PROBES = (KERNEL_DATA, DISK_DATA, ENCODING_DATA)
+BUILD_METRICS = ("build_s", "build_reused")  # measured once per built index, not per query setting
 BINARY_FAMILIES = ("binary", "binary+rescore")  # the method families that count as binary in every verdict
 
 
@@ -275,6 +278,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
     with threads(max_threads()):
         truth = exact_topk(corpus, queries, k)
     rows = []
+    digest = index_cache.corpus_digest(corpus)
     base = dict(meta, data_kind=data_kind, source=source, n_vectors=n, dim=d)
     probe = None
     single = queries[np.unique(np.linspace(0, len(queries) - 1, min(latency_queries, len(queries))).astype(int))]
@@ -284,9 +288,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
             continue
         for method in entry.build(n, d):
             with threads(max_threads()):
-                start = time.perf_counter()
-                method.fit(corpus)
-                build_s = time.perf_counter() - start
+                build_s, reused = index_cache.fit(method, corpus, digest)
             common = dict(base, method=method.name, family=method.family, library=method.library, build_params=name,
                           deterministic=method.deterministic, code_bytes_per_vector=float(method.code_bytes),
                           index_bytes=method.index_bytes(), disk_bytes=method.disk_bytes(),
@@ -297,7 +299,8 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                               build_params="", query_params="", deterministic=False, search_threads=IO_THREADS,
                               code_bytes_per_vector=0.0, index_bytes=0, disk_bytes=0, store_bytes_per_vector=0.0,
                               store_on_disk=True, metric=metric, value=value) for metric, value in probe.items()]
-            rows.append(dict(common, query_params="", search_threads=max_threads(), metric="build_s", value=build_s))
+            rows += [dict(common, query_params="", search_threads=max_threads(), metric=metric, value=value)
+                     for metric, value in (("build_s", build_s), ("build_reused", float(reused)))]
             for arguments in entry.query_grid:
                 method.set_query_arguments(**arguments)
                 for count in thread_counts:
@@ -518,13 +521,17 @@ def operating_points(table: pd.DataFrame) -> pd.DataFrame:
                               "throughput chapter or `python -m phase2 bench methods`")
     methods = table[~table.data_kind.isin(PROBES)]
     keys = ["data_kind", "n_vectors", "method", "family", "library", "build_params", "query_params", "search_threads"]
-    wide = methods[methods.metric != "build_s"].pivot_table(index=keys, columns="metric", values="value",
-                                                            aggfunc="median").reset_index()
-    build = methods[methods.metric == "build_s"].groupby(["data_kind", "n_vectors", "method"]).agg(
+    wide = methods[~methods.metric.isin(BUILD_METRICS)].pivot_table(index=keys, columns="metric", values="value",
+                                                                    aggfunc="median").reset_index()
+    built = ["data_kind", "n_vectors", "method"]
+    build = methods[methods.metric == "build_s"].groupby(built).agg(
         build_s=("value", "median"), index_bytes=("index_bytes", "first"), disk_bytes=("disk_bytes", "first"),
         code_bytes=("code_bytes_per_vector", "first"), store_bytes=("store_bytes_per_vector", "first"),
         store_on_disk=("store_on_disk", "first"), deterministic=("deterministic", "first"))
-    out = wide.merge(build.reset_index(), on=["data_kind", "n_vectors", "method"])
+    reused = methods[methods.metric == "build_reused"].groupby(built)["value"].max().rename("build_reused")
+    build = build.join(reused)
+    build["build_reused"] = build["build_reused"].fillna(0).astype(bool)  # runs before the index cache: built
+    out = wide.merge(build.reset_index(), on=built)
     out["bytes_per_vector"] = out.index_bytes / out.n_vectors
     return out
 

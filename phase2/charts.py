@@ -18,6 +18,8 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
+from phase2 import pages
+
 VEGA_BUNDLE = "vega-bundle.js"
 CHART_SCRIPT = "phase2-charts.js"
 SCRIPTS = (VEGA_BUNDLE, CHART_SCRIPT)  # what every page loads, in this order (_config.yml: html_js_files)
@@ -40,10 +42,10 @@ def static_files() -> dict[str, str]:
     return {VEGA_BUNDLE: bundle, CHART_SCRIPT: CHART_SCRIPT_SOURCE}
 
 
-def _chart_html(spec: dict, svg: str, caption: str = "") -> str:
+def _chart_html(spec: dict, svg: str, caption: str = "", target: str = "") -> str:
     data = json.dumps(spec).replace("</", "<\\/")  # nothing in the JSON may close the script element
     caption = f"<figcaption>{caption}</figcaption>" if caption else ""
-    return (f'<figure class="phase2-chart"><div class="phase2-view">{svg}</div>'
+    return (f'<figure class="phase2-chart"{" " + target if target else ""}><div class="phase2-view">{svg}</div>'
             f'<script type="application/json" class="phase2-spec">{data}</script>{caption}</figure>')
 
 
@@ -60,23 +62,27 @@ _FIGURES = count(1)  # one kernel per chapter: figures are numbered within their
 
 @dataclass(frozen=True)
 class Figure:
-    """A chart with its number and a caption that says what to look at."""
+    """A chart with its number, a caption that says what to look at, and a label the text refers to it by."""
 
     number: int
     chart: alt.TopLevelMixin
     caption: str
+    label: str
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         spec = self.chart.to_dict()
         caption = f"<strong>Figure {self.number}.</strong> {html.escape(self.caption)}"
         svg = vl_convert.vegalite_to_svg(spec)
-        return {"text/html": _chart_html(spec, svg, caption), "image/svg+xml": svg,
+        target = pages.anchor("fig", self.label, self.number)
+        return {"text/html": _chart_html(spec, svg, caption, target), "image/svg+xml": svg,
                 "text/plain": f"Figure {self.number}. {self.caption}"}
 
 
-def figure(chart: alt.TopLevelMixin, caption: str) -> Figure:
-    """The chapter's next figure: ``display(charts.figure(chart, "What to look at."))``."""
-    return Figure(next(_FIGURES), chart, caption)
+def figure(chart: alt.TopLevelMixin, caption: str, label: str) -> Figure:
+    """The chapter's next figure: ``display(charts.figure(chart, "What to look at.", "label"))``; the text refers
+    to it as ``[Figure](#fig-label)``."""
+    pages.anchor("fig", label, 0)  # a bad label fails here, where it is written
+    return Figure(next(_FIGURES), chart, caption, label)
 
 
 def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:

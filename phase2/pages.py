@@ -8,6 +8,10 @@ copies the book renders are changed (:func:`phase2.pipeline.stage_book`).
 from __future__ import annotations
 
 import copy
+import html
+import re
+from dataclasses import dataclass
+from itertools import count
 
 import nbformat
 import pandas as pd
@@ -19,6 +23,11 @@ GLOSSARY = {"codecs": "../book/glossary.html#glossary-codecs", "methods": "../bo
 FOLDED = "hide-input"  # Jupyter Book's tag: the cell's code behind a "show code" toggle, its output shown
 KEPT_AS_IS = {"remove-input", "remove-cell", FOLDED}
 FINDINGS = "findings"  # the tag of a chapter's computed summary cell, repeated in a box under its title
+KINDS = {"fig": "Figure", "tab": "Table"}
+"""Numbered things a chapter displays, by the prefix of their anchors: ``#fig-<label>``, ``#tab-<label>``."""
+_ANCHOR = re.compile(r'id="((?:fig|tab)-[a-z0-9-]+)" data-number="(\d+)"')
+_REFERENCE = re.compile(r"\[(Figure|Table)\]\(#((fig|tab)-[a-z0-9-]+)\)")
+_LABEL = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 def linked(text: str, target: str) -> str:
@@ -29,6 +38,69 @@ def linked(text: str, target: str) -> str:
 def html_table(frame: pd.DataFrame) -> HTML:
     """A table whose cells may hold HTML (links); missing values shown as a dash."""
     return HTML(frame.to_html(escape=False, na_rep="-"))
+
+
+def anchor(kind: str, label: str, number: int) -> str:
+    """The HTML attributes that make a numbered figure or table a target: ``#<kind>-<label>``, with its number
+    for :func:`resolve_references`."""
+    if kind not in KINDS or not _LABEL.fullmatch(label):
+        raise ValueError(f"a {KINDS.get(kind, kind)} label is lower-case words joined by '-', got {label!r}")
+    return f'id="{kind}-{label}" data-number="{number}"'
+
+
+_TABLES = count(1)  # one kernel per chapter: tables are numbered within their chapter
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table with its number, a caption saying what it holds, and a label the text refers to it by."""
+
+    number: int
+    content: pd.DataFrame | HTML
+    caption: str
+    label: str
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        shown = isinstance(self.content, HTML)
+        body = self.content.data if shown else self.content._repr_html_()
+        caption = f"<strong>Table {self.number}.</strong> {html.escape(self.caption)}"
+        plain = self.content.data if shown else repr(self.content)
+        return {"text/html": f'<figure class="phase2-table" {anchor("tab", self.label, self.number)} style="margin: 0">'
+                             f"<figcaption>{caption}</figcaption>{body}</figure>",
+                "text/plain": f"Table {self.number}. {self.caption}\n{plain}"}
+
+
+def table(content, caption: str, label: str) -> Table:
+    """The chapter's next table: ``display(pages.table(frame, "What it holds.", "label"))``; the text refers to it
+    as ``[Table](#tab-label)``."""
+    anchor("tab", label, 0)  # a bad label fails here, where it is written
+    if not isinstance(content, pd.DataFrame | HTML):
+        raise TypeError(f"table {label!r}: a DataFrame or an HTML object, got {type(content).__name__}")
+    return Table(next(_TABLES), content, caption, label)
+
+
+def resolve_references(notebook: nbformat.NotebookNode, name: str) -> None:
+    """Give the text's ``[Figure](#fig-x)`` and ``[Table](#tab-x)`` links their numbers, from the numbered figures
+    and tables the executed chapter displayed. A label its code never writes is a typo and an error; one written
+    but not displayed in this run (a figure drawn only when there is something to draw) reads "not shown"."""
+    numbers = {target: number for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.get("outputs", [])
+               for target, number in _ANCHOR.findall(output.get("data", {}).get("text/html", ""))}
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+
+    def numbered(match: re.Match) -> str:
+        word, target, kind = match.groups()
+        if target in numbers:
+            return f'<a href="#{target}">{KINDS[kind]} {numbers[target]}</a>'
+        label = target.removeprefix(f"{kind}-")
+        if f'"{label}"' not in code:
+            raise ValueError(f"{name}: the text refers to #{target}, but no figure or table in the chapter has the "
+                             f"label {label!r}")
+        return f"the {word.lower()} (not shown in this run)"
+
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _REFERENCE.sub(numbered, cell.source)
 
 
 def codec_table(summary: pd.DataFrame) -> HTML:
@@ -77,11 +149,12 @@ def findings_box(notebook: nbformat.NotebookNode) -> str | None:
             + "\n\nComputed from this chapter's results; the last section shows how.\n````")
 
 
-def reader_view(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def reader_view(notebook: nbformat.NotebookNode, name: str = "chapter") -> nbformat.NotebookNode:
     """A copy of an executed chapter for the book: its findings repeated in a box under the title
-    (:func:`findings_box`), every code cell folded unless a tag already hides it, and the injected-parameters
-    cell replaced by :func:`run_line`."""
+    (:func:`findings_box`), references to figures and tables numbered (:func:`resolve_references`), every code
+    cell folded unless a tag already hides it, and the injected-parameters cell replaced by :func:`run_line`."""
     view = copy.deepcopy(notebook)
+    resolve_references(view, name)
     box = findings_box(view)
     cells = []
     for cell in view.cells:

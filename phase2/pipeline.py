@@ -227,7 +227,7 @@ def stage_book(profile_name: str) -> Path:
     (src / "chapters").mkdir()
     for notebook in chapter_notebooks():
         executed = nbformat.read(executed_dir(profile_name) / "chapters" / notebook.name, as_version=4)
-        nbformat.write(pages.reader_view(executed), src / "chapters" / notebook.name)
+        nbformat.write(pages.reader_view(executed, notebook.stem), src / "chapters" / notebook.name)
     (src / "_static").mkdir()
     for name, text in charts.static_files().items():
         (src / "_static" / name).write_text(text)

@@ -296,6 +296,37 @@ def verdict(summaries: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def headline(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd.DataFrame) -> str:
+    """The chapter's findings in three lines, for the box under its title (the summary at its end has every codec):
+    what the 1-bit sign code keeps, the cheapest code that keeps 99% everywhere, and binary against the best other
+    code at equal memory (``comparison``, :func:`binary_at_budgets` at one N)."""
+    lines = []
+    sign = pooled[pooled.study == "pooled"] if len(pooled) else pooled
+    if len(sign):
+        lines.append("- **The 1-bit sign code** (`BIN`, pooled over collections, 95% interval) keeps "
+                     + "; ".join(f"{r.estimate:.1f}% [{r.low:.1f}, {r.high:.1f}] of float32's nDCG@10 with {r.model}"
+                                 for r in sign.itertuples()) + ".")
+    rows = summaries[summaries.name != REFERENCE]
+    cheapest = []
+    for model, m in rows.groupby("model", sort=False):
+        worst = m.groupby("codec", sort=False).agg(kept=("% float32 nDCG@10", "min"), size=("bytes/vector", "first"),
+                                                   rescore=("rescore bytes/vector", "first"))
+        kept = worst[worst.kept >= TIERS[0][0]].sort_values(["size", "rescore"])
+        if len(kept):
+            codec, best = kept.index[0], kept.iloc[0]
+            extra = f" + {best.rescore:,.0f} B rescore store" if best.rescore else ""
+            cheapest.append(f"`{codec}` ({best['size']:,.0f} B{extra}) with {model}")
+    if cheapest:
+        lines.append("- **The cheapest code keeping at least 99%** of float32's nDCG@10 on every collection: "
+                     + "; ".join(cheapest) + ".")
+    if len(comparison):
+        counts = comparison["binary is"].value_counts()
+        lines.append(f"- **At equal memory** ({n_label(int(comparison.N.iloc[0]))}), the best binary code against the "
+                     f"best other code is " + ", ".join(f"{v} in {counts.get(v, 0)}" for v in decisions.OUTCOMES)
+                     + f" of {len(comparison)} (collection, model, budget) cells.")
+    return "\n".join(lines)
+
+
 def tie_table(summaries: pd.DataFrame) -> pd.DataFrame:
     """Per collection, model and codec whose 10th and 11th results ever tie: how often, the row-order and
     tie-aware nDCG@10, how often a run of ties reached the search depth, and whether ties decide."""

@@ -187,11 +187,19 @@ def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
     for chapter in ("quality_vs_memory", "rescoring", "throughput", "geometry", "regimes"):
         page = (html / "chapters" / f"{chapter}.html").read_text()
         assert not re.findall(r'<script[^>]+src="https?://', page), "the book must not load scripts from the network"
-        figures = re.findall(r'<figure class="phase2-chart">(.*?)</figure>', page, re.S)
+        figures = re.findall(r'<figure class="phase2-chart" id="fig-[a-z0-9-]+" data-number="\d+">(.*?)</figure>',
+                             page, re.S)
         assert figures, f"{chapter}: no chart"
         for chart in figures:  # a static SVG with marks (no scripts needed), its live spec, a numbered caption
             assert '<svg' in chart and 'role="graphics-symbol"' in chart, f"{chapter}: chart without marks"
             assert re.search(r'<script type="application/json" class="phase2-spec">\{', chart), chapter
             assert re.search(r"<figcaption><strong>Figure \d+\.</strong> \w", chart), f"{chapter}: no caption"
+        tables = [int(n) for n in re.findall(r'<figure class="phase2-table" id="tab-[a-z0-9-]+" data-number="(\d+)"',
+                                             page)]
+        assert tables == list(range(1, len(tables) + 1)), f"{chapter}: tables numbered {tables}"
+        anchors = set(re.findall(r'id="((?:fig|tab)-[a-z0-9-]+)"', page))
+        references = re.findall(r'href="#((?:fig|tab)-[a-z0-9-]+)">(?:Figure|Table) \d+</a>', page)
+        assert references and set(references) <= anchors, f"{chapter}: a reference without target"
+        assert "](#fig-" not in page and "](#tab-" not in page, f"{chapter}: an unresolved reference"
         for script in charts.SCRIPTS:  # the local Vega bundle and ours, on every page
             assert f'src="../_static/{script}' in page and (html / "_static" / script).is_file(), script

@@ -71,13 +71,50 @@ def test_charts_carry_their_spec_a_static_svg_and_a_numbered_caption():
 
     chart = alt.Chart(pd.DataFrame({"a": [1, 2], "b": ["</script>", "x"]})).mark_point().encode(
         x="a:Q", tooltip=["b:N"])
-    first, second = charts.figure(chart, "Look <here>."), charts.figure(chart, "Then here.")
+    first, second = charts.figure(chart, "Look <here>.", "first"), charts.figure(chart, "Then here.", "second")
     assert second.number == first.number + 1
     page = first._repr_mimebundle_()["text/html"]
     assert page.count("</script>") == 1  # the data's own "</script>" is escaped inside the spec
     spec = re.search(r'class="phase2-spec">(.*?)</script>', page, re.S)[1]
     assert json.loads(spec)["mark"]["type"] == "point"
     assert "<svg" in page and f"<strong>Figure {first.number}.</strong> Look &lt;here&gt;." in page
+    assert f'<figure class="phase2-chart" id="fig-first" data-number="{first.number}">' in page
     config = yaml.safe_load((PROJECT_ROOT / "_config.yml").read_text())["sphinx"]["config"]
     assert config["html_js_files"] == list(charts.SCRIPTS) and config["html_static_path"] == ["_static"]
     assert set(charts.static_files()) == set(charts.SCRIPTS)
+
+
+def test_tables_are_numbered_captioned_and_anchored():
+    import pytest
+
+    frame = pd.DataFrame({"bytes": [48, 1536]}, index=["BIN", "Flat"])
+    first = pages.table(frame, "Bytes <per> vector.", "bytes")
+    second = pages.table(pages.html_table(frame), "The same as HTML.", "bytes-html")
+    assert second.number == first.number + 1
+    bundle = first._repr_mimebundle_()
+    assert bundle["text/html"].startswith(f'<figure class="phase2-table" id="tab-bytes" data-number="{first.number}"')
+    assert f"<strong>Table {first.number}.</strong> Bytes &lt;per&gt; vector." in bundle["text/html"]
+    assert "<td>1536</td>" in bundle["text/html"] and bundle["text/plain"].startswith(f"Table {first.number}. Bytes")
+    assert "<td>1536</td>" in second._repr_mimebundle_()["text/html"]
+    with pytest.raises(ValueError, match="Table label"):
+        pages.table(frame, "x", "Bad Label")
+    with pytest.raises(TypeError, match="'bytes'"):
+        pages.table([1, 2], "x", "bytes")
+
+
+def test_the_text_refers_to_figures_and_tables_by_number():
+    import pytest
+
+    nb = executed_chapter()
+    shown = pages.table(pd.DataFrame({"a": [1]}), "Shown.", "shown")._repr_mimebundle_()
+    nb.cells[4].source = 'pages.table(frame, "Shown.", "shown")\nif many:\n    figure(chart, "Pairs.", "pairs")'
+    nb.cells[4].outputs = [nbformat.v4.new_output("display_data", data=shown)]
+    nb.cells[0].source = "# Title\n\n[Table](#tab-shown) holds it; [Figure](#fig-pairs) draws the pairs."
+    view = pages.reader_view(nb)
+    number = pages._ANCHOR.search(shown["text/html"])[2]
+    assert view.cells[0].source == (f'# Title\n\n<a href="#tab-shown">Table {number}</a> holds it; '
+                                    "the figure (not shown in this run) draws the pairs.")
+    assert "[Table]" in nb.cells[0].source  # the executed record is not changed
+    nb.cells[0].source = "See [Figure](#fig-typo)."
+    with pytest.raises(ValueError, match=r"quality: the text refers to #fig-typo"):
+        pages.reader_view(nb, "quality")
