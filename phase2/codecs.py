@@ -35,7 +35,8 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import faiss
 import numpy as np
@@ -649,7 +650,7 @@ class RaBitQ(Codec):
 
     def _fit(self, corpus):
         self._index = self._new_index()
-        with _one_thread():
+        with _one_thread(), _pinned_simd():
             self._index.train(corpus)
 
     def _code_size(self):
@@ -659,13 +660,14 @@ class RaBitQ(Codec):
         return 4 * self._index.center.size()  # the corpus centroid
 
     def _encode(self, x):
-        with _one_thread():
+        with _one_thread(), _pinned_simd():
             return self._index.sa_encode(x)
 
     def _search(self, codes, queries, k):
         index = faiss.clone_index(self._index)  # trained and empty
         index.add_sa_codes(codes)
-        scores, ids = index.search(queries, k)
+        with _pinned_simd():
+            scores, ids = index.search(queries, k)
         order = np.lexsort((ids, -scores), axis=1)
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
@@ -680,6 +682,28 @@ def random_rotation(dim: int, seed: int) -> np.ndarray:
 
 def _one_thread():
     return threadpool_limits(limits=1)
+
+
+FAISS_SIMD = "AVX2"
+"""The SIMD level faiss's RaBitQ runs at here. Its multi-bit codes round differently at each level it can dispatch
+to: on one input, RaBitQ2 codes differ between generic, AVX2 and AVX-512 code (faiss-cpu 1.15.1; 1-bit codes
+agree). Pinned to AVX2, the codes are bit-identical on every x86 machine with AVX2, AVX-512 or not."""
+
+
+@contextmanager
+def _pinned_simd() -> Iterator[None]:
+    """faiss at :data:`FAISS_SIMD` inside the block where the machine has it (otherwise faiss's own choice, and
+    codes that may differ from other machines'), its previous level restored after."""
+    level = getattr(faiss, f"SIMDLevel_{FAISS_SIMD}")
+    if not faiss.SIMDConfig.is_simd_level_available(level):
+        yield
+        return
+    previous = faiss.SIMDConfig.get_level()
+    faiss.SIMDConfig.set_level(level)
+    try:
+        yield
+    finally:
+        faiss.SIMDConfig.set_level(previous)
 
 
 CODECS: dict[str, Callable[[], Codec]] = {

@@ -356,18 +356,37 @@ def test_lsh_codes_equal_faiss_index_lsh_and_search_by_hamming(bits):
 @pytest.mark.parametrize("bits", [1, 2, 4])
 def test_rabitq_search_equals_faiss_index_rabitq(bits):
     docs, queries = unit_vectors(1000, 64, 23), unit_vectors(15, 64, 24)
+    from phase2.codecs import _pinned_simd
+
     codec = make_codec(f"RaBitQ{bits}").fit(docs)
     index = faiss.IndexRaBitQ(64, faiss.METRIC_INNER_PRODUCT, bits)
     index.qb = codec.QUERY_BITS
-    index.train(docs)
-    index.add(docs)
-    np.testing.assert_array_equal(codec.encode(docs), index.sa_encode(docs))
+    with _pinned_simd():  # the codec's level (codecs.FAISS_SIMD): multi-bit codes differ between levels
+        index.train(docs)
+        index.add(docs)
+        expected_codes = index.sa_encode(docs)
+        expected_scores, expected_ids = index.search(queries, 10)
+    np.testing.assert_array_equal(codec.encode(docs), expected_codes)
     scores, ids = codec.search(codec.encode(docs), queries, 10)
-    expected_scores, expected_ids = index.search(queries, 10)
     np.testing.assert_array_equal(ids, expected_ids)
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-6)
     with pytest.raises(ParameterError, match="faiss supports 1 to 9 bits per dimension, got 0"):
         make_codec("RaBitQ0")
+
+
+def test_rabitq_codes_do_not_depend_on_the_simd_level_faiss_runs_at_elsewhere():
+    """faiss's multi-bit RaBitQ rounds differently at each SIMD level; the codec pins one (codecs.FAISS_SIMD), so
+    a process whose faiss runs at another level (another machine's default) still gets the golden codes."""
+    x = np.random.default_rng(20261124).standard_normal(GOLDEN["RaBitQ2"][0]).astype(np.float32)
+    previous = faiss.SIMDConfig.get_level()
+    try:
+        for level in (faiss.SIMDLevel_NONE, previous):
+            faiss.SIMDConfig.set_level(level)
+            codes = make_codec("RaBitQ2").fit(x).encode(x)
+            assert hashlib.sha256(codes.tobytes()).hexdigest()[:16] == GOLDEN["RaBitQ2"][1]
+            assert faiss.SIMDConfig.get_level() == level  # restored after each call
+    finally:
+        faiss.SIMDConfig.set_level(previous)
 
 
 def test_rescoring_pipelines_share_one_fit_of_their_first_stage_and_its_codes():
