@@ -95,8 +95,10 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     answers = text[text.index("**RQ1."):]
     assert "The 1-bit sign code (48 B/vector" in answers and "Exhaustive 1-bit search answered" in answers
     assert "Pooled over collections (random effects, 95% interval), it kept 80.5% [" in answers
-    assert ("at N = 1,000,000), the best binary code against the best other code was worse in 3, equivalent in 0"
-            in answers)
+    # the outcome counts themselves are not pinned: on one collection they turn on embeddings' last bits (an
+    # AVX-512 machine's MiniLM vectors moved three cells at 64-128 B from worse, Holm p < 0.05, to p = 0.15)
+    assert re.search(r"at N = 1,000,000\), the best binary code against the best other code was worse in \d, "
+                     r"equivalent in \d, better in \d, inconclusive in \d of 5 \(pair, budget\) cells", answers)
     assert "Results read: quality_vs_memory run " in text and "; throughput run " in text
     assert "this project's Hamming kernel answered" in answers
     assert "The plain sign code loses between 19.5 and 19.5 points" in answers
