@@ -688,9 +688,10 @@ def _one_thread():
 
 FAISS_SIMD = "AVX2"
 """The SIMD level faiss runs at inside every codec's fit, encode and search. faiss's results depend on the level it
-dispatches to: on one input, RaBitQ2 codes differ between generic, AVX2 and AVX-512 code (faiss-cpu 1.15.1), and
-k-means and distances sum in another order. Pinned to AVX2, the quality study's codes and rankings are the same on
-every x86 machine with AVX2, AVX-512 or not. The throughput benchmarks leave faiss at its best level."""
+dispatches to: on one input, RaBitQ2 and RaBitQ4 codes differ between generic, AVX2 and AVX-512 code (faiss-cpu
+1.15.1), and inner products differ in their last bits (PQ, OPQ, SQ8 and 1-bit RaBitQ codes agreed). Pinned to
+AVX2, the quality study's codes and rankings are the same on every x86 machine with AVX2, AVX-512 or not. The
+throughput benchmarks leave faiss at its best level."""
 
 
 @contextmanager
