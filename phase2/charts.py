@@ -81,8 +81,7 @@ class Figure:
 def figure(chart: alt.TopLevelMixin, caption: str, label: str) -> Figure:
     """The chapter's next figure: ``display(charts.figure(chart, "What to look at.", "label"))``; the text refers
     to it as ``[Figure](#fig-label)``."""
-    pages.anchor("fig", label, 0)  # a bad label fails here, where it is written
-    return Figure(next(_FIGURES), chart, caption, label)
+    return Figure(next(_FIGURES), chart, caption, pages.check_label("fig", label))  # a bad label fails here
 
 
 def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:

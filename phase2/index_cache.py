@@ -19,12 +19,11 @@ import faiss
 import numpy as np
 
 from phase2.ann import Method
-from phase2.storage import atomic_write_bytes, cache_dir
+from phase2.storage import atomic_write_bytes, cache_dir, source_digest
 
 MIN_BUILD_S = 10.0
 SOURCES = ("ann.py", "bench_registry.py")
-_SOURCE_DIGEST = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes() for name in SOURCES)
-                                + faiss.__version__.encode()).hexdigest()[:12]
+_BUILD_CODE = f"{source_digest(SOURCES)[:12]}-faiss{faiss.__version__}"
 
 
 def corpus_digest(corpus: np.ndarray) -> str:
@@ -37,7 +36,7 @@ def corpus_digest(corpus: np.ndarray) -> str:
 def index_path(method: Method, digest: str) -> Path:
     """Where ``method``'s build on the corpus with ``digest`` is kept; its metadata sits beside it (``.json``)."""
     name = hashlib.sha256(f"{type(method).__name__}:{method.name}".encode()).hexdigest()[:16]
-    return cache_dir() / "indexes" / f"{digest}-{name}-{_SOURCE_DIGEST}.bin"
+    return cache_dir() / "indexes" / f"{digest}-{name}-{_BUILD_CODE}.bin"
 
 
 def fit(method: Method, corpus: np.ndarray, digest: str) -> tuple[float, bool]:

@@ -40,12 +40,17 @@ def html_table(frame: pd.DataFrame) -> HTML:
     return HTML(frame.to_html(escape=False, na_rep="-"))
 
 
+def check_label(kind: str, label: str) -> str:
+    """``label`` if a figure's or table's anchor can carry it (lower-case words joined by '-'), else ValueError."""
+    if kind not in KINDS or not _LABEL.fullmatch(label):
+        raise ValueError(f"a {KINDS.get(kind, kind)} label is lower-case words joined by '-', got {label!r}")
+    return label
+
+
 def anchor(kind: str, label: str, number: int) -> str:
     """The HTML attributes that make a numbered figure or table a target: ``#<kind>-<label>``, with its number
     for :func:`resolve_references`."""
-    if kind not in KINDS or not _LABEL.fullmatch(label):
-        raise ValueError(f"a {KINDS.get(kind, kind)} label is lower-case words joined by '-', got {label!r}")
-    return f'id="{kind}-{label}" data-number="{number}"'
+    return f'id="{kind}-{check_label(kind, label)}" data-number="{number}"'
 
 
 _TABLES = count(1)  # one kernel per chapter: tables are numbered within their chapter
@@ -73,7 +78,7 @@ class Table:
 def table(content, caption: str, label: str) -> Table:
     """The chapter's next table: ``display(pages.table(frame, "What it holds.", "label"))``; the text refers to it
     as ``[Table](#tab-label)``."""
-    anchor("tab", label, 0)  # a bad label fails here, where it is written
+    check_label("tab", label)  # a bad label fails here, where it is written
     if not isinstance(content, pd.DataFrame | HTML):
         raise TypeError(f"table {label!r}: a DataFrame or an HTML object, got {type(content).__name__}")
     return Table(next(_TABLES), content, caption, label)

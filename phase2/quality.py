@@ -13,7 +13,6 @@ import json
 import re
 from functools import cache
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ from phase2.codecs import Codec, Float32, Rescored, cross_fitted_search, make_co
 from phase2.datasets import Collection, load_dataset
 from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
 from phase2.errors import ParameterError
-from phase2.storage import atomic_write_bytes, cache_dir, load_array, save_array
+from phase2.storage import atomic_write_bytes, cache_dir, load_array, save_array, source_digest
 
 REFERENCE = Float32.name
 OVERLAP = "Overlap@10"
@@ -38,10 +37,7 @@ self-training flatters)."""
 
 @cache
 def _search_code_digest() -> str:
-    h = hashlib.sha256()
-    for name in SEARCH_CODE:
-        h.update((Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()
+    return source_digest(SEARCH_CODE)
 
 
 def search_key(collection: Collection, model: str, codec: str, depth: int, training: str = "halves") -> str:
@@ -232,8 +228,7 @@ def all_summaries(results: pd.DataFrame) -> pd.DataFrame:
     columns = ["dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
                "fixed_bytes", "n_vectors", "metric", "query_id", "query_cluster", "value"]
     h = hashlib.sha256(pd.util.hash_pandas_object(results[columns], index=False).to_numpy().tobytes())
-    for module in ("quality.py", "metrics.py", "decisions.py"):
-        h.update((Path(__file__).parent / module).read_bytes())
+    h.update(source_digest(("quality.py", "metrics.py", "decisions.py")).encode())
     path = cache_dir() / "summaries" / f"{h.hexdigest()[:20]}.parquet"
     try:
         return pd.read_parquet(path)

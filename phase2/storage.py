@@ -22,6 +22,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PHASE2_CACHE_DIR") or PROJECT_ROOT / "data" / "cache")
 
 
+def source_digest(names) -> str:
+    """sha256 of the named ``phase2`` source files' bytes, in order: the part of a cache key that changes with the
+    code that computed the cached thing."""
+    h = hashlib.sha256()
+    for name in names:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)
