@@ -23,7 +23,7 @@ from pathlib import Path
 from phase2 import pipeline
 from phase2.ann import FaissTrainingWarning
 from phase2.chapters import split_ints
-from phase2.errors import Phase2Error
+from phase2.errors import Phase2Error, PrecomputeError
 
 
 def _literal(text: str):
@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     export_results.add_argument("--profile", default="default", choices=profiles, help="whose results")
     export_results.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (csv)")
     export_results.add_argument("--to", type=Path, required=True, help="directory to write <chapter>.<format> into")
+
+    status = result_commands.add_parser("status", help="each planned search of a profile: current, missing or computed "
+                                                       "by other code or from other inputs (phase2.published)")
+    status.add_argument("--profile", default="default", choices=profiles, help="whose results")
 
     chapter = sub.add_parser("chapter", help="execute one chapter notebook with a profile and overrides")
     chapter.add_argument("name", help="chapter file name without .ipynb, e.g. quality_vs_memory")
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             run_precompute(args.profile, args.scheduler, args.workers, args.serial)
         elif args.command == "pdf":
             pipeline.build_pdf(args.profile)
+        elif args.command == "results" and args.action == "status":
+            print_status(args.profile)
         elif args.command == "results":
             for path in results_export(args):
                 print(f"exported: {path}")
@@ -287,11 +293,16 @@ def run_precompute(profile: str, scheduler: str | None, workers: int | None = No
                precompute.run(profile, scheduler=scheduler, workers=workers))
     path = pipeline.BUILD_DIR / "precompute" / f"{profile}.csv"
     atomic_write_bytes(path, timings.to_csv(index=False).encode())
+    failed = timings[timings.error != ""]
     slowest = timings.sort_values("seconds", ascending=False).head(3)
-    print(f"precompute: {len(timings)} tasks done in {pipeline.duration(time.perf_counter() - start)} "
+    print(f"precompute: {len(timings) - len(failed)} tasks done in {pipeline.duration(time.perf_counter() - start)} "
           f"({pipeline.duration(timings.seconds.sum())} of task time; slowest: "
           + ", ".join(f"{r.dataset}/{r.model} {r.codec or 'embedding'} {r.seconds:.0f} s" for r in slowest.itertuples())
           + f"; every task's time in {path.relative_to(pipeline.PROJECT_ROOT)})", flush=True)
+    if len(failed):
+        raise PrecomputeError(f"{len(failed)} of {len(timings)} precompute tasks failed:\n" + "\n".join(
+            "  " + " ".join(filter(None, [r.task, f"{r.dataset}/{r.model}", r.codec, r.training])) + f": {r.error}"
+            for r in failed.itertuples()))
 
 
 def run_book(args: argparse.Namespace) -> None:
@@ -301,6 +312,20 @@ def run_book(args: argparse.Namespace) -> None:
     index = pipeline.BUILD_DIR / "html" / "index.html"
     print(f"book ({args.profile} profile) built in {pipeline.duration(time.perf_counter() - start)}; open it: "
           f"{index.resolve().as_uri()}", flush=True)
+
+
+def print_status(profile: str) -> None:
+    from phase2 import precompute, published
+
+    status = precompute.published_status(profile)
+    summary = precompute.status_summary(status)
+    print(summary.to_string(index=False))
+    counts = status.status.value_counts()
+    stale = status[status.status != "current"].seconds
+    print(f"{published.published_dir(profile)}: {len(status)} searches; "
+          + ", ".join(f"{counts.get(state, 0)} {state}" for state in published.STATES)
+          + f"; refreshing those not current took {pipeline.duration(stale.sum())} of recorded wall time"
+          + (f" ({stale.isna().sum()} never computed, not counted)" if stale.isna().any() else ""), flush=True)
 
 
 def results_export(args: argparse.Namespace) -> list[Path]:

@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from phase2.errors import ParameterError
+from phase2.errors import NotApplicable, ParameterError
 from phase2.kernels import asymmetric_topk, hamming_topk
 
 _QUERY_BLOCK = 1024  # queries scored per block: bounds the score matrix to block x n_docs floats
@@ -85,10 +85,19 @@ class Codec(ABC):
         corpus = check_vectors(corpus, f"{self.name}.fit corpus")
         if corpus.shape[0] == 0:
             raise ValueError(f"{self.name}.fit: the corpus is empty")
+        reason = self.unfit_reason(*corpus.shape)
+        if reason:
+            raise NotApplicable(f"{self.name}: {reason}")
         self.dim = corpus.shape[1]
         with _pinned_simd():
             self._fit(corpus)
         return self
+
+    def unfit_reason(self, n: int, dim: int) -> str | None:
+        """Why this codec cannot be fitted on ``n`` vectors of dimension ``dim``, or None when it can: the one
+        place each codec states its minimum training size and the dimensions it supports, read by ``fit`` and
+        by the plans that mark a codec not applicable to a collection and model without fitting it."""
+        return None
 
     def _fit(self, corpus: np.ndarray) -> None:  # noqa: B027 - most codecs have nothing to train
         """Train parameters from the corpus."""
@@ -296,9 +305,10 @@ class RawDotInt8(Codec):
     name, label, family = "SQ8raw", "int8 (sentence-transformers codes, raw dot product)", "scalar"
     trained = True
 
+    def unfit_reason(self, n, dim):
+        return f"exact float32 sums need fewer than 1,024 dimensions, got {dim}" if dim >= 1024 else None
+
     def _fit(self, corpus):
-        if self.dim >= 1024:
-            raise ValueError(f"{self.name}: exact float32 sums need fewer than 1,024 dimensions, got {self.dim}")
         self._start = corpus.min(axis=0)
         steps = (corpus.max(axis=0) - self._start) / 255
         self._step = np.where(steps == 0, 1, steps).astype(np.float32)
@@ -335,13 +345,16 @@ class ProductQuantizer(DecodingCodec):
         self.name = f"OPQ{m},PQ{m}" if opq else f"PQ{m}"
         self.label = f"{'OPQ+' if opq else ''}PQ{m}x8"
 
+    def unfit_reason(self, n, dim):
+        if self.m < 1 or dim % self.m:
+            return f"the dimension {dim} is not divisible by m = {self.m}"
+        needed = max(256, dim) if self.opq else 256  # faiss's OPQ aborts the process below d vectors
+        if n < needed:
+            return (f"needs at least {needed} training vectors (256 centroids"
+                    f"{', and a d x d rotation' if self.opq else ''}), got {n}")
+        return None
+
     def _fit(self, corpus):
-        if self.m < 1 or self.dim % self.m:
-            raise ValueError(f"{self.name}: the dimension {self.dim} is not divisible by m = {self.m}")
-        needed = max(256, self.dim) if self.opq else 256  # faiss's OPQ aborts the process below d vectors
-        if corpus.shape[0] < needed:
-            raise ValueError(f"{self.name}: needs at least {needed} corpus vectors to train (256 centroids"
-                             f"{', and a d x d rotation' if self.opq else ''}), got {corpus.shape[0]}")
         self._pq = faiss.ProductQuantizer(self.dim, self.m, 8)
         self._pq.cp.min_points_per_centroid = 1  # only silences faiss's "please provide more points" warning
         self._opq = None
@@ -496,6 +509,9 @@ class Rescored(Codec):
         self.trained = first.trained or second.trained
         self._shares_codes = first.name == "BIN" and isinstance(second, AsymmetricBinary)  # both: packbits(x > 0)
 
+    def unfit_reason(self, n, dim):
+        return self.first.unfit_reason(n, dim) or self.second.unfit_reason(n, dim)
+
     def _fit(self, corpus):
         self.first = _fitted_once(self.first, corpus)
         self.second.fit(corpus)
@@ -575,13 +591,16 @@ class IterativeQuantization(SignBinary):
         self.name = f"ITQ{bits}" if bits else "ITQ"
         self.label = f"binary (ITQ rotation{f', {bits} bits' if bits else ''})"
 
+    def unfit_reason(self, n, dim):
+        bits = self.bits or dim
+        if not 8 <= bits <= dim:
+            return f"bits must be between 8 and the dimension {dim}, got {bits}"
+        if n <= bits:
+            return f"needs more training vectors than bits ({bits}) for {bits} principal directions, got {n}"
+        return None
+
     def _fit(self, corpus):
         bits = self.bits or self.dim
-        if not 8 <= bits <= self.dim:
-            raise ValueError(f"{self.name}: bits must be between 8 and the dimension {self.dim}, got {bits}")
-        if corpus.shape[0] < self.dim:
-            raise ValueError(f"{self.name}: needs at least as many corpus vectors as dimensions ({self.dim}) for a "
-                             f"full PCA basis, got {corpus.shape[0]}")
         self._mean = corpus.mean(axis=0, dtype=np.float64).astype(np.float32)
         centered = (corpus - self._mean).astype(np.float64)
         with _one_thread():
@@ -610,9 +629,11 @@ class RandomHyperplaneLSH(SignBinary):
         self.bits, self.trained = bits, True  # thresholds at the corpus medians
         self.name, self.label = f"LSH{bits}", f"binary (LSH, {bits} random hyperplanes)"
 
+    def unfit_reason(self, n, dim):
+        return None if self.bits >= 8 and self.bits % 8 == 0 else \
+            f"bits must be a positive multiple of 8, got {self.bits}"
+
     def _fit(self, corpus):
-        if self.bits < 8 or self.bits % 8:
-            raise ValueError(f"{self.name}: bits must be a positive multiple of 8, got {self.bits}")
         with _one_thread():  # the constructor draws and orthonormalizes the projection: BLAS, thread-dependent
             self._index = faiss.IndexLSH(self.dim, self.bits, True, True)
             self._index.train(corpus)
@@ -753,68 +774,50 @@ def make_codec(name: str) -> Codec:
     raise ParameterError(f"unknown codec {name!r}; valid codecs: {', '.join([*CODECS, *PATTERNS])}")
 
 
-HALVES_SEED = 0  # the seeded split of every corpus into the two halves of :func:`cross_fitted_search`
+TRAINING = {"half": "fitted on a seeded half of the corpus, encoding all of it",
+            "corpus": "fitted on the whole searched corpus"}
+"""Where a trained codec learns its state. ``half`` is what every chapter reports: one codec per search, fitted
+on a seeded half of the corpus (:func:`training_rows`) and encoding every document, as a deployment trains on a
+sample of what it stores; its scores are on one scale. ``corpus`` fits on every vector it then encodes (the
+published sentence-transformers protocol takes its int8 ranges that way); the quality chapter shows how much it
+flatters. An untrained codec is the same codec either way."""
+TRAINING_SEED = 0  # the seeded half of every corpus that trained codecs are fitted on
 
 
-def corpus_halves(n: int, seed: int = HALVES_SEED) -> np.ndarray:
-    """Which half each of ``n`` corpus rows falls in (0 or 1): a seeded random split, sizes ``n // 2`` and the rest."""
-    half = np.zeros(n, np.int8)
-    half[np.random.default_rng(seed).permutation(n)[: n // 2]] = 1
-    return half
+def training_rows(n: int, seed: int = TRAINING_SEED) -> np.ndarray:
+    """The corpus rows a trained codec is fitted on under ``half``: ``n // 2`` rows of a seeded permutation, in
+    corpus order."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[: n // 2])
 
 
-def cross_fitted_search(name: str, corpus: np.ndarray, queries: np.ndarray, k: int) -> tuple[Codec, np.ndarray,
-                                                                                             np.ndarray]:
-    """Search ``corpus`` with codec ``name`` fitted only on vectors it does not encode: two halves swapped.
-
-    The codec fitted on half 0 encodes half 1 and the one fitted on half 1 encodes half 0; each half is
-    searched with its own codec and the two ranked lists are merged by score (ties by corpus row). Both
-    codecs' scores estimate the same similarity, so they merge like one index's; a rescored pipeline merges
-    its first stages, then re-ranks the merged head with each candidate's own second stage. An untrained
-    codec is the same codec whichever half it is fitted on, and this is then exactly :meth:`Codec.search`.
-    Returns one of the two fitted codecs (sizes are the same for both), the scores and the corpus rows.
-    """
-    corpus = check_vectors(corpus, f"{name} cross-fitted corpus")
-    if corpus.shape[0] < 2:
-        raise ValueError(f"{name}: cross-fitting needs at least 2 corpus vectors, got {corpus.shape[0]}")
-    half = corpus_halves(corpus.shape[0])
-    searched = [np.flatnonzero(half != h) for h in (0, 1)]  # the rows the codec fitted on half h encodes
-    fitted = [make_codec(name).fit(corpus[half == h]) for h in (0, 1)]
-    codes = [codec.encode(corpus[rows]) for codec, rows in zip(fitted, searched, strict=True)]
-    if not isinstance(fitted[0], Rescored):
-        lists = [codec.search(c, queries, min(k, len(rows))) for codec, c, rows in zip(fitted, codes, searched,
-                                                                                      strict=True)]
-        return fitted[0], *merge_ranked([(scores, rows[ids]) for (scores, ids), rows in zip(lists, searched,
-                                                                                           strict=True)], k)
-    pipelines: list[Rescored] = fitted  # type: ignore[assignment]
-    depth = pipelines[0].first_stage_depth(k, corpus.shape[0])
-    firsts = [p.first.search(np.ascontiguousarray(c[:, :p.first.code_size]), queries, min(depth, len(rows)))
-              for p, c, rows in zip(pipelines, codes, searched, strict=True)]
-    _, ranked = merge_ranked([(scores, rows[ids]) for (scores, ids), rows in zip(firsts, searched, strict=True)],
-                             depth)
-    seconds = [c if p._shares_codes else c[:, p.first.code_size:] for p, c in zip(pipelines, codes, strict=True)]
-    local = np.empty(corpus.shape[0], np.int64)
-    for rows in searched:
-        local[rows] = np.arange(len(rows))
-    owner = 1 - half  # the codec that encoded each row
-
-    def rescore_rows(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-        scores = np.empty(len(rows), np.float32)
-        for h in (0, 1):
-            mine = owner[rows] == h
-            if mine.any():
-                scores[mine] = pipelines[h].second.rescore(seconds[h][local[rows[mine]]], query)
-        return scores
-
-    return pipelines[0], *pipelines[0].rerank(ranked, queries, k, rescore_rows)
+def checked_training(training: str) -> str:
+    if training not in TRAINING:
+        raise ParameterError(f"training: {training!r} is not one of {', '.join(TRAINING)}")
+    return training
 
 
-def merge_ranked(lists: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` of several ``(scores, ids)`` ranked lists over disjoint rows: score descending, ties by row."""
-    scores = np.hstack([s for s, _ in lists])
-    ids = np.hstack([i for _, i in lists]).astype(np.int64)
-    order = np.lexsort((ids, -scores), axis=1)[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+def training_size(codec: Codec, n: int, training: str = "half") -> int:
+    """How many of a corpus's ``n`` vectors ``codec`` is fitted on under ``training``."""
+    return n // 2 if codec.trained and checked_training(training) == "half" else n
+
+
+def inapplicable_reason(name: str, n: int, dim: int, training: str = "half") -> str | None:
+    """Why codec ``name`` cannot search a corpus of ``n`` vectors of dimension ``dim`` under ``training`` (None
+    when it can), from the shapes alone: what a table row says in place of its results."""
+    codec = make_codec(name)
+    size = training_size(codec, n, training)
+    reason = codec.unfit_reason(size, dim)
+    return f"{reason} ({'half of' if size < n else 'all'} {n:,} documents)" if reason else None
+
+
+def fitted_for_search(name: str, corpus: np.ndarray, training: str = "half") -> Codec:
+    """Codec ``name`` fitted as ``training`` says (:data:`TRAINING`); it then encodes the whole ``corpus``.
+    Raises :class:`phase2.errors.NotApplicable` when the codec cannot be fitted on those vectors."""
+    codec = make_codec(name)
+    corpus = check_vectors(corpus, f"{name} corpus")
+    if training_size(codec, corpus.shape[0], training) < corpus.shape[0]:
+        return codec.fit(corpus[training_rows(corpus.shape[0])])
+    return codec.fit(corpus)
 
 
 def split_codec_names(value: str) -> list[str]:

@@ -67,6 +67,7 @@ def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], 
     return judged_ids, out
 
 
+OVERLAP = "Overlap@10"  # the share of float32's top 10 a code also returns (:func:`overlap_at_k`)
 TIE_AWARE = "nDCG@10 tie-aware"
 TIED_AT_CUTOFF = "tied 10th/11th"
 TIE_RUN_CUT = "tie run cut at depth"

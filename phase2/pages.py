@@ -15,7 +15,7 @@ from itertools import count
 
 import nbformat
 import pandas as pd
-from IPython.display import HTML
+from IPython.display import HTML, Markdown
 
 GLOSSARY = {"codecs": "../book/glossary.html#glossary-codecs", "methods": "../book/glossary.html#glossary-methods",
             "metrics": "../book/glossary.html#glossary-metrics"}
@@ -108,10 +108,12 @@ def resolve_references(notebook: nbformat.NotebookNode, name: str) -> None:
             cell.source = _REFERENCE.sub(numbered, cell.source)
 
 
-def codec_table(summary: pd.DataFrame) -> HTML:
+def codec_table(summary: pd.DataFrame, not_applicable: pd.DataFrame | None = None) -> HTML:
     """One collection's per-codec summary (:func:`phase2.quality.summary_table`) as a reader compares it: the
     codec (linked to the glossary), bytes, nDCG@10, % of float32 and the difference with its interval, formatted
-    for reading and narrow enough for the page. The full table stays in the downloads and below it."""
+    for reading and narrow enough for the page. The full table stays in the downloads and below it. The codecs of
+    ``not_applicable`` (:func:`phase2.quality.inapplicable`) on the same collection and model follow, each with its
+    reason in place of results."""
     table = pd.DataFrame({
         "codec": [linked(f"<code>{name}</code>", GLOSSARY["codecs"]) for name in summary["name"]],
         "bytes/vector": summary["bytes/vector"].map("{:,.0f}".format),
@@ -120,7 +122,23 @@ def codec_table(summary: pd.DataFrame) -> HTML:
         "nDCG@10": summary["nDCG@10"].map("{:.3f}".format),
         "% of float32": summary["% float32 nDCG@10"].map("{:.1f}".format),
         "Δ nDCG@10 [95% CI]": summary["Δ nDCG@10 [95% CI]"]})
+    if not_applicable is not None and len(summary):
+        here = not_applicable[(not_applicable.dataset == summary.dataset.iloc[0])
+                              & (not_applicable.model == summary.model.iloc[0])]
+        table = pd.concat([table, pd.DataFrame({
+            "codec": [linked(f"<code>{name}</code>", GLOSSARY["codecs"]) for name in here["name"]],
+            "Δ nDCG@10 [95% CI]": [f"not applicable: {reason}" for reason in here["reason"]]})],
+            ignore_index=True).fillna("")
     return HTML(table.to_html(escape=False, index=False))
+
+
+def not_applicable_note(not_applicable: pd.DataFrame) -> Markdown:
+    """One sentence naming each search left out because its codec cannot be fitted on that collection and model
+    (:func:`phase2.quality.inapplicable`), with the reason; empty when there is none."""
+    if not_applicable.empty:
+        return Markdown("")
+    return Markdown("Not applicable, so left out: " + "; ".join(
+        f"`{r.name}` on {r.dataset} with {r.model}: {r.reason}" for r in not_applicable.itertuples()) + ".")
 
 
 FRONT_PAGE_ANSWERS = "front-page-answers.txt"

@@ -27,7 +27,7 @@ from functools import cache
 import pandas as pd
 from tqdm import tqdm
 
-from phase2 import chapters, codecs, pipeline
+from phase2 import chapters, codecs, pipeline, published
 from phase2.datasets import Collection, available_datasets, load_dataset
 from phase2.embeddings import MODELS, embed
 
@@ -57,23 +57,36 @@ class EmbedTask:
 @dataclass(frozen=True)
 class SearchTask:
     """Fit codecs on a collection's documents and search its queries to ``depth``, into the search cache: one
-    codec, or a first stage with its rescoring pipelines, which then fit it once (``codecs._fitted_once``)."""
+    codec, or a first stage with its rescoring pipelines, which then fit it once (``codecs._fitted_once``). With
+    ``profile``, each search's per-query rows are also published (:mod:`phase2.published`) unless current there."""
 
     dataset: str
     model: str
     codecs: tuple[str, ...]
     depth: int
-    training: str = "halves"  # phase2.quality.TRAINING
+    training: str = "half"  # phase2.codecs.TRAINING
+    profile: str = ""  # publish into phase2.published.published_dir(profile); empty: cache only
 
     def run(self, *_embedded: float) -> float:
-        from phase2.quality import cached_search
+        from phase2.quality import REFERENCE, cached_search
 
         start = time.perf_counter()
         collection = _collection(self.dataset)
         docs = embed(collection, self.model, "docs", progress=False)
         queries = embed(collection, self.model, "queries", progress=False)
+        root = published.published_dir(self.profile) if self.profile else None
         for codec in self.codecs:
-            cached_search(collection, self.model, codec, self.depth, docs, queries, self.training)
+            began = time.perf_counter()
+            fitted, ids, scores, sizes = cached_search(collection, self.model, codec, self.depth, docs, queries,
+                                                       self.training)
+            seconds = time.perf_counter() - began if fitted.dim is not None else 0.0  # 0: from the cache
+            if root is None:
+                continue
+            identity = published.identity_of(collection, self.model, codec, self.training, self.depth)
+            if published.status_of(root, identity)[0] != "current":
+                reference = cached_search(collection, self.model, REFERENCE, self.depth, docs, queries)[1]
+                published.write_search(root, identity, published.evaluate(collection, ids, scores, reference),
+                                       sizes, seconds, self.profile)
         return time.perf_counter() - start
 
 
@@ -107,12 +120,9 @@ def _searches(chapter: str, values: dict) -> tuple[list[str], int]:
     return [quality.REFERENCE, *(n for n in names if n != quality.REFERENCE)], depth
 
 
-def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
-    """The embedding and search tasks of a profile's searching chapters, each search once, largest first."""
-    from phase2 import quality
-
-    embeds: dict[EmbedTask, None] = {}
-    wanted: dict[tuple[str, str, int, str], dict[str, None]] = {}
+def _chapter_searches(profile: str):
+    """Per searching chapter of ``profile``: the chapter, its first model, its (collection, model) pairs, the codec
+    names it searches (factory-normalised) and the depth."""
     for chapter in SEARCHING_CHAPTERS:
         values = chapter_values(chapter, profile)
         datasets = chapters.split_names(values["dataset"], available_datasets(), "dataset")
@@ -121,46 +131,110 @@ def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
             if values.get("stored_model") else []
         pairs, _ = chapters.collection_model_pairs(datasets, models, stored)
         names, depth = _searches(chapter, values)
-        names = [codecs.make_codec(name).name for name in names]
+        yield chapter, models[0], pairs, [codecs.make_codec(name).name for name in names], depth
+
+
+def inapplicable(profile: str) -> pd.DataFrame:
+    """The searches :func:`plan` leaves out because the codec cannot be fitted on that collection and model:
+    ``chapter``, ``dataset``, ``model``, ``name`` and ``reason`` (:func:`phase2.quality.inapplicable`)."""
+    from phase2 import quality
+
+    tables = [quality.inapplicable(pairs, names).assign(chapter=chapter)
+              for chapter, _, pairs, names, _ in _chapter_searches(profile)]
+    return pd.concat(tables, ignore_index=True)[["chapter", "dataset", "model", "name", "reason"]]
+
+
+def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
+    """The embedding and search tasks of a profile's searching chapters, each search once, largest first; a codec
+    that cannot be fitted on a collection and model is left out (:func:`inapplicable`)."""
+    from phase2 import quality
+
+    embeds: dict[EmbedTask, None] = {}
+    wanted: dict[tuple[str, str, int, str], dict[str, None]] = {}
+    for chapter, first_model, pairs, names, depth in _chapter_searches(profile):
         for dataset, model in pairs:
             embeds[EmbedTask(dataset, model)] = None
-            depth_here = min(depth, _collection(dataset).n_docs)
-            wanted.setdefault((dataset, model, depth_here, "halves"), {}).update(dict.fromkeys(names))
-            if chapter == "quality_vs_memory" and model == models[0]:  # the chapter's training_flattery section
+            n_docs, dim = _collection(dataset).n_docs, MODELS[model].dim
+            here = [name for name in names if not codecs.inapplicable_reason(name, n_docs, dim)]
+            depth_here = min(depth, n_docs)
+            wanted.setdefault((dataset, model, depth_here, "half"), {}).update(dict.fromkeys(here))
+            if chapter == "quality_vs_memory" and model == first_model:  # the chapter's training_flattery section
                 wanted.setdefault((dataset, model, depth_here, "corpus"), {}).update(
-                    dict.fromkeys(quality.flattered_codecs(names)))
+                    dict.fromkeys(quality.flattered_codecs(here)))
     searches = []
     for (dataset, model, depth, training), names in wanted.items():
         by_first_stage: dict[str, list[str]] = {}
         for name in names:
             by_first_stage.setdefault(re.sub(r"\+R\d+\w+$", "", name), []).append(name)
-        searches.extend(SearchTask(dataset, model, tuple(group), depth, training)
+        searches.extend(SearchTask(dataset, model, tuple(group), depth, training, profile)
                         for group in by_first_stage.values())
     return list(embeds), sorted(searches, key=lambda t: -_cost(t))
+
+
+def published_status(profile: str) -> pd.DataFrame:
+    """Every search :func:`plan` holds for ``profile``, against its published results
+    (:func:`phase2.published.status_of`): ``dataset``, ``model``, ``codec``, ``training``, ``status`` and the
+    ``seconds`` its published file records (NaN when missing, 0 when it was published from the search cache)."""
+    root = published.published_dir(profile)
+    rows = []
+    for task in plan(profile)[1]:
+        collection = _collection(task.dataset)
+        for codec in task.codecs:
+            identity = published.identity_of(collection, task.model, codec, task.training, task.depth)
+            status, found = published.status_of(root, identity)
+            rows.append({"dataset": task.dataset, "model": task.model, "codec": codec, "training": task.training,
+                         "status": status, "seconds": found["seconds"] if found else float("nan")})
+    return pd.DataFrame(rows, columns=["dataset", "model", "codec", "training", "status", "seconds"])
+
+
+def status_summary(status: pd.DataFrame) -> pd.DataFrame:
+    """:func:`published_status` per collection and model: searches in each state, and the recorded wall time of
+    those not current (what refreshing them took last time; missing ones have none)."""
+    counts = status.pivot_table(index=["dataset", "model"], columns="status", values="codec", aggfunc="count",
+                                fill_value=0, sort=False)
+    counts = counts.reindex(columns=list(published.STATES), fill_value=0)
+    stale = status[status.status != "current"]
+    counts["recorded seconds to refresh"] = stale.groupby(["dataset", "model"], sort=False).seconds.sum() \
+        .reindex(counts.index, fill_value=0.0)
+    counts.columns.name = None
+    return counts.reset_index()
 
 
 def _cost(task: SearchTask) -> float:
     """Rough relative cost, to start the long searches first: trained codecs fit on the documents, and
     every codec scores every query against every document."""
     collection = _collection(task.dataset)
-    trained = any(task.codecs[0].startswith(p) for p in ("PQ", "OPQ", "ITQ", "RaBitQ", "LSH", "BINr"))
+    trained = codecs.make_codec(task.codecs[0]).trained
     return collection.n_docs * (len(task.codecs) * collection.n_queries + (2000 if trained else 0))
 
 
-def timing_table(done: list[tuple[EmbedTask | SearchTask, float]]) -> pd.DataFrame:
+def timing_table(done: list[tuple[EmbedTask | SearchTask, float | BaseException]]) -> pd.DataFrame:
     """One row per task: ``task`` (embed or search), ``dataset``, ``model``, ``codec``, ``training`` (of a search),
-    ``seconds`` (wall time in the process that ran it, a cached result included)."""
+    ``seconds`` (wall time in the process that ran it, a cached result included; NaN for a failed task) and
+    ``error`` (empty, or the failed task's exception)."""
     return pd.DataFrame([{"task": "embed" if isinstance(t, EmbedTask) else "search", "dataset": t.dataset,
                           "model": t.model, "codec": " ".join(getattr(t, "codecs", ())),
-                          "training": getattr(t, "training", ""), "seconds": seconds} for t, seconds in done],
-                        columns=["task", "dataset", "model", "codec", "training", "seconds"])
+                          "training": getattr(t, "training", ""),
+                          "seconds": float("nan") if isinstance(outcome, BaseException) else outcome,
+                          "error": f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, BaseException)
+                          else ""} for t, outcome in done],
+                        columns=["task", "dataset", "model", "codec", "training", "seconds", "error"])
+
+
+def _outcome(run) -> float | BaseException:
+    """A task's wall time, or the exception it raised: one failed task does not stop the others (``make -k``)."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001 - reported with its task once every task has run
+        return exc
 
 
 def run_serial(profile: str, progress: bool = True) -> pd.DataFrame:
-    """Every task of :func:`plan` in this process, one after another; their :func:`timing_table`."""
+    """Every task of :func:`plan` in this process, one after another, past any that fails; their
+    :func:`timing_table`."""
     embeds, searches = plan(profile)
-    done = [(task, task.run()) for task in tqdm([*embeds, *searches], desc="precompute: embeddings and codec searches",
-                                                unit="task", disable=not progress)]
+    done = [(task, _outcome(task.run)) for task in tqdm([*embeds, *searches], unit="task", disable=not progress,
+                                                        desc="precompute: embeddings and codec searches")]
     return timing_table(done)
 
 
@@ -174,7 +248,8 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None,
     """Every task of :func:`plan` on a Dask cluster: the one at ``scheduler`` (``tcp://host:port``), or a
     ``LocalCluster`` of ``workers`` single-threaded workers (default: one per core); their :func:`timing_table`.
 
-    A failed task stops the run with its own error (the tasks already done stay cached).
+    A failed task does not stop the others; its row of the table carries its error (and a search that needed a
+    failed embedding fails with it).
     """
     from distributed import Client, LocalCluster, as_completed
 
@@ -204,7 +279,7 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None,
         with tqdm(total=len(task_of), desc="precompute: embeddings and codec searches", unit="task",
                   disable=not progress) as bar:
             for future in as_completed([*embedded.values(), *futures]):
-                done.append((task_of[future.key], future.result()))
+                done.append((task_of[future.key], _outcome(future.result)))
                 bar.update()
     finally:
         client.close()

@@ -49,10 +49,10 @@ def run_metadata(profile: str, chapter: str, seed: int) -> dict:
     return {
         "run_id": datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8],
         "created_utc": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "code": code_digest(),
         "versions": json.dumps({p: _version(p) for p in _VERSIONED}, sort_keys=True),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": _threads(),
         "seed": seed,
         "profile": profile,
@@ -211,7 +211,7 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=10)
@@ -222,7 +222,7 @@ def _git_commit() -> str:
     return (out.stdout.strip() + ("+dirty" if dirty else "")) if out.returncode == 0 else "unknown"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

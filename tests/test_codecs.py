@@ -1,6 +1,7 @@
 """Codecs: exact code sizes, agreement with faiss and sentence-transformers, golden codes, bad input."""
 
 import hashlib
+import re
 
 import faiss
 import numpy as np
@@ -8,8 +9,17 @@ import pytest
 from sentence_transformers.util import quantize_embeddings
 from sentence_transformers.util.quantization import semantic_search_faiss
 
-from phase2.codecs import CODECS, corpus_halves, cross_fitted_search, make_codec, split_codec_names, topk_by_score
-from phase2.errors import ParameterError
+from phase2.codecs import (
+    CODECS,
+    TRAINING,
+    fitted_for_search,
+    inapplicable_reason,
+    make_codec,
+    split_codec_names,
+    topk_by_score,
+    training_rows,
+)
+from phase2.errors import NotApplicable, ParameterError
 
 # codec -> (rows, dims) of the seeded input, sha256 prefix of its codes
 GOLDEN = {"Flat": ((64, 100), "f2c1719a60655313"), "FP16": ((64, 100), "a7b55c2d44bd0ac3"),
@@ -155,8 +165,8 @@ def test_product_quantizer_matches_faiss_index_pq():
 
 @pytest.mark.parametrize(("name", "rows", "message"), [
     ("PQ7", 300, "dimension 16 is not divisible by m = 7"),
-    ("PQ8", 100, "needs at least 256 corpus vectors"),
-    ("OPQ8,PQ8", 300, "needs at least 384 corpus vectors to train \\(256 centroids, and a d x d rotation\\)"),
+    ("PQ8", 100, "needs at least 256 training vectors"),
+    ("OPQ8,PQ8", 300, "needs at least 384 training vectors \\(256 centroids, and a d x d rotation\\)"),
 ])
 def test_product_quantizer_explains_what_it_needs(name, rows, message):
     with pytest.raises(ValueError, match=message):
@@ -242,7 +252,7 @@ def test_itq_learns_an_orthogonal_rotation_with_lower_quantization_loss():
 
     random = make_codec("BINr").fit(docs)._rotation
     assert loss(rotation) < loss(random)
-    with pytest.raises(ValueError, match="ITQ: needs at least as many corpus vectors as dimensions \\(32\\)"):
+    with pytest.raises(NotApplicable, match="ITQ: needs more training vectors than bits \\(32\\)"):
         make_codec("ITQ").fit(docs[:20])
 
 
@@ -405,13 +415,13 @@ def test_rescoring_pipelines_share_one_fit_of_their_first_stage_and_its_codes():
     assert not np.array_equal(seeded.first.encode(x), fresh.encode(x))
 
 
-def test_corpus_halves_are_a_seeded_split_of_every_row():
+def test_training_rows_are_a_seeded_half_of_the_corpus_in_corpus_order():
     for n in (2, 3, 10, 1401):
-        half = corpus_halves(n)
-        assert half.dtype == np.int8 and set(np.unique(half)) == {0, 1}
-        assert int(half.sum()) == n // 2
-        np.testing.assert_array_equal(half, corpus_halves(n))
-    assert not np.array_equal(corpus_halves(1000), corpus_halves(1000, seed=1))
+        rows = training_rows(n)
+        assert len(rows) == n // 2 and len(set(rows.tolist())) == n // 2 and 0 <= rows.min() and rows.max() < n
+        np.testing.assert_array_equal(rows, np.sort(rows))
+        np.testing.assert_array_equal(rows, training_rows(n))
+    assert not np.array_equal(training_rows(1000), training_rows(1000, seed=1))
 
 
 def test_trained_codecs_are_those_whose_state_depends_on_the_corpus():
@@ -422,59 +432,66 @@ def test_trained_codecs_are_those_whose_state_depends_on_the_corpus():
     assert not any(make_codec(name).trained for name in ("BIN+R4Flat", "BIN+R40BINa", "BINr+R2FP16"))
 
 
-def slow_cross_fitted(name, docs, queries, k):
-    """The obvious reference: fit on each half, score the other half completely, sort (-score, row) in Python."""
-    half = corpus_halves(len(docs))
-    merged = [[] for _ in queries]
-    for h in (0, 1):
-        codec = make_codec(name).fit(docs[half == h])
-        rows = np.flatnonzero(half != h)
-        scores, ids = codec.search(codec.encode(docs[rows]), queries, len(rows))
-        for q in range(len(queries)):
-            merged[q].extend(zip(scores[q].tolist(), rows[ids[q]].tolist(), strict=True))
-    ranked = [sorted(pairs, key=lambda p: (-p[0], p[1]))[:k] for pairs in merged]
-    return np.array([[s for s, _ in r] for r in ranked], np.float32), np.array([[i for _, i in r] for r in ranked])
-
-
 def corpus_with_duplicates_and_zeros(n, d, seed):
     docs = unit_vectors(n, d, seed)
-    docs[5:9] = docs[0]  # duplicate rows: exact ties, whichever half encodes them
+    docs[5:9] = docs[0]  # duplicate rows: exact ties
     docs[20] = 0.0  # an all-zero row
     return docs
 
 
-@pytest.mark.parametrize("name", ["SQ8", "ITQ", "PQ4", "BINc", "BIN2t"])
-def test_cross_fitting_encodes_each_half_with_the_codec_fitted_on_the_other(name):
+@pytest.mark.parametrize("name", ["SQ8", "SQ8raw", "ITQ", "PQ4", "BINc", "BIN2t", "RaBitQ2", "BIN+R2SQ8", "ITQ+R2Flat"])
+def test_a_trained_codec_is_fitted_on_the_seeded_half_and_encodes_every_row(name):
     docs, queries = corpus_with_duplicates_and_zeros(600, 16, 31), unit_vectors(7, 16, 32)
-    _, scores, ids = cross_fitted_search(name, docs, queries, 40)
-    expected_scores, expected_ids = slow_cross_fitted(name, docs, queries, 40)
-    np.testing.assert_array_equal(ids, expected_ids)
-    np.testing.assert_allclose(scores, expected_scores, rtol=1e-6, atol=1e-6)
-
-
-def test_cross_fitted_rescoring_reranks_the_merged_head_with_each_rows_own_second_stage():
-    docs, queries = corpus_with_duplicates_and_zeros(400, 16, 33), unit_vectors(5, 16, 34)
-    _, _, ids = cross_fitted_search("BIN+R2SQ8", docs, queries, 30)
-    half = corpus_halves(len(docs))
-    seconds = [make_codec("SQ8").fit(docs[half == h]) for h in (0, 1)]  # seconds[h] encodes the rows not in h
-    binary = make_codec("BIN").fit(docs)
-    _, first = binary.search(binary.encode(docs), queries, 30)  # sign bits need no training
-    for q, row, first_row in zip(queries, ids, first, strict=True):
-        head = np.sort(first_row[:20])
-        exact = np.array([seconds[1 - half[i]].decode(seconds[1 - half[i]].encode(docs[i:i + 1]))[0] @ q
-                          for i in head])
-        np.testing.assert_array_equal(row[:20], head[np.argsort(-exact, kind="stable")])
-        np.testing.assert_array_equal(row[20:], first_row[20:])
+    codec = fitted_for_search(name, docs)
+    by_hand = make_codec(name).fit(docs[np.sort(np.random.default_rng(0).permutation(600)[:300])])
+    np.testing.assert_array_equal(codec.encode(docs), by_hand.encode(docs))
+    whole = make_codec(name).fit(docs)
+    assert not np.array_equal(whole.encode(docs), codec.encode(docs))  # the half is not the corpus
+    np.testing.assert_array_equal(fitted_for_search(name, docs, "corpus").encode(docs), whole.encode(docs))
+    scores, ids = codec.search(codec.encode(docs), queries, 40)
+    assert ids.shape == (7, 40) and (np.diff(scores, axis=1) <= 0).all()
 
 
 @pytest.mark.parametrize("name", ["BIN", "BINr", "BINa", "BIN+R40BINa", "BIN+R4Flat"])
-def test_cross_fitting_an_untrained_codec_is_its_plain_search(name):
-    docs, queries = corpus_with_duplicates_and_zeros(500, 32, 35), unit_vectors(6, 32, 36)
-    codec = make_codec(name).fit(docs)
-    _, ids = codec.search(codec.encode(docs), queries, 50)
-    np.testing.assert_array_equal(cross_fitted_search(name, docs, queries, 50)[2], ids)
+def test_an_untrained_codec_is_fitted_on_the_whole_corpus_whatever_the_training(name):
+    docs = corpus_with_duplicates_and_zeros(500, 32, 35)
+    codes = make_codec(name).fit(docs).encode(docs)
+    for training in TRAINING:
+        np.testing.assert_array_equal(fitted_for_search(name, docs, training).encode(docs), codes)
 
 
-def test_cross_fitting_needs_two_vectors():
-    with pytest.raises(ValueError, match="SQ8: cross-fitting needs at least 2 corpus vectors, got 1"):
-        cross_fitted_search("SQ8", unit_vectors(1, 8, 0), unit_vectors(1, 8, 1), 1)
+def test_training_must_be_a_known_rule():
+    with pytest.raises(ParameterError, match="training: 'halves' is not one of half, corpus"):
+        fitted_for_search("SQ8", unit_vectors(10, 8, 0), "halves")
+
+
+@pytest.mark.parametrize(("name", "n", "dim", "reason"), [
+    ("ITQ", 768, 768, "needs more training vectors than bits (768) for 768 principal directions, got 768"),
+    ("ITQ384", 384, 768, "needs more training vectors than bits (384)"),
+    ("OPQ48,PQ48", 767, 768, "needs at least 768 training vectors (256 centroids, and a d x d rotation), got 767"),
+    ("PQ48", 255, 384, "needs at least 256 training vectors (256 centroids), got 255"),
+    ("PQ48", 300, 100, "the dimension 100 is not divisible by m = 48"),
+    ("SQ8raw", 2000, 1024, "exact float32 sums need fewer than 1,024 dimensions, got 1024"),
+    ("ITQ+R2Flat", 100, 128, "needs more training vectors than bits (128)"),
+])
+def test_a_codec_that_cannot_fit_says_why_from_the_shapes_and_when_fitted(name, n, dim, reason):
+    assert reason in make_codec(name).unfit_reason(n, dim)
+    with pytest.raises(NotApplicable, match=re.escape(f"{name}: {reason}")):
+        make_codec(name).fit(unit_vectors(n, dim, 0))
+
+
+@pytest.mark.parametrize(("name", "n", "dim"), [("ITQ", 769, 768), ("ITQ384", 385, 768), ("OPQ8,PQ8", 256, 32),
+                                                ("PQ48", 256, 384), ("SQ8raw", 10, 1023), ("LSH64", 2, 16)])
+def test_a_codec_fits_at_its_stated_minimum(name, n, dim):
+    assert make_codec(name).unfit_reason(n, dim) is None
+    make_codec(name).fit(unit_vectors(n, dim, 0))
+
+
+def test_inapplicable_reason_counts_the_half_a_trained_codec_is_fitted_on():
+    assert inapplicable_reason("ITQ", 1400, 768) == ("needs more training vectors than bits (768) for 768 principal "
+                                                     "directions, got 700 (half of 1,400 documents)")
+    assert inapplicable_reason("ITQ", 1400, 768, "corpus") is None
+    assert inapplicable_reason("ITQ", 1400, 384) is None
+    assert inapplicable_reason("BIN", 3, 768) is None  # nothing to train
+
+

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,3 +78,65 @@ def test_precompute_runs_on_a_scheduler_given_by_address(caches, tmp_path, monke
         out = _cli("precompute", "--profile", "smoke", "--scheduler", cluster.scheduler_address, cache=cache).stdout
     assert f"the Dask scheduler at {cluster.scheduler_address}" in out
     assert _searches(cache) == _searches(serial)
+
+
+SHARED = ("cranfield", "scifact", "nfcorpus", "squad-dev", "npl")
+
+
+def test_every_planned_search_can_be_fitted_on_its_collection_and_model():
+    """Without searching: every codec each profile plans fits the shape it meets (training vectors, dimension),
+    and each distinct single-stage codec is fitted for real on the smallest such shape below 1,024 vectors (random
+    unit vectors: the small halves, where minimum sizes bite), so a codec whose stated minimum is wrong fails here,
+    not hours into a build."""
+    from phase2.codecs import Rescored, make_codec, training_size
+    from phase2.datasets import load_dataset
+    from phase2.embeddings import MODELS
+
+    for name in SHARED:
+        require_dataset(name)
+    smallest: dict[tuple[str, int], int] = {}
+    for profile in pipeline.profile_names():
+        for task in precompute.plan(profile)[1]:
+            n, dim = load_dataset(task.dataset).n_docs, MODELS[task.model].dim
+            for name in task.codecs:
+                codec = make_codec(name)
+                size = training_size(codec, n, task.training)
+                assert codec.unfit_reason(size, dim) is None, (profile, task, name)
+                for stage in (codec.first, codec.second) if isinstance(codec, Rescored) else (codec,):
+                    smallest[stage.name, dim] = min(smallest.get((stage.name, dim), size), size)
+    rng = np.random.default_rng(0)
+    for (name, dim), size in smallest.items():
+        if size >= 1024:
+            continue
+        vectors = rng.standard_normal((size, dim)).astype(np.float32)
+        make_codec(name).fit(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+
+def test_the_default_profile_leaves_out_only_what_cannot_be_fitted_and_says_why():
+    for name in SHARED:
+        require_dataset(name)
+    left_out = precompute.inapplicable("default")
+    assert set(zip(left_out.dataset, left_out.model, strict=True)) == {("cranfield", "mpnet-base")}
+    assert set(left_out.name) == {"OPQ48,PQ48", "ITQ", *(n for n in left_out.name if n.startswith("ITQ+R"))}
+    assert left_out.reason.str.endswith("got 700 (half of 1,400 documents)").all()
+    _, searches = precompute.plan("default")
+    planned = {(t.dataset, t.model, name) for t in searches for name in t.codecs}
+    assert not planned & set(zip(left_out.dataset, left_out.model, left_out.name, strict=True))
+    assert ("cranfield", "mpnet-base", "ITQ384") in planned  # 384 bits fit on 700 vectors
+
+
+def test_a_failed_task_does_not_stop_the_others_and_is_reported_at_the_end(tmp_path, monkeypatch):
+    require_dataset("cranfield")
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(cold_cache(tmp_path)))
+    embeds, searches = precompute.plan("smoke")
+    cheapest = searches[-3:]  # largest first: the three quickest searches
+    monkeypatch.setattr(precompute, "plan", lambda profile: (embeds, cheapest))
+    real_run = precompute.SearchTask.run
+    monkeypatch.setattr(precompute.SearchTask, "run",
+                        lambda self, *a: (_ for _ in ()).throw(RuntimeError("disk full")) if self == cheapest[0]
+                        else real_run(self, *a))
+    timings = precompute.run_serial("smoke", progress=False)
+    assert len(timings) == len(embeds) + 3
+    failed = timings[timings.error != ""]
+    assert list(failed.codec) == [" ".join(cheapest[0].codecs)] and list(failed.error) == ["RuntimeError: disk full"]
+    assert timings[timings.error == ""].seconds.notna().all()
