@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -57,6 +58,18 @@ def main(argv: list[str] | None = None) -> int:
                                                         "core)")
     precompute.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
 
+    reproduce = sub.add_parser("reproduce", help="recompute every search of a profile from cold caches into "
+                                                 "_build/reproduce/<profile>/, then compare it with the committed "
+                                                 "results")
+    reproduce.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
+    reproduce.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT, whose workers see "
+                                               "_build/reproduce/ of this checkout (default: a local cluster)")
+    reproduce.add_argument("--workers", type=int, help="local cluster size (default: one single-threaded worker per "
+                                                       "core)")
+    reproduce.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
+    reproduce.add_argument("--only", type=_names, default=[], help="searching chapters, collections or models, "
+                                                                   "comma-separated: recompute only their searches")
+
     pdf = sub.add_parser("pdf", help="print the executed book of a profile to _build/pdf/book.pdf (headless Chromium)")
     pdf.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
 
@@ -71,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     status = result_commands.add_parser("status", help="each planned search of a profile: current, missing or computed "
                                                        "by other code or from other inputs (phase2.published)")
     status.add_argument("--profile", default="default", choices=profiles, help="whose results")
+    compared = result_commands.add_parser("compare", help="set recomputed results (python -m phase2 reproduce) "
+                                                          "against the committed ones, search by search")
+    compared.add_argument("--profile", default="default", choices=profiles, help="whose results")
+    compared.add_argument("--against", type=Path, help="the recomputed results (default: "
+                                                        "_build/reproduce/<profile>/results)")
 
     chapter = sub.add_parser("chapter", help="execute one chapter notebook with a profile and overrides")
     chapter.add_argument("name", help="chapter file name without .ipynb, e.g. quality_vs_memory")
@@ -151,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.build_pdf(args.profile)
         elif args.command == "results" and args.action == "status":
             print_status(args.profile)
+        elif args.command == "results" and args.action == "compare":
+            compare_results(args.profile, args.against or reproduce_dir(args.profile) / "results")
+        elif args.command == "reproduce":
+            run_reproduce(args)
         elif args.command == "results":
             for path in results_export(args):
                 print(f"exported: {path}")
@@ -280,7 +302,8 @@ def run_export(args: argparse.Namespace) -> None:
         print(f"exported: {export_store(load_dataset(name), args.model, args.to)}", flush=True)
 
 
-def run_precompute(profile: str, scheduler: str | None, workers: int | None = None, serial: bool = False) -> None:
+def run_precompute(profile: str, scheduler: str | None, workers: int | None = None, serial: bool = False,
+                   only: tuple[str, ...] = ()) -> None:
     from phase2 import precompute
     from phase2.storage import atomic_write_bytes
 
@@ -289,8 +312,8 @@ def run_precompute(profile: str, scheduler: str | None, workers: int | None = No
     where = ("this process" if serial else f"the Dask scheduler at {scheduler}" if scheduler else
              f"a local Dask cluster of {size} single-threaded worker{'s' if size > 1 else ''}")
     print(f"precompute: embeddings and codec searches of the {profile} profile on {where}", flush=True)
-    timings = (precompute.run_serial(profile) if serial else
-               precompute.run(profile, scheduler=scheduler, workers=workers))
+    timings = (precompute.run_serial(profile, only=only) if serial else
+               precompute.run(profile, scheduler=scheduler, workers=workers, only=only))
     path = pipeline.BUILD_DIR / "precompute" / f"{profile}.csv"
     atomic_write_bytes(path, timings.to_csv(index=False).encode())
     failed = timings[timings.error != ""]
@@ -312,6 +335,39 @@ def run_book(args: argparse.Namespace) -> None:
     index = pipeline.BUILD_DIR / "html" / "index.html"
     print(f"book ({args.profile} profile) built in {pipeline.duration(time.perf_counter() - start)}; open it: "
           f"{index.resolve().as_uri()}", flush=True)
+
+
+def reproduce_dir(profile: str) -> Path:
+    """Scratch root of ``reproduce``: its own caches and published results, never the committed ones."""
+    return pipeline.BUILD_DIR / "reproduce" / profile
+
+
+def run_reproduce(args: argparse.Namespace) -> None:
+    """Precompute into scratch caches and a scratch results folder (a killed run resumes from what that folder
+    already holds), then compare with the committed results."""
+    root = reproduce_dir(args.profile)
+    os.environ["PHASE2_CACHE_DIR"] = str(root / "cache")
+    os.environ["PHASE2_PUBLISHED_DIR"] = str(root / "results")
+    run_precompute(args.profile, args.scheduler, args.workers, args.serial, tuple(args.only))
+    compare_results(args.profile, root / "results")
+
+
+def compare_results(profile: str, recomputed: Path) -> None:
+    from phase2 import published
+
+    committed = published.committed_dir(profile)
+    table = published.compare(recomputed, committed)
+    if table.empty:
+        raise Phase2Error(f"no recomputed results under {recomputed}: run python -m phase2 reproduce --profile "
+                          f"{profile} first")
+    counts = table.outcome.str.replace(r":.*", "", regex=True).value_counts()
+    for row in table[table.outcome != "identical"].itertuples():
+        print(f"{row.search}: {row.outcome}")
+    print(f"{recomputed} against {committed}: {len(table)} searches; "
+          + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()), flush=True)
+    if counts.get("identical", 0) != len(table):
+        raise Phase2Error(f"{len(table) - counts.get('identical', 0)} recomputed searches differ from the committed "
+                          "results (listed above)")
 
 
 def print_status(profile: str) -> None:

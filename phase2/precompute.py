@@ -30,6 +30,7 @@ from tqdm import tqdm
 from phase2 import chapters, codecs, pipeline, published
 from phase2.datasets import Collection, available_datasets, load_dataset
 from phase2.embeddings import MODELS, embed
+from phase2.errors import ParameterError
 
 SEARCHING_CHAPTERS = ("quality_vs_memory", "rescoring", "geometry")
 """Chapters whose exhaustive searches are precomputed; the others read results or time things."""
@@ -120,9 +121,10 @@ def _searches(chapter: str, values: dict) -> tuple[list[str], int]:
     return [quality.REFERENCE, *(n for n in names if n != quality.REFERENCE)], depth
 
 
-def _chapter_searches(profile: str):
+def _chapter_searches(profile: str, only: tuple[str, ...] = ()):
     """Per searching chapter of ``profile``: the chapter, its first model, its (collection, model) pairs, the codec
-    names it searches (factory-normalised) and the depth."""
+    names it searches (factory-normalised) and the depth; with ``only`` (:func:`only_filter`), those it keeps."""
+    keep = only_filter(only)
     for chapter in SEARCHING_CHAPTERS:
         values = chapter_values(chapter, profile)
         datasets = chapters.split_names(values["dataset"], available_datasets(), "dataset")
@@ -131,7 +133,25 @@ def _chapter_searches(profile: str):
             if values.get("stored_model") else []
         pairs, _ = chapters.collection_model_pairs(datasets, models, stored)
         names, depth = _searches(chapter, values)
-        yield chapter, models[0], pairs, [codecs.make_codec(name).name for name in names], depth
+        pairs = [(dataset, model) for dataset, model in pairs if keep(chapter, dataset, model)]
+        if pairs:
+            yield chapter, models[0], pairs, [codecs.make_codec(name).name for name in names], depth
+
+
+def only_filter(only: tuple[str, ...]):
+    """``keep(chapter, dataset, model)`` for names of searching chapters, collections and models: a search is kept
+    when it matches one of the names given of each kind (``cranfield,minilm-l6``: cranfield with MiniLM-L6)."""
+    kinds = {"chapter": list(SEARCHING_CHAPTERS), "collection": available_datasets(), "model": list(MODELS)}
+    chosen: dict[str, set[str]] = {kind: set() for kind in kinds}
+    for name in only:
+        kind = next((k for k, valid in kinds.items() if name in valid), None)
+        if kind is None:
+            raise ParameterError(f"--only: {name!r} is neither a searching chapter ({', '.join(kinds['chapter'])}), "
+                                 f"a collection ({', '.join(kinds['collection'])}) nor a model "
+                                 f"({', '.join(kinds['model'])})")
+        chosen[kind].add(name)
+    return lambda chapter, dataset, model: all(not names or value in names for names, value in
+                                               zip(chosen.values(), (chapter, dataset, model), strict=True))
 
 
 def inapplicable(profile: str) -> pd.DataFrame:
@@ -144,14 +164,15 @@ def inapplicable(profile: str) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)[["chapter", "dataset", "model", "name", "reason"]]
 
 
-def plan(profile: str) -> tuple[list[EmbedTask], list[SearchTask]]:
-    """The embedding and search tasks of a profile's searching chapters, each search once, largest first; a codec
-    that cannot be fitted on a collection and model is left out (:func:`inapplicable`)."""
+def plan(profile: str, only: tuple[str, ...] = ()) -> tuple[list[EmbedTask], list[SearchTask]]:
+    """The embedding and search tasks of a profile's searching chapters (those ``only`` keeps, :func:`only_filter`),
+    each search once, largest first; a codec that cannot be fitted on a collection and model is left out
+    (:func:`inapplicable`)."""
     from phase2 import quality
 
     embeds: dict[EmbedTask, None] = {}
     wanted: dict[tuple[str, str, int, str], dict[str, None]] = {}
-    for chapter, first_model, pairs, names, depth in _chapter_searches(profile):
+    for chapter, first_model, pairs, names, depth in _chapter_searches(profile, only):
         for dataset, model in pairs:
             embeds[EmbedTask(dataset, model)] = None
             n_docs, dim = _collection(dataset).n_docs, MODELS[model].dim
@@ -229,10 +250,10 @@ def _outcome(run) -> float | BaseException:
         return exc
 
 
-def run_serial(profile: str, progress: bool = True) -> pd.DataFrame:
+def run_serial(profile: str, progress: bool = True, only: tuple[str, ...] = ()) -> pd.DataFrame:
     """Every task of :func:`plan` in this process, one after another, past any that fails; their
     :func:`timing_table`."""
-    embeds, searches = plan(profile)
+    embeds, searches = plan(profile, only)
     done = [(task, _outcome(task.run)) for task in tqdm([*embeds, *searches], unit="task", disable=not progress,
                                                         desc="precompute: embeddings and codec searches")]
     return timing_table(done)
@@ -244,7 +265,7 @@ def default_workers() -> int:
 
 
 def run(profile: str, scheduler: str | None = None, workers: int | None = None,
-        progress: bool = True) -> pd.DataFrame:
+        progress: bool = True, only: tuple[str, ...] = ()) -> pd.DataFrame:
     """Every task of :func:`plan` on a Dask cluster: the one at ``scheduler`` (``tcp://host:port``), or a
     ``LocalCluster`` of ``workers`` single-threaded workers (default: one per core); their :func:`timing_table`.
 
@@ -253,7 +274,7 @@ def run(profile: str, scheduler: str | None = None, workers: int | None = None,
     """
     from distributed import Client, LocalCluster, as_completed
 
-    embeds, searches = plan(profile)
+    embeds, searches = plan(profile, only)
     if scheduler:
         client = Client(scheduler, timeout="30s")
         cluster = None

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from phase2 import PROJECT_ROOT, metrics
 from phase2.datasets import Collection
+from phase2.errors import ParameterError
 from phase2.storage import atomic_write_bytes, cache_dir, source_digest
 
 PUBLISHED_PROFILES = ("default",)
@@ -50,13 +51,21 @@ STATES = ("current", "other code", "other inputs", "missing")
 
 
 def published_dir(profile: str) -> Path:
-    """Where a profile's published results live: ``$PHASE2_PUBLISHED_DIR`` if set, else ``results/<profile>`` for a
+    """Where a profile's results are published: ``$PHASE2_PUBLISHED_DIR`` if set, else :func:`committed_dir` for a
     committed profile and ``_build/published/<profile>`` for the others."""
     if os.environ.get("PHASE2_PUBLISHED_DIR"):
         return Path(os.environ["PHASE2_PUBLISHED_DIR"])
     if profile in PUBLISHED_PROFILES:
-        return PROJECT_ROOT / "results" / profile
+        return committed_dir(profile)
     return PROJECT_ROOT / "_build" / "published" / profile
+
+
+def committed_dir(profile: str) -> Path:
+    """The committed results of a profile of :data:`PUBLISHED_PROFILES`: ``results/<profile>`` in the checkout."""
+    if profile not in PUBLISHED_PROFILES:
+        raise ParameterError(f"profile {profile!r} has no committed results; profiles with committed results: "
+                             f"{', '.join(PUBLISHED_PROFILES)}")
+    return PROJECT_ROOT / "results" / profile
 
 
 def search_path(root: Path, dataset: str, model: str, codec: str, training: str) -> Path:
@@ -146,6 +155,33 @@ def status_of(root: Path, identity: dict) -> tuple[str, dict | None]:
     if found.get("behaviour") != behaviour_digest():
         return "other code", found
     return "current", found
+
+
+def compare(recomputed: Path, committed: Path) -> pd.DataFrame:
+    """Each search published under ``recomputed`` against the same file under ``committed``: ``search`` (its path
+    under the root) and ``outcome``: ``identical`` (same inputs, every row bit for bit), ``differs`` (with the
+    metrics and number of queries that differ), ``other inputs`` or ``not committed``."""
+    rows = []
+    for path in sorted((recomputed / "searches").rglob("*.parquet")):
+        name = str(path.relative_to(recomputed))
+        theirs = committed / name
+        found, new = read_provenance(theirs), read_provenance(path)
+        if found is None:
+            outcome = "not committed"
+        elif new is None or found["key"] != new["key"]:
+            outcome = "other inputs"
+        else:
+            mine, old = read_search(path), read_search(theirs)
+            if mine.equals(old):
+                outcome = "identical"
+            elif list(mine.query_id) != list(old.query_id):
+                outcome = "differs: other queries"
+            else:
+                moved = [f"{metric} at {int((mine[metric].to_numpy() != old[metric].to_numpy()).sum())} queries"
+                         for metric in EVALUATED if not mine[metric].equals(old[metric])]
+                outcome = "differs: " + ", ".join(moved)
+        rows.append({"search": name, "outcome": outcome})
+    return pd.DataFrame(rows, columns=["search", "outcome"])
 
 
 def machine() -> dict:

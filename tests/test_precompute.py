@@ -1,6 +1,7 @@
 """Precompute on Dask: the same cache files as the serial path, bit for bit, on a local cluster and on a
 scheduler started elsewhere; and the chapters then find every search they make already done."""
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -11,13 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import PROJECT_ROOT, pipeline, precompute
+from phase2 import PROJECT_ROOT, pipeline, precompute, published
 
 from conftest import cold_cache, require_dataset
 
 
 def _cli(*args, cache: Path, results: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PHASE2_CACHE_DIR": str(cache), "PHASE2_RESULTS_DIR": str(results or cache / "results")}
+    env = {**os.environ, "PHASE2_CACHE_DIR": str(cache), "PHASE2_RESULTS_DIR": str(results or cache / "results"),
+           "PHASE2_PUBLISHED_DIR": str(cache / "published")}
     proc = subprocess.run([sys.executable, "-m", "phase2", *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
                           env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -49,6 +51,58 @@ def test_local_cluster_precompute_is_bit_identical_to_the_serial_path(caches):
     assert _searches(cluster) == _searches(serial)
     timings = pd.read_csv(pipeline.BUILD_DIR / "precompute" / "smoke.csv", keep_default_na=False)
     assert len(timings) == len(embeds) + len(searches) and set(timings.task) == {"embed", "search"}
+
+
+def _published(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted((root / "searches").rglob("*.parquet"))}
+
+
+def _assert_same_search(recomputed: Path, committed: Path) -> None:
+    new, old = published.read_provenance(recomputed), published.read_provenance(committed)
+    assert new["key"] == old["key"], f"{committed}: computed from other inputs than a recomputation here"
+    pd.testing.assert_frame_equal(published.read_search(recomputed), published.read_search(committed),
+                                  check_exact=True, obj=str(committed))
+
+
+def test_the_committed_results_hold_the_smoke_slice_bit_for_bit(caches):
+    """Every search of the smoke profile (cranfield with all-MiniLM-L6-v2: every codec, the rescoring and geometry
+    searches), recomputed from cold caches above, equals the committed default results' rows bit for bit: a
+    change of code that moves a published number fails here until the results are recomputed and committed."""
+    serial, _, _ = caches
+    recomputed = _published(serial / "published")
+    committed = published.committed_dir("default")
+    assert len(recomputed) == sum(len(t.codecs) for t in precompute.plan("smoke")[1])
+    absent = [name for name in recomputed if not (committed / name).exists()]
+    assert not absent, (f"{len(absent)} smoke searches are not in {committed} (python -m phase2 precompute --profile "
+                        f"default publishes them), e.g. {absent[:3]}")
+    for name, path in recomputed.items():
+        _assert_same_search(path, committed / name)
+
+
+def test_a_few_more_committed_searches_recompute_bit_for_bit(tmp_path, monkeypatch):
+    """Three committed searches beyond cranfield, chosen by a hash of their paths among the MiniLM models' searches
+    of collections where documents x queries stay under 2 x 10^6 (CI time), recomputed from a cold cache."""
+    from phase2.datasets import load_dataset
+
+    committed_root = published.committed_dir("default")
+    committed = {name: path for name, path in _published(committed_root).items()
+                 if not name.startswith("searches/cranfield/")}
+    def cheap(name: str) -> bool:
+        collection = load_dataset(name.split("/")[1])
+        return name.split("/")[2].startswith("minilm") and collection.n_docs * collection.n_queries < 2_000_000
+
+    small = [name for name in committed if cheap(name)]
+    assert small, f"{committed_root} holds no MiniLM search beyond cranfield on a small collection"
+    chosen = sorted(small, key=lambda name: hashlib.sha256(name.encode()).hexdigest())[:3]
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(cold_cache(tmp_path, collections=())))  # compiled kernels only
+    monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(tmp_path / "published"))
+    for name in chosen:
+        identity = published.read_provenance(committed[name])["identity"]
+        require_dataset(identity["dataset"])
+        task = precompute.SearchTask(identity["dataset"], identity["model"], (identity["codec"],), identity["depth"],
+                                     "half" if identity["training"] == "none" else identity["training"], "default")
+        task.run()
+        _assert_same_search(tmp_path / "published" / name, committed[name])
 
 
 def test_chapters_find_every_search_already_precomputed(caches, tmp_path):

@@ -1,0 +1,125 @@
+"""Published results: one file per search with its provenance, the states a planned search can be in, the behaviour
+digest that decides 'other code', and rows equal to what the chapters compute from the same search."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phase2 import published, quality
+from phase2.codecs import SignBinary
+from phase2.datasets import load_dataset
+from phase2.embeddings import embed
+
+from conftest import cold_cache, require_dataset
+
+
+@pytest.fixture
+def small_digest(tmp_path, monkeypatch):
+    """The behaviour digest over two codecs, in a cache of its own (the full one takes half a minute)."""
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "digest-cache"))
+    monkeypatch.setattr(published, "BEHAVIOUR_CODECS", ("BIN", "SQ8"))
+    published.behaviour_digest.cache_clear()
+    yield
+    published.behaviour_digest.cache_clear()
+
+
+def rows_for(collection, model, codec, depth=100):
+    docs, queries = (embed(collection, model, part, progress=False) for part in ("docs", "queries"))
+    _, ids, scores, sizes = quality.cached_search(collection, model, codec, depth, docs, queries)
+    reference = quality.cached_search(collection, model, quality.REFERENCE, depth, docs, queries)[1]
+    return published.evaluate(collection, ids, scores, reference), sizes
+
+
+def test_a_published_search_round_trips_with_its_provenance(tmp_path, monkeypatch, small_digest):
+    require_dataset("cranfield")
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(cold_cache(tmp_path)))
+    collection = load_dataset("cranfield")
+    rows, sizes = rows_for(collection, "minilm-l6", "SQ8")
+    identity = published.identity_of(collection, "minilm-l6", "SQ8", "half", 100)
+    path = published.write_search(tmp_path / "pub", identity, rows, sizes, 1.25, "default")
+    assert path == tmp_path / "pub" / "searches" / "cranfield" / "minilm-l6" / "SQ8__half.parquet"
+    pd.testing.assert_frame_equal(published.read_search(path), rows, check_exact=True)
+    found = published.read_provenance(path)
+    assert found["identity"] == identity and found["key"] == published.identity_key(identity)
+    assert identity["docs"].startswith("store-") and identity["training"] == "half"  # read from the shared store
+    assert found["sizes"] == {"code_size": 384, "rescore_bytes": 0, "fixed_bytes": sizes[2]}
+    assert found["seconds"] == 1.25 and found["profile"] == "default" and found["behaviour"]
+    assert set(found["machine"]) == {"cpu", "simd", "cores", "memory_gib"} and found["commit"]
+    assert list(rows.columns) == ["query_id", *published.EVALUATED] and len(rows) == collection.n_queries
+
+
+def test_published_rows_equal_the_chapters_per_query_values(tmp_path, monkeypatch):
+    require_dataset("cranfield")
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(cold_cache(tmp_path)))
+    collection = load_dataset("cranfield")
+    table = quality.run_collection("cranfield", "minilm-l6", ["BIN", "PQ48"], 100, {}, progress=False)
+    for codec in ("BIN", "PQ48"):
+        rows = rows_for(collection, "minilm-l6", codec)[0].set_index("query_id")
+        chapter = table[(table.codec == codec) & (table.query_id != "")]
+        for metric in published.EVALUATED:
+            values = chapter[chapter.metric == metric].set_index("query_id").value
+            np.testing.assert_array_equal(rows.loc[values.index, metric].to_numpy(), values.to_numpy())
+
+
+def test_a_planned_search_is_missing_current_from_other_inputs_or_from_other_code(tmp_path, monkeypatch,
+                                                                                   small_digest):
+    root = tmp_path / "pub"
+    identity = {"dataset": "toy", "dataset_fingerprint": "f", "model": "m", "docs": "store-a", "queries": "store-b",
+                "codec": "BIN", "training": "none", "depth": 100}
+    rows = pd.DataFrame({"query_id": ["q1"], **{m: [0.5] for m in published.EVALUATED}})
+    assert published.status_of(root, identity) == ("missing", None)
+    published.write_search(root, identity, rows, (48, 0, 0), 0.0, "default")
+    assert published.status_of(root, identity)[0] == "current"
+    assert published.status_of(root, {**identity, "docs": "store-c"})[0] == "other inputs"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(published, "behaviour_digest", lambda: "another")
+        assert published.status_of(root, identity)[0] == "other code"
+    path = published.search_path(root, "toy", "m", "BIN", "none")
+    path.write_bytes(b"not parquet")  # a damaged file is as good as none
+    assert published.status_of(root, identity) == ("missing", None)
+
+
+def test_the_behaviour_digest_moves_with_what_the_code_computes(small_digest, monkeypatch):
+    digest = published.behaviour_digest()
+    published.behaviour_digest.cache_clear()
+    assert published.behaviour_digest() == digest  # read back from its cache, and stable
+    original = SignBinary._encode
+
+    def flipped(self, x):
+        codes = original(self, x)
+        codes[:, 0] ^= 1
+        return codes
+
+    monkeypatch.setattr(SignBinary, "_encode", flipped)
+    monkeypatch.setattr(published, "source_digest", lambda names: "a changed source")  # not the cached state
+    published.behaviour_digest.cache_clear()
+    assert published.behaviour_digest() != digest
+
+
+def test_published_dir_is_committed_only_for_the_published_profiles(monkeypatch):
+    monkeypatch.delenv("PHASE2_PUBLISHED_DIR", raising=False)
+    assert published.published_dir("default").parts[-2:] == ("results", "default")
+    assert published.published_dir("smoke").parts[-3:] == ("_build", "published", "smoke")
+    monkeypatch.setenv("PHASE2_PUBLISHED_DIR", "/tmp/elsewhere")
+    assert str(published.published_dir("default")) == "/tmp/elsewhere"
+
+
+def test_compare_says_which_searches_are_identical_and_what_moved(tmp_path):
+    identity = {"dataset": "toy", "dataset_fingerprint": "f", "model": "m", "docs": "store-a", "queries": "store-b",
+                "codec": "BIN", "training": "none", "depth": 100}
+    rows = pd.DataFrame({"query_id": ["q1", "q2"], **{m: [0.5, 0.25] for m in published.EVALUATED}})
+    for root in ("mine", "theirs"):
+        published.write_search(tmp_path / root, identity, rows, (48, 0, 0), 0.0, "default")
+    moved = rows.copy()
+    moved.loc[1, "nDCG@10"] = 0.3
+    published.write_search(tmp_path / "mine", {**identity, "codec": "SQ8"}, moved, (384, 0, 0), 0.0, "default")
+    published.write_search(tmp_path / "theirs", {**identity, "codec": "SQ8"}, rows, (384, 0, 0), 0.0, "default")
+    published.write_search(tmp_path / "mine", {**identity, "codec": "ITQ"}, rows, (48, 0, 0), 0.0, "default")
+    published.write_search(tmp_path / "mine", {**identity, "codec": "BINr"}, rows, (48, 0, 0), 0.0, "default")
+    published.write_search(tmp_path / "theirs", {**identity, "codec": "BINr", "docs": "store-z"}, rows, (48, 0, 0),
+                           0.0, "default")
+    outcome = published.compare(tmp_path / "mine", tmp_path / "theirs").set_index("search").outcome
+    assert outcome.to_dict() == {"searches/toy/m/BIN__none.parquet": "identical",
+                                 "searches/toy/m/BINr__none.parquet": "other inputs",
+                                 "searches/toy/m/ITQ__none.parquet": "not committed",
+                                 "searches/toy/m/SQ8__none.parquet": "differs: nDCG@10 at 1 queries"}
