@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     precompute.add_argument("--workers", type=int, help="local cluster size (default: one single-threaded worker per "
                                                         "core)")
     precompute.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
+    precompute.add_argument("--only", type=_names, default=[], help="searching chapters, collections or models, "
+                                                                    "comma-separated: only their searches")
 
     reproduce = sub.add_parser("reproduce", help="recompute every search of a profile from cold caches into "
                                                  "_build/reproduce/<profile>/, then compare it with the committed "
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "book":
             run_book(args)
         elif args.command == "precompute":
-            run_precompute(args.profile, args.scheduler, args.workers, args.serial)
+            run_precompute(args.profile, args.scheduler, args.workers, args.serial, tuple(args.only))
         elif args.command == "pdf":
             pipeline.build_pdf(args.profile)
         elif args.command == "results" and args.action == "status":

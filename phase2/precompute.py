@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import pandas as pd
@@ -192,6 +192,23 @@ def plan(profile: str, only: tuple[str, ...] = ()) -> tuple[list[EmbedTask], lis
     return list(embeds), sorted(searches, key=lambda t: -_cost(t))
 
 
+def pending(profile: str, embeds: list[EmbedTask], searches: list[SearchTask]) -> tuple[list[EmbedTask],
+                                                                                        list[SearchTask]]:
+    """The tasks still to run: each search without a current published file under
+    :func:`phase2.published.read_roots` (a task keeps its codecs that lack one), and the embeddings they need."""
+    roots = published.read_roots(profile)
+    left = []
+    for task in searches:
+        collection = _collection(task.dataset)
+        codecs_left = tuple(codec for codec in task.codecs if not any(
+            published.status_of(root, published.identity_of(collection, task.model, codec, task.training,
+                                                             task.depth))[0] == "current" for root in roots))
+        if codecs_left:
+            left.append(replace(task, codecs=codecs_left))
+    needed = {(t.dataset, t.model) for t in left}
+    return [t for t in embeds if (t.dataset, t.model) in needed], left
+
+
 def published_status(profile: str) -> pd.DataFrame:
     """Every search :func:`plan` holds for ``profile``, against its published results
     (:func:`phase2.published.status_of`): ``dataset``, ``model``, ``codec``, ``training``, ``status`` and the
@@ -251,9 +268,9 @@ def _outcome(run) -> float | BaseException:
 
 
 def run_serial(profile: str, progress: bool = True, only: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Every task of :func:`plan` in this process, one after another, past any that fails; their
-    :func:`timing_table`."""
-    embeds, searches = plan(profile, only)
+    """Every task of :func:`plan` still :func:`pending` in this process, one after another, past any that fails;
+    their :func:`timing_table`."""
+    embeds, searches = pending(profile, *plan(profile, only))
     done = [(task, _outcome(task.run)) for task in tqdm([*embeds, *searches], unit="task", disable=not progress,
                                                         desc="precompute: embeddings and codec searches")]
     return timing_table(done)
@@ -266,15 +283,18 @@ def default_workers() -> int:
 
 def run(profile: str, scheduler: str | None = None, workers: int | None = None,
         progress: bool = True, only: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Every task of :func:`plan` on a Dask cluster: the one at ``scheduler`` (``tcp://host:port``), or a
-    ``LocalCluster`` of ``workers`` single-threaded workers (default: one per core); their :func:`timing_table`.
+    """Every task of :func:`plan` still :func:`pending` on a Dask cluster: the one at ``scheduler``
+    (``tcp://host:port``), or a ``LocalCluster`` of ``workers`` single-threaded workers (default: one per core);
+    their :func:`timing_table`.
 
     A failed task does not stop the others; its row of the table carries its error (and a search that needed a
     failed embedding fails with it).
     """
     from distributed import Client, LocalCluster, as_completed
 
-    embeds, searches = plan(profile, only)
+    embeds, searches = pending(profile, *plan(profile, only))
+    if not embeds and not searches:
+        return timing_table([])
     if scheduler:
         client = Client(scheduler, timeout="30s")
         cluster = None

@@ -68,6 +68,16 @@ def committed_dir(profile: str) -> Path:
     return PROJECT_ROOT / "results" / profile
 
 
+def read_roots(profile: str) -> tuple[Path, ...]:
+    """Where a profile's chapters and precompute look for published searches, first match first: its
+    :func:`published_dir`, then the committed results of every published profile (a search's identity does not
+    depend on the profile: the smoke profile's searches are the default's on cranfield). ``$PHASE2_PUBLISHED_DIR``
+    replaces them all."""
+    if os.environ.get("PHASE2_PUBLISHED_DIR"):
+        return (published_dir(profile),)
+    return tuple(dict.fromkeys([published_dir(profile), *(committed_dir(p) for p in PUBLISHED_PROFILES)]))
+
+
 def search_path(root: Path, dataset: str, model: str, codec: str, training: str) -> Path:
     """The file of one search under a published root."""
     safe = re.sub(r"[^A-Za-z0-9.+-]", "_", codec)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from phase2 import decisions, metrics
+from phase2 import decisions, metrics, published
 from phase2.codecs import Codec, Float32, Rescored, checked_training, fitted_for_search, inapplicable_reason, make_codec
 from phase2.datasets import Collection, load_dataset
 from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
@@ -76,33 +76,75 @@ def cached_search(collection: Collection, model: str, name: str, depth: int, doc
     return codec, parts["ids"], parts["scores"], (int(sizes[0]), int(sizes[1]), int(sizes[2]))
 
 
+class _Vectors:
+    """A collection's document and query vectors, embedded (or read from a store) on first use only: a chapter that
+    reads every search from published results never loads them."""
+
+    def __init__(self, collection: Collection, model: str, progress: bool) -> None:
+        self.collection, self.model, self.progress, self._pair = collection, model, progress, None
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pair is None:
+            self._pair = tuple(embed(self.collection, self.model, part, progress=self.progress)
+                               for part in ("docs", "queries"))
+        return self._pair
+
+    def source(self) -> str:
+        return json.dumps({part: provenance(self.collection.name, self.model, part) for part in ("docs", "queries")},
+                          sort_keys=True)
+
+
+def search_values(collection: Collection, model: str, name: str, depth: int, vectors: _Vectors,
+                  published_roots: tuple = (), training: str = "half") -> dict:
+    """One search's per-query values: read from the first of ``published_roots`` where it is current
+    (:func:`phase2.published.status_of`), else computed (:func:`cached_search`, :func:`phase2.published.evaluate`).
+    Returns ``judged`` (query ids, qrels order), ``values`` (metric -> array over ``judged``, Overlap@10 included),
+    ``sizes`` (code, rescore and fixed bytes) and ``source`` (where the vectors came from, as JSON)."""
+    for root in published_roots:
+        identity = published.identity_of(collection, model, name, training, depth)
+        status, found = published.status_of(root, identity)
+        if status == "current":
+            rows = published.read_search(published.search_path(root, collection.name, model, name,
+                                                                identity["training"]))
+            source = json.dumps({part: {"source": "published results", "vectors": identity[part]}
+                                 for part in ("docs", "queries")}, sort_keys=True)
+            return {"judged": rows.query_id.tolist(), "values": {m: rows[m].to_numpy() for m in published.EVALUATED},
+                    "sizes": tuple(found["sizes"][k] for k in ("code_size", "rescore_bytes", "fixed_bytes")),
+                    "source": source}
+    docs, queries = vectors.get()
+    _, ids, scores, sizes = cached_search(collection, model, name, depth, docs, queries, training)
+    reference = ids if name == REFERENCE else cached_search(collection, model, REFERENCE, depth, docs, queries)[1]
+    rows = published.evaluate(collection, ids, scores, reference)
+    return {"judged": rows.query_id.tolist(), "values": {m: rows[m].to_numpy() for m in published.EVALUATED},
+            "sizes": sizes, "source": vectors.source()}
+
+
 def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta: dict,
-                   progress: bool = True) -> pd.DataFrame:
-    """Tidy rows (means and per-query values) for one dataset and model, every codec."""
+                   progress: bool = True, published_roots: tuple = ()) -> pd.DataFrame:
+    """Tidy rows (means and per-query values) for one dataset and model, every codec: each search read from the
+    published results where current there (``published_roots``, :func:`search_values`), else computed."""
     collection = load_dataset(dataset)
-    docs = embed(collection, model, "docs", progress=progress)
-    queries = embed(collection, model, "queries", progress=progress)
+    vectors = _Vectors(collection, model, progress)
     depth = min(depth, collection.n_docs)
+    dim = get_model_spec(model).dim
     names = [REFERENCE] + [c for c in codecs if c != REFERENCE]
-    source = json.dumps({part: provenance(dataset, model, part) for part in ("docs", "queries")}, sort_keys=True)
+    names = [name for name in names if not inapplicable_reason(name, collection.n_docs, dim)]  # see inapplicable()
     clusters = dict(zip(collection.query_ids, decisions.query_clusters(collection.query_ids, collection.qrels),
                         strict=True))
-    blocks, reference_ids = [], None
-    names = [name for name in names if not inapplicable_reason(name, *docs.shape)]  # see inapplicable()
+    blocks = []
     for name in tqdm(names, desc=f"{dataset}/{model}: codecs scored", disable=not progress):
-        codec, ids, scores, (code_size, rescore_bytes, fixed_bytes) = cached_search(collection, model, name, depth,
-                                                                                    docs, queries)
-        if reference_ids is None:
-            reference_ids = ids
-        judged, values = metrics.per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels,
-                                                  scores=scores)
+        codec = make_codec(name)
+        found = search_values(collection, model, name, depth, vectors, published_roots)
+        code_size, rescore_bytes, fixed_bytes = found["sizes"]
         common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
                   "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
                   "rescore_bytes_per_vector": rescore_bytes, "fixed_bytes": fixed_bytes,
-                  "n_vectors": collection.n_docs, "embeddings": source}
-        for metric, per_query in values.items():
-            blocks.append((common, metric, judged, per_query))
-        blocks.append((common, OVERLAP, collection.query_ids, metrics.overlap_at_k(ids, reference_ids, 10)))
+                  "n_vectors": collection.n_docs, "embeddings": found["source"]}
+        for metric, per_query in found["values"].items():
+            if metric != OVERLAP:
+                blocks.append((common, metric, found["judged"], per_query))
+        overlap = dict(zip(found["judged"], found["values"][OVERLAP].tolist(), strict=True))
+        blocks.append((common, OVERLAP, collection.query_ids, np.array([overlap[q] for q in collection.query_ids])))
     return _tidy(blocks, clusters)
 
 
@@ -124,30 +166,30 @@ def flattered_codecs(codecs: list[str]) -> list[str]:
     return [name for name, codec in made.items() if codec.trained and not isinstance(codec, Rescored)]
 
 
-def training_flattery(dataset: str, model: str, codecs: list[str], depth: int) -> pd.DataFrame:
+def training_flattery(dataset: str, model: str, codecs: list[str], depth: int,
+                      published_roots: tuple = ()) -> pd.DataFrame:
     """How much fitting each trained codec on every vector it encodes would flatter it.
 
     Per trained codec that fits both ways: nDCG@10 as the book reports it (fitted on a seeded half of the corpus)
     and fitted on the whole corpus, their per-query difference (corpus minus half) as % of float32's nDCG@10,
-    with its cluster-bootstrap 95% CI.
+    with its cluster-bootstrap 95% CI. Searches are read from ``published_roots`` where current there.
     """
     collection = load_dataset(dataset)
-    docs, queries = (embed(collection, model, part, progress=False) for part in ("docs", "queries"))
+    vectors = _Vectors(collection, model, progress=False)
     depth = min(depth, collection.n_docs)
+    dim = get_model_spec(model).dim
     clusters = dict(zip(collection.query_ids, decisions.query_clusters(collection.query_ids, collection.qrels),
                         strict=True))
 
     def ndcg(name: str, training: str) -> tuple[list[str], np.ndarray]:
-        _, ids, scores, _ = cached_search(collection, model, name, depth, docs, queries, training)
-        judged, values = metrics.per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels,
-                                                  scores=scores)
-        return judged, values["nDCG@10"]
+        found = search_values(collection, model, name, depth, vectors, published_roots, training)
+        return found["judged"], found["values"]["nDCG@10"]
 
     judged, reference = ndcg(REFERENCE, "half")
     scale = 100 / reference.mean()
     rows = []
     for name in flattered_codecs(codecs):
-        if inapplicable_reason(name, *docs.shape, "half"):
+        if inapplicable_reason(name, collection.n_docs, dim, "half"):
             continue
         half, corpus = ndcg(name, "half")[1], ndcg(name, "corpus")[1]
         low, high = decisions.paired_bootstrap_ci(corpus - half, [clusters[q] for q in judged])

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from phase2 import PROJECT_ROOT, answers, bench, codecs, pipeline, results
+from phase2 import PROJECT_ROOT, answers, bench, codecs, pipeline, published, results
 
 SPEC = PROJECT_ROOT / "book" / "spec.md"
 
@@ -21,6 +21,7 @@ def listed(block: str) -> list[str]:
     ("quality-columns", results.COLUMNS),
     ("bench-columns", bench.BENCH_COLUMNS),
     ("profiles", pipeline.profile_names()),
+    ("published-columns", ["query_id", *published.EVALUATED]),
 ])
 def test_spec_lists_match_the_code(block, defined):
     assert listed(block) == list(defined)

@@ -123,15 +123,18 @@ def test_precompute_runs_on_a_scheduler_given_by_address(caches, tmp_path, monke
     cache = tmp_path / "cache"
     shutil.copytree(serial, cache)
     removed = sorted((cache / "search").glob("cranfield__minilm-l6__*PQ*"))
-    assert removed
-    for path in removed:
+    unpublished = sorted((cache / "published").rglob("*PQ*.parquet"))  # else they are current, and not searched
+    assert removed and unpublished
+    for path in [*removed, *unpublished]:
         path.unlink()
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(cache))  # the workers share the cache through their environment
+    monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(cache / "published"))  # and the published results
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                       local_directory=str(tmp_path / "dask")) as cluster:
         out = _cli("precompute", "--profile", "smoke", "--scheduler", cluster.scheduler_address, cache=cache).stdout
     assert f"the Dask scheduler at {cluster.scheduler_address}" in out
     assert _searches(cache) == _searches(serial)
+    assert sorted(_published(cache / "published")) == sorted(_published(serial / "published"))
 
 
 SHARED = ("cranfield", "scifact", "nfcorpus", "squad-dev", "npl")
@@ -182,6 +185,7 @@ def test_the_default_profile_leaves_out_only_what_cannot_be_fitted_and_says_why(
 def test_a_failed_task_does_not_stop_the_others_and_is_reported_at_the_end(tmp_path, monkeypatch):
     require_dataset("cranfield")
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(cold_cache(tmp_path)))
+    monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(tmp_path / "published"))  # not the committed results
     embeds, searches = precompute.plan("smoke")
     cheapest = searches[-3:]  # largest first: the three quickest searches
     monkeypatch.setattr(precompute, "plan", lambda profile: (embeds, cheapest))
