@@ -49,28 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--scheduler", help="run the precompute tasks on this Dask scheduler (tcp://HOST:PORT) instead "
                                           "of a local cluster")
 
-    precompute = sub.add_parser("precompute", help="embed and search every (collection, model, codec) a profile's "
-                                                   "chapters need, as Dask tasks, into the shared cache")
-    precompute.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
-    precompute.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT, whose workers share "
-                                                "the cache directory (default: a local cluster, one worker per core)")
-    precompute.add_argument("--workers", type=int, help="local cluster size (default: one single-threaded worker per "
+    for command, help_text in (("precompute", "embed and search every (collection, model, codec) a profile's "
+                                              "chapters need and the published results lack, as Dask tasks"),
+                               ("reproduce", "recompute every search of a profile from cold caches into "
+                                             "_build/reproduce/<profile>/, then compare it with the committed "
+                                             "results")):
+        runner = sub.add_parser(command, help=help_text)
+        runner.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
+        runner.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT, whose workers share the "
+                                                "cache and published directories (default: a local cluster)")
+        runner.add_argument("--workers", type=int, help="local cluster size (default: one single-threaded worker per "
                                                         "core)")
-    precompute.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
-    precompute.add_argument("--only", type=_names, default=[], help="searching chapters, collections or models, "
+        runner.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
+        runner.add_argument("--only", type=_names, default=[], help="searching chapters, collections or models, "
                                                                     "comma-separated: only their searches")
-
-    reproduce = sub.add_parser("reproduce", help="recompute every search of a profile from cold caches into "
-                                                 "_build/reproduce/<profile>/, then compare it with the committed "
-                                                 "results")
-    reproduce.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
-    reproduce.add_argument("--scheduler", help="an existing Dask scheduler, tcp://HOST:PORT, whose workers see "
-                                               "_build/reproduce/ of this checkout (default: a local cluster)")
-    reproduce.add_argument("--workers", type=int, help="local cluster size (default: one single-threaded worker per "
-                                                       "core)")
-    reproduce.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
-    reproduce.add_argument("--only", type=_names, default=[], help="searching chapters, collections or models, "
-                                                                   "comma-separated: recompute only their searches")
 
     pdf = sub.add_parser("pdf", help="print the executed book of a profile to _build/pdf/book.pdf (headless Chromium)")
     pdf.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")

