@@ -110,14 +110,15 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
 
 
 def test_nbval_reexecution_reproduces_checked_tables(executed, tmp_path):
-    """nbval re-runs every executed chapter in a new cache (only embeddings and compiled kernels copied in), so
-    the checked outputs are recomputed, not read back from the searches the first run cached."""
+    """nbval re-runs every executed chapter in a new cache (only embeddings and compiled kernels copied in) and an
+    empty published-results folder, so the checked outputs are recomputed, not read back from the searches the
+    first run cached or from the committed results."""
     _, paths = executed
     cache = cold_cache(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
                            *map(str, paths)], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PHASE2_RESULTS_DIR": str(tmp_path / "results"),
-                               "PHASE2_CACHE_DIR": str(cache)})
+                               "PHASE2_CACHE_DIR": str(cache), "PHASE2_PUBLISHED_DIR": str(tmp_path / "published")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert len(list((cache / "search").glob("*.ids.npy"))) >= 36  # the quality chapter searched every codec again
 

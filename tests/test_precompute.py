@@ -188,7 +188,7 @@ def test_a_failed_task_does_not_stop_the_others_and_is_reported_at_the_end(tmp_p
     monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(tmp_path / "published"))  # not the committed results
     embeds, searches = precompute.plan("smoke")
     cheapest = searches[-3:]  # largest first: the three quickest searches
-    monkeypatch.setattr(precompute, "plan", lambda profile: (embeds, cheapest))
+    monkeypatch.setattr(precompute, "plan", lambda profile, only=(): (embeds, cheapest))
     real_run = precompute.SearchTask.run
     monkeypatch.setattr(precompute.SearchTask, "run",
                         lambda self, *a: (_ for _ in ()).throw(RuntimeError("disk full")) if self == cheapest[0]
