@@ -200,9 +200,8 @@ def pending(profile: str, embeds: list[EmbedTask], searches: list[SearchTask]) -
     left = []
     for task in searches:
         collection = _collection(task.dataset)
-        codecs_left = tuple(codec for codec in task.codecs if not any(
-            published.status_of(root, published.identity_of(collection, task.model, codec, task.training,
-                                                             task.depth))[0] == "current" for root in roots))
+        codecs_left = tuple(codec for codec in task.codecs if not published.find_current(
+            roots, published.identity_of(collection, task.model, codec, task.training, task.depth)))
         if codecs_left:
             left.append(replace(task, codecs=codecs_left))
     needed = {(t.dataset, t.model) for t in left}

@@ -194,6 +194,16 @@ def compare(recomputed: Path, committed: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["search", "outcome"])
 
 
+def find_current(roots: tuple[Path, ...], identity: dict) -> tuple[Path, dict] | None:
+    """The first of ``roots`` where the search ``identity`` is current, with its file's provenance; None if none."""
+    for root in roots:
+        status, found = status_of(root, identity)
+        if status == "current":
+            return search_path(root, identity["dataset"], identity["model"], identity["codec"],
+                               identity["training"]), found
+    return None
+
+
 def machine() -> dict:
     """The machine a result was computed on: CPU model, its SIMD features that change speed (and, for faiss,
     results), cores this process may use and memory."""

@@ -100,23 +100,21 @@ def search_values(collection: Collection, model: str, name: str, depth: int, vec
     (:func:`phase2.published.status_of`), else computed (:func:`cached_search`, :func:`phase2.published.evaluate`).
     Returns ``judged`` (query ids, qrels order), ``values`` (metric -> array over ``judged``, Overlap@10 included),
     ``sizes`` (code, rescore and fixed bytes) and ``source`` (where the vectors came from, as JSON)."""
-    for root in published_roots:
-        identity = published.identity_of(collection, model, name, training, depth)
-        status, found = published.status_of(root, identity)
-        if status == "current":
-            rows = published.read_search(published.search_path(root, collection.name, model, name,
-                                                                identity["training"]))
-            source = json.dumps({part: {"source": "published results", "vectors": identity[part]}
-                                 for part in ("docs", "queries")}, sort_keys=True)
-            return {"judged": rows.query_id.tolist(), "values": {m: rows[m].to_numpy() for m in published.EVALUATED},
-                    "sizes": tuple(found["sizes"][k] for k in ("code_size", "rescore_bytes", "fixed_bytes")),
-                    "source": source}
-    docs, queries = vectors.get()
-    _, ids, scores, sizes = cached_search(collection, model, name, depth, docs, queries, training)
-    reference = ids if name == REFERENCE else cached_search(collection, model, REFERENCE, depth, docs, queries)[1]
-    rows = published.evaluate(collection, ids, scores, reference)
+    identity = published.identity_of(collection, model, name, training, depth) if published_roots else {}
+    current = published.find_current(published_roots, identity) if published_roots else None
+    if current:
+        path, found = current
+        rows = published.read_search(path)
+        sizes = tuple(found["sizes"][k] for k in ("code_size", "rescore_bytes", "fixed_bytes"))
+        source = json.dumps({part: {"source": "published results", "vectors": identity[part]}
+                             for part in ("docs", "queries")}, sort_keys=True)
+    else:
+        docs, queries = vectors.get()
+        _, ids, scores, sizes = cached_search(collection, model, name, depth, docs, queries, training)
+        reference = ids if name == REFERENCE else cached_search(collection, model, REFERENCE, depth, docs, queries)[1]
+        rows, source = published.evaluate(collection, ids, scores, reference), vectors.source()
     return {"judged": rows.query_id.tolist(), "values": {m: rows[m].to_numpy() for m in published.EVALUATED},
-            "sizes": sizes, "source": vectors.source()}
+            "sizes": sizes, "source": source}
 
 
 def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta: dict,
