@@ -680,10 +680,15 @@ def dimension_verdict(summaries: pd.DataFrame, table: pd.DataFrame, budgets=(48,
             f"loss at the higher dimension, each against its own model's float32).")
     for budget in budgets:
         column = f"nDCG@10 at {budget} B"
-        if column in table:
-            text += (f" At {budget} B/vector, the best binary code reached a median nDCG@10 of "
-                     f"{median(large.index, column):.3f} with the {hi}-d model against "
-                     f"{median(small.index, column):.3f} with the {lo}-d models.")
+        if column not in table:
+            continue
+        at_large, at_small = median(large.index, column), median(small.index, column)
+        if pd.isna(at_large) or pd.isna(at_small):
+            missing = f"the {hi}-d model" if pd.isna(at_large) else f"the {lo}-d models"
+            text += f" At {budget} B/vector, no binary code of {missing} fits the budget at the collections' own N."
+        else:
+            text += (f" At {budget} B/vector, the best binary code reached a median nDCG@10 of {at_large:.3f} with "
+                     f"the {hi}-d model against {at_small:.3f} with the {lo}-d models.")
     return text
 
 

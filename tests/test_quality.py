@@ -235,6 +235,9 @@ def test_dimension_verdict_compares_sign_codes_and_equal_memory_across_dimension
         "model against 0.320 with the 384-d models.")
     one = quality.dimension_table(best[best.model == "minilm-l6"])
     assert quality.dimension_verdict(summaries, one).startswith("Every model here has 384 dimensions")
+    no_fit = quality.dimension_table(best[(best.model == "minilm-l6") | (best.budget == 96)])  # nothing 768-d at 48 B
+    assert ("At 48 B/vector, no binary code of the 768-d model fits the budget at the collections' own N. At 96"
+            in quality.dimension_verdict(summaries, no_fit))
 
 
 def test_summaries_are_cached_by_content_and_equal_to_computing_them_again(results, tmp_path, monkeypatch):
