@@ -76,6 +76,7 @@ class SearchTask:
         docs = embed(collection, self.model, "docs", progress=False)
         queries = embed(collection, self.model, "queries", progress=False)
         root = published.published_dir(self.profile) if self.profile else None
+        reference = None  # float32's ids, for Overlap@10: looked up once per task, when a search is published
         for codec in self.codecs:
             began = time.perf_counter()
             fitted, ids, scores, sizes = cached_search(collection, self.model, codec, self.depth, docs, queries,
@@ -85,7 +86,8 @@ class SearchTask:
                 continue
             identity = published.identity_of(collection, self.model, codec, self.training, self.depth)
             if published.status_of(root, identity)[0] != "current":
-                reference = cached_search(collection, self.model, REFERENCE, self.depth, docs, queries)[1]
+                if reference is None:
+                    reference = cached_search(collection, self.model, REFERENCE, self.depth, docs, queries)[1]
                 published.write_search(root, identity, published.evaluate(collection, ids, scores, reference),
                                        sizes, seconds, self.profile)
         return time.perf_counter() - start

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from phase2 import PROJECT_ROOT, metrics
 from phase2.datasets import Collection
 from phase2.errors import ParameterError
+from phase2.results import cpu_name, git_commit
 from phase2.storage import atomic_write_bytes, cache_dir, source_digest
 
 PUBLISHED_PROFILES = ("default",)
@@ -124,8 +125,6 @@ def evaluate(collection: Collection, ids: np.ndarray, scores: np.ndarray,
 def write_search(root: Path, identity: dict, rows: pd.DataFrame, sizes: tuple[int, int, int], seconds: float,
                  profile: str) -> Path:
     """Write one search's rows and provenance atomically; returns the path."""
-    from phase2.results import git_commit
-
     provenance = {"identity": identity, "key": identity_key(identity),
                   "sizes": {"code_size": sizes[0], "rescore_bytes": sizes[1], "fixed_bytes": sizes[2]},
                   "behaviour": behaviour_digest(), "source": source_digest(BEHAVIOUR_SOURCES)[:16],
@@ -207,8 +206,6 @@ def find_current(roots: tuple[Path, ...], identity: dict) -> tuple[Path, dict] |
 def machine() -> dict:
     """The machine a result was computed on: CPU model, its SIMD features that change speed (and, for faiss,
     results), cores this process may use and memory."""
-    from phase2.results import cpu_name
-
     flags: set[str] = set()
     memory = 0.0
     try:
