@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from phase2 import bench, results
+from phase2 import bench
 from phase2.errors import ParameterError, Phase2Error
 
 _UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
@@ -226,20 +226,21 @@ def advise(points: pd.DataFrame, question: Question, evidence: str = "", strict:
     return Advice(question, choice, candidates, notes, evidence)
 
 
-def measured_points(directory=None, profile: str | None = None, current: bool = False) -> tuple[pd.DataFrame, str]:
-    """The newest throughput run's operating points (of ``profile`` when given; computed by the present code
-    when ``current``), and a line naming that run as the evidence."""
+def measured_points(profile: str = "default", current: bool = False) -> tuple[pd.DataFrame, str]:
+    """The operating points of a profile's throughput run (:func:`phase2.bench.read_run`: the published run, else
+    the newest measured here; measured by the present bench code when ``current``), and a line naming that run and
+    the machine it was measured on as the evidence."""
     try:
-        table = results.read_results("throughput", directory, profile=profile, current=current)
+        table = bench.read_run(profile, current=current)
     except FileNotFoundError as exc:
         raise Phase2Error(f"{exc}: the advisor answers from measurements only; run the throughput chapter first "
-                          "(make book, or python -m phase2 chapter throughput --profile default)") from None
+                          f"(make book, or python -m phase2 chapter throughput --profile {profile})") from None
     points = bench.operating_points(table)
     kind = scaling_table(points)
     first = table[~table.data_kind.isin(bench.PROBES)].iloc[0]
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
-    evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, code "
-                f"{first.code}, {first.cpu}): "
+    evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, "
+                f"{first.created_utc[:10]}) on {bench.machine_line(first.machine)}: "
                 f"{kind.data_kind.iloc[0]} corpora of {sizes} vectors modelled on {first.source}, "
                 f"dimension {first.dim}, recall@10 against exact float32 search")
     return points, evidence

@@ -26,11 +26,13 @@ import faiss
 import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from numba import njit, prange, types
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from phase2 import index_cache
+from phase2 import index_cache, published
 from phase2.ann import exact_topk, recall_at_k
 from phase2.bench_registry import REGISTRY
 from phase2.datasets import load_dataset
@@ -38,11 +40,12 @@ from phase2.disk import IO_THREADS, random_read_probe
 from phase2.embeddings import embed, query_encoder
 from phase2.errors import ParameterError, Phase2Error
 from phase2.kernels import hamming_topk
-from phase2.results import run_metadata, write_results
+from phase2.results import machine, read_results, run_metadata, write_results
+from phase2.storage import atomic_write_bytes, source_digest
 
 CHAPTER = "throughput"
-BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "seed", "profile", "chapter",
-                 "data_kind", "source", "n_vectors", "dim", "method", "family", "library", "build_params",
+BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "machine", "seed", "profile",
+                 "chapter", "data_kind", "source", "n_vectors", "dim", "method", "family", "library", "build_params",
                  "query_params", "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
                  "disk_bytes", "store_bytes_per_vector", "store_on_disk", "metric", "value"]
 """One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, latency_queries (how many
@@ -106,6 +109,8 @@ def new_run(profile: str = "") -> dict:
     """Metadata shared by every row of one benchmark run (one run id, one results file)."""
     meta = run_metadata(profile, CHAPTER, seed=0)
     meta.pop("threads")  # each row says its own search_threads
+    meta["code"] = code_digest()
+    meta["machine"] = json.dumps(machine(), sort_keys=True)
     return meta
 
 
@@ -482,6 +487,86 @@ def encoding_sentence(encoding: pd.DataFrame, regimes: pd.DataFrame, target: flo
 def save(table: pd.DataFrame) -> Path:
     """Append one run's table to the results directory; returns the file written."""
     return write_results(table, columns=BENCH_COLUMNS)
+
+
+SOURCES = ("bench.py", "bench_registry.py", "ann.py", "libraries.py", "kernels.py", "disk.py", "index_cache.py",
+           "datasets.py", "embeddings.py")
+"""The files whose code a throughput run measures. A run records their digest as its ``code``; a run of other
+versions of them is not current (edits elsewhere, to the chapters' statistics say, leave timings current)."""
+
+
+def code_digest() -> str:
+    return source_digest(SOURCES)[:16]
+
+
+def machine_line(record: str) -> str:
+    """A run's ``machine`` JSON in words: ``AMD EPYC (AVX-512 with VPOPCNTDQ and VNNI), 2 cores, 23.5 GiB``."""
+    found = json.loads(record) if record else {}
+    if not found:
+        return "an unrecorded machine"
+    flags = set(found.get("simd", []))
+    extras = " and ".join(name for flag, name in (("avx512_vpopcntdq", "VPOPCNTDQ"), ("avx512_vnni", "VNNI"))
+                          if flag in flags)
+    level = (("AVX-512 with " + extras if extras else "AVX-512") if "avx512f" in flags
+             else "AVX2 only" if "avx2" in flags else "no AVX2")
+    return f"{found['cpu']} ({level}), {found['cores']} cores, {found['memory_gib']} GiB"
+
+
+def published_runs(profile: str) -> Path | None:
+    """Where a profile's throughput run is published (``<published_dir>/throughput``); None for a profile without
+    published results (:data:`phase2.published.PUBLISHED_PROFILES`), whose runs stay in the results directory."""
+    return published.published_dir(profile) / CHAPTER if profile in published.PUBLISHED_PROFILES else None
+
+
+def publish(table: pd.DataFrame, profile: str, parameters: dict) -> Path | None:
+    """Make one run of ``profile`` its published throughput run, with the chapter ``parameters`` it answered in the
+    parquet metadata; the run published before is removed (git keeps it). Returns the file written, or None for a
+    profile without published results."""
+    folder = published_runs(profile)
+    if folder is None:
+        return None
+    arrow = pa.Table.from_pandas(table[BENCH_COLUMNS].reset_index(drop=True), preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
+                                           published.META_KEY: json.dumps({"parameters": parameters},
+                                                                          sort_keys=True).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(arrow, buf, compression="zstd")
+    path = folder / f"{table.run_id.iloc[0]}.parquet"
+    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    for older in folder.glob("*.parquet"):
+        if older != path:
+            older.unlink()
+    return path
+
+
+def published_run(profile: str, parameters: dict | None = None) -> tuple[pd.DataFrame | None, str]:
+    """A profile's published throughput run and its state: ``current`` (measured by the present bench code, for
+    ``parameters`` when given), ``other code``, ``other parameters`` or ``missing`` (no table)."""
+    folder = published_runs(profile)
+    files = sorted(folder.glob("*.parquet")) if folder is not None else []
+    if not files:
+        return None, "missing"
+    table = pd.read_parquet(files[-1])
+    if table.code.iloc[0] != code_digest():
+        return table, "other code"
+    recorded = json.loads((pq.read_schema(files[-1]).metadata or {}).get(published.META_KEY, b"{}"))
+    if parameters is not None and recorded.get("parameters") != parameters:
+        return table, "other parameters"
+    return table, "current"
+
+
+def read_run(profile: str, current: bool = False) -> pd.DataFrame:
+    """The throughput run a profile's chapters read: its published run where there is one, else the newest run of
+    the profile in the results directory; with ``current``, only a run measured by the present bench code."""
+    table, state = published_run(profile)
+    if table is None:
+        table = read_results(CHAPTER, profile=profile)
+        state = "current" if table.code.iloc[0] == code_digest() else "other code"
+    if current and state != "current":
+        raise FileNotFoundError(f"the {profile} profile's throughput run {table.run_id.iloc[0]} was measured by other "
+                                f"code ({table.code.iloc[0]}, now {code_digest()}): measure it again: "
+                                f"python -m phase2 chapter throughput --profile {profile}")
+    return table
 
 
 def kernel_table(table: pd.DataFrame) -> pd.DataFrame:

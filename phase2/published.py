@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from phase2 import PROJECT_ROOT, metrics
 from phase2.datasets import Collection
 from phase2.errors import ParameterError
-from phase2.results import cpu_name, git_commit
+from phase2.results import git_commit, machine
 from phase2.storage import atomic_write_bytes, cache_dir, source_digest
 
 PUBLISHED_PROFILES = ("default",)
@@ -201,26 +201,6 @@ def find_current(roots: tuple[Path, ...], identity: dict) -> tuple[Path, dict] |
             return search_path(root, identity["dataset"], identity["model"], identity["codec"],
                                identity["training"]), found
     return None
-
-
-def machine() -> dict:
-    """The machine a result was computed on: CPU model, its SIMD features that change speed (and, for faiss,
-    results), cores this process may use and memory."""
-    flags: set[str] = set()
-    memory = 0.0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                memory = int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    simd = [f for f in ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni") if f in flags]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_name(), "simd": simd, "cores": cores, "memory_gib": round(memory, 1)}
 
 
 BEHAVIOUR_CODECS = ("Flat", "FP16", "BF16", "SQ8", "SQ8u", "SQ8p", "SQ8raw", "SQ4", "SQ4p", "PQ192", "PQ48", "PQ16",

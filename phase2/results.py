@@ -21,6 +21,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import uuid
 from datetime import UTC, datetime
@@ -230,6 +231,44 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The machine a result was computed on: CPU model, the SIMD features that change speed (and, for faiss,
+    results), the cores this process may use, memory, and the disk under the results directory."""
+    flags: set[str] = set()
+    memory = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni") if f in flags]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu_name(), "simd": simd, "cores": cores, "memory_gib": round(memory, 1), "disk": _disk()}
+
+
+def _disk() -> str:
+    """``ssd`` or ``rotational``, and the size of the file system that holds the results directory."""
+    folder = results_dir()
+    while not folder.exists():
+        folder = folder.parent
+    device = os.stat(folder).st_dev
+    kind = "unknown"
+    try:
+        block = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve()
+        for queue in (block / "queue", block.parent / "queue"):
+            if (queue / "rotational").is_file():
+                kind = "rotational" if (queue / "rotational").read_text().strip() == "1" else "ssd"
+                break
+    except OSError:
+        pass
+    return f"{kind}, {shutil.disk_usage(folder).total / 2**30:.0f} GiB"
 
 
 def _threads() -> int:
