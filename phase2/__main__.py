@@ -21,6 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 from phase2 import pipeline
 from phase2.ann import FaissTrainingWarning
 from phase2.chapters import split_ints
@@ -62,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
                                                         "core)")
         runner.add_argument("--serial", action="store_true", help="run the tasks in this process, one by one")
         runner.add_argument("--only", type=_names, default=[], help="searching chapters, collections or models, "
-                                                                    "comma-separated: only their searches")
+                                                                    "comma-separated: only their searches"
+                                                                    + ("; throughput: measure the throughput run "
+                                                                       "again (without --only: everything)"
+                                                                       if command == "reproduce" else ""))
 
     pdf = sub.add_parser("pdf", help="print the executed book of a profile to _build/pdf/book.pdf (headless Chromium)")
     pdf.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
@@ -338,30 +343,64 @@ def reproduce_dir(profile: str) -> Path:
 
 def run_reproduce(args: argparse.Namespace) -> None:
     """Precompute into scratch caches and a scratch results folder (a killed run resumes from what that folder
-    already holds), then compare with the committed results."""
+    already holds), measure the throughput run again when asked (``--only throughput``, or no ``--only``), then
+    compare with the committed results."""
     root = reproduce_dir(args.profile)
     os.environ["PHASE2_CACHE_DIR"] = str(root / "cache")
     os.environ["PHASE2_PUBLISHED_DIR"] = str(root / "results")
-    run_precompute(args.profile, args.scheduler, args.workers, args.serial, tuple(args.only))
+    os.environ["PHASE2_RESULTS_DIR"] = str(root / "runs")
+    measure = not args.only or "throughput" in args.only
+    only = tuple(name for name in args.only if name != "throughput")
+    if only or not args.only:
+        run_precompute(args.profile, args.scheduler, args.workers, args.serial, only)
+    if measure:
+        notebook = pipeline.CHAPTERS_DIR / "throughput.ipynb"
+        start = time.perf_counter()
+        pipeline.execute_chapter(notebook, pipeline.chapter_parameters(notebook, args.profile),
+                                 root / "executed" / notebook.name, force=True)
+        print(f"throughput measured again in {pipeline.duration(time.perf_counter() - start)}", flush=True)
     compare_results(args.profile, root / "results")
 
 
 def compare_results(profile: str, recomputed: Path) -> None:
-    from phase2 import published
+    from phase2 import bench, published
 
     committed = published.committed_dir(profile)
     table = published.compare(recomputed, committed)
-    if table.empty:
+    runs = sorted((recomputed / bench.CHAPTER).glob("*.parquet"))
+    if table.empty and not runs:
         raise Phase2Error(f"no recomputed results under {recomputed}: run python -m phase2 reproduce --profile "
                           f"{profile} first")
-    counts = table.outcome.str.replace(r":.*", "", regex=True).value_counts()
-    for row in table[table.outcome != "identical"].itertuples():
-        print(f"{row.search}: {row.outcome}")
-    print(f"{recomputed} against {committed}: {len(table)} searches; "
-          + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()), flush=True)
-    if counts.get("identical", 0) != len(table):
-        raise Phase2Error(f"{len(table) - counts.get('identical', 0)} recomputed searches differ from the committed "
-                          "results (listed above)")
+    failures = []
+    if len(table):
+        counts = table.outcome.str.replace(r":.*", "", regex=True).value_counts()
+        for row in table[table.outcome != "identical"].itertuples():
+            print(f"{row.search}: {row.outcome}")
+        print(f"{recomputed} against {committed}: {len(table)} searches; "
+              + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()), flush=True)
+        if counts.get("identical", 0) != len(table):
+            failures.append(f"{len(table) - counts.get('identical', 0)} recomputed searches differ from the committed "
+                            "results (listed above)")
+    if runs:
+        mine = pd.read_parquet(runs[-1])
+        theirs, _ = bench.published_run(profile)
+        if theirs is None:
+            raise Phase2Error(f"no committed throughput run of the {profile} profile to compare {runs[-1]} with")
+        timing = published.compare_runs(mine, theirs)
+        for metric, g in timing.groupby("metric", sort=False):
+            outcomes = g.outcome.value_counts()
+            print(f"throughput {metric}: {len(g)} operating points; "
+                  + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
+                  + (f" (tolerance x{1 + published.TIMING_TOLERANCE:g} either way; median quotient "
+                     f"{g.quotient.median():.2f})" if metric != "recall@10" else ""), flush=True)
+        print(f"recomputed on {bench.machine_line(mine.machine.iloc[0])}; committed on "
+              f"{bench.machine_line(theirs.machine.iloc[0])}", flush=True)
+        differs = timing[(timing.metric == "recall@10") & (timing.outcome != "identical")]
+        if len(differs):
+            print(differs.to_string(index=False))
+            failures.append(f"{len(differs)} deterministic recall@10 values differ from the committed run")
+    if failures:
+        raise Phase2Error("; ".join(failures))
 
 
 def print_status(profile: str) -> None:

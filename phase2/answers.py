@@ -52,9 +52,8 @@ def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd
                  f"{sign.max():.1f}%" + (f", {_kept(summaries, 'SQ8').median() - sign.median():.1f} points below "
                                          "int8's median." if (summaries.name == "SQ8").any() else "."))
         if pooled is not None and len(pooled):
-            rows = pooled[pooled.study == "pooled"]
-            text += " Pooled over collections (random effects, 95% interval), it kept " + "; ".join(
-                f"{r.estimate:.1f}% [{r.low:.1f}, {r.high:.1f}] with {r.model}" for r in rows.itertuples()) + "."
+            text += " Pooled over collections (random effects, 95% interval), it kept " + quality.pooled_sign_sentence(
+                pooled) + "."
         variants = {name: _kept(summaries, name).median() for name in ONE_BIT if (summaries.name == name).any()}
         best = max(variants, key=variants.get)
         if best != "BIN":
@@ -65,14 +64,14 @@ def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd
                                     f"with {r.model}" for _, r in g.iterrows())
             for kind, g in kinds.groupby("kind", sort=False)) + "."
     if len(comparison):
-        counts = comparison["binary is"].value_counts()
+        pooled = quality.pooled_budgets(comparison)
         where = "each collection's own N" if n is None else f"N = {n:,}"
-        text += (f" At equal memory ({', '.join(str(b) for b in sorted(comparison.budget.unique()))} bytes/vector, "
-                 f"trained state included, at {where}), the best binary code against the best other code was "
-                 + ", ".join(f"{v} in {counts.get(v, 0)}" for v in decisions.OUTCOMES)
-                 + f" of {len(comparison)} (pair, budget) cells (equivalent: within ±{100 * decisions.MARGIN_SHARE:g}%"
-                 " of float32's nDCG@10 by TOST; Holm-corrected; codes chosen on one half of the queries and "
-                 "compared on the other).")
+        text += (f" At equal memory (bytes/vector with the trained state, at {where}), binary minus the best other "
+                 f"code in % of float32's nDCG@10, pooled over collections by random effects, was "
+                 + quality.pooled_budget_sentence(pooled)
+                 + f" (equivalent: the interval inside ±{100 * decisions.MARGIN_SHARE:g}%; intervals simultaneous at "
+                 f"{decisions.level_label(pooled.level.iloc[0])} over the {len(pooled)} (budget, model) rows; codes "
+                 "chosen on one half of the queries and compared on the other).")
     rescored = [n for n in ("BIN+R4Flat", "BIN+R4SQ8") if (summaries.name == n).any()]
     if rescored:
         text += " Re-ranking the sign code's top 40 brought the median to " + " and ".join(

@@ -209,6 +209,22 @@ def rescoring(curves: pd.DataFrame) -> alt.FacetChart:
                                               row=alt.Row("model:N", title=None, sort=None))
 
 
+def learning_curve(curve: pd.DataFrame) -> alt.FacetChart:
+    """% of float32 nDCG@10 against training-set size (log), one line per trained code
+    (:func:`phase2.quality.learning_curve`), one panel per collection; the training-free codes as dashed rules."""
+    base = alt.Chart(curve)
+    lines = base.transform_filter(alt.datum.training != "none").mark_line(point=True).encode(
+        x=alt.X("training vectors:Q", scale=alt.Scale(type="log"), title="training vectors (log scale)"),
+        y=alt.Y("% float32 nDCG@10:Q", scale=alt.Scale(zero=False), title="% of float32 nDCG@10"),
+        color=alt.Color("codec:N", title="code"),
+        tooltip=["dataset", "codec", "training vectors", alt.Tooltip("% float32 nDCG@10:Q", format=".1f")])
+    rules = base.transform_filter(alt.datum.training == "none").mark_rule(strokeDash=[4, 3]).encode(
+        y="% float32 nDCG@10:Q", color=alt.Color("codec:N"),
+        tooltip=["dataset", "codec", alt.Tooltip("% float32 nDCG@10:Q", format=".1f")])
+    return alt.layer(lines, rules).properties(width=260, height=200).facet(
+        column=alt.Column("dataset:N", title=None, sort=None))
+
+
 def regimes(grid: pd.DataFrame, measured_up_to: int) -> alt.FacetChart:
     """Which family wins each (corpus size, RAM budget) cell: one panel per recall target (columns) and
     rescoring store (rows). Faded cells are uncertain (a tie with another family, or recall within 0.02

@@ -775,30 +775,37 @@ def make_codec(name: str) -> Codec:
 
 
 TRAINING = {"half": "fitted on a seeded half of the corpus, encoding all of it",
-            "corpus": "fitted on the whole searched corpus"}
+            "corpus": "fitted on the whole searched corpus",
+            "sample<N>": "fitted on N rows of the same seeded order (the learning curve), encoding all of the corpus"}
 """Where a trained codec learns its state. ``half`` is what every chapter reports: one codec per search, fitted
 on a seeded half of the corpus (:func:`training_rows`) and encoding every document, as a deployment trains on a
 sample of what it stores; its scores are on one scale. ``corpus`` fits on every vector it then encodes (the
 published sentence-transformers protocol takes its int8 ranges that way); the quality chapter shows how much it
-flatters. An untrained codec is the same codec either way."""
-TRAINING_SEED = 0  # the seeded half of every corpus that trained codecs are fitted on
+flatters. ``sample<N>`` (``sample1024``) fits on the first N rows of the seeded order that ``half`` takes its
+first n/2 from, so the training sets of a learning curve are nested. An untrained codec is the same codec any
+way."""
+TRAINING_SEED = 0  # the seeded order of every corpus that trained codecs are fitted on
+_SAMPLE = re.compile(r"sample([1-9]\d*)")
 
 
-def training_rows(n: int, seed: int = TRAINING_SEED) -> np.ndarray:
-    """The corpus rows a trained codec is fitted on under ``half``: ``n // 2`` rows of a seeded permutation, in
-    corpus order."""
-    return np.sort(np.random.default_rng(seed).permutation(n)[: n // 2])
+def training_rows(n: int, size: int | None = None, seed: int = TRAINING_SEED) -> np.ndarray:
+    """The corpus rows a trained codec is fitted on: the first ``size`` (default ``n // 2``, the ``half`` rule)
+    rows of a seeded permutation, in corpus order."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[: n // 2 if size is None else size])
 
 
 def checked_training(training: str) -> str:
-    if training not in TRAINING:
-        raise ParameterError(f"training: {training!r} is not one of {', '.join(TRAINING)}")
+    if training not in ("half", "corpus") and not _SAMPLE.fullmatch(training):
+        raise ParameterError(f"training: {training!r} is not one of half, corpus or sample<N> (sample1024)")
     return training
 
 
 def training_size(codec: Codec, n: int, training: str = "half") -> int:
     """How many of a corpus's ``n`` vectors ``codec`` is fitted on under ``training``."""
-    return n // 2 if codec.trained and checked_training(training) == "half" else n
+    if not codec.trained:
+        return n
+    sample = _SAMPLE.fullmatch(checked_training(training))
+    return min(int(sample[1]), n) if sample else n // 2 if training == "half" else n
 
 
 def inapplicable_reason(name: str, n: int, dim: int, training: str = "half") -> str | None:
@@ -807,7 +814,8 @@ def inapplicable_reason(name: str, n: int, dim: int, training: str = "half") -> 
     codec = make_codec(name)
     size = training_size(codec, n, training)
     reason = codec.unfit_reason(size, dim)
-    return f"{reason} ({'half of' if size < n else 'all'} {n:,} documents)" if reason else None
+    where = "all" if size >= n else "half of" if training == "half" else f"{size:,} of"
+    return f"{reason} ({where} {n:,} documents)" if reason else None
 
 
 def fitted_for_search(name: str, corpus: np.ndarray, training: str = "half") -> Codec:
@@ -815,9 +823,8 @@ def fitted_for_search(name: str, corpus: np.ndarray, training: str = "half") -> 
     Raises :class:`phase2.errors.NotApplicable` when the codec cannot be fitted on those vectors."""
     codec = make_codec(name)
     corpus = check_vectors(corpus, f"{name} corpus")
-    if training_size(codec, corpus.shape[0], training) < corpus.shape[0]:
-        return codec.fit(corpus[training_rows(corpus.shape[0])])
-    return codec.fit(corpus)
+    size = training_size(codec, corpus.shape[0], training)
+    return codec.fit(corpus[training_rows(corpus.shape[0], size)] if size < corpus.shape[0] else corpus)
 
 
 def split_codec_names(value: str) -> list[str]:

@@ -11,6 +11,7 @@ notebook's metadata).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -268,15 +269,41 @@ def build_book(profile_name: str, force: bool = False) -> Path:
 PRINT_CSS = """
 .bd-header, .bd-sidebar-primary, .bd-sidebar-secondary, .skip-link, .header-article, .prev-next-area, footer,
 .headerlink, #pst-back-to-top, .search-button, .bd-footer, .bd-footer-article, .bd-footer-content,
-#jb-print-docs-body { display: none !important; }
-.bd-main .bd-content .bd-article-container { max-width: 100% !important; }
+#jb-print-docs-body, details.above-input, details.below-input, .cell_input, .toggle-details, button, .copybtn,
+.admonition-title::before, .admonition-title::after, .admonition::before { display: none !important; }
+html, body, .bd-article, p, li, td, th, caption { font-family: var(--pst-font-family-base) !important; }
+body { font-size: 10pt; line-height: 1.45; color: #1f2328; }
+h1, h2, h3, h4 { font-family: var(--pst-font-family-heading) !important; color: #1f2328;
+  break-after: avoid; }
+h1 { font-size: 20pt; } h2 { font-size: 14pt; margin-top: 1.2em; } h3 { font-size: 12pt; }
+pre, code, kbd { font-family: var(--pst-font-family-monospace) !important; font-size: 0.85em; }
+.bd-main .bd-content .bd-article-container { max-width: 100% !important; padding: 0 !important; }
 .bd-page-width { max-width: 100% !important; }
+.cell_output, .output, .output_area { overflow: visible !important; max-height: none !important; }
 section.phase2-document { break-before: page; }
 #phase2-title { break-after: page; text-align: center; padding-top: 30vh; }
 #phase2-contents { break-after: page; }
-table { font-size: 0.72em; }
-img { break-inside: avoid; }
+#phase2-contents ol { list-style: none; padding-left: 0; }
+#phase2-contents li { display: flex; align-items: baseline; margin: 0.35em 0; }
+#phase2-contents li a { color: inherit; text-decoration: none; }
+#phase2-contents .leader { flex: 1; border-bottom: 1px dotted #888; margin: 0 0.4em; }
+table { font-size: 0.72em; border-collapse: collapse !important; border: none !important; margin: 0.6em 0; }
+th, td { border: none !important; padding: 1px 6px !important; background: none !important; }
+thead tr:first-child th { border-top: 1.2px solid #1f2328 !important; }
+thead tr:last-child th { border-bottom: 0.8px solid #1f2328 !important; }
+tbody tr:last-child td, tbody tr:last-child th { border-bottom: 1.2px solid #1f2328 !important; }
+caption { caption-side: top; text-align: left; font-size: 1.1em; padding-bottom: 0.3em; }
+.admonition { border: 0.8px solid #999 !important; border-left-width: 3px !important; box-shadow: none !important;
+  background: none !important; }
+.admonition-title { background: none !important; font-weight: bold; padding-left: 0.6em !important; }
+tr, img, svg, figure { break-inside: avoid; }
+svg { max-width: 100%; height: auto; }
+a { color: inherit; }
 """
+
+PRINT_WIDTH_PX = 688
+"""The printed text width in CSS pixels: A4 (210 mm) less the 14 mm side margins, at 96 px per inch. The page is
+laid out at this width before printing, so wide tables and figures can be fitted to it."""
 
 _PREPARE_PRINT = """([css, subtitle]) => {
   const style = document.createElement('style'); style.textContent = css; document.head.appendChild(style);
@@ -287,13 +314,47 @@ _PREPARE_PRINT = """([css, subtitle]) => {
     const heading = section && section.querySelector('h1, h2');
     if (!heading) continue;
     section.classList.add('phase2-document');
-    entries.push(`<li><a href="#${section.id}">${heading.firstChild.textContent.trim()}</a></li>`);
+    entries.push(`<li><a href="#${section.id}">${heading.firstChild.textContent.trim()}</a>` +
+                 `<span class="leader"></span><span class="page"></span></li>`);
   }
   const title = document.querySelector('article h1').firstChild.textContent.trim();
   article.insertAdjacentHTML('afterbegin', `<div id="phase2-title"><h1>${title}</h1><p>${subtitle}</p></div>` +
     `<div id="phase2-contents"><h2>Contents</h2><ol>${entries.join('')}</ol></div>`);
-  return entries.length;
+  let fitted = 0;
+  for (const wide of document.querySelectorAll('table, svg, img')) {
+    const room = wide.parentElement.clientWidth;
+    const width = wide.scrollWidth || wide.getBoundingClientRect().width;
+    if (room > 0 && width > room + 1) { wide.style.zoom = room / width; fitted += 1; }
+  }
+  return [entries.length, fitted];
 }"""
+
+_NUMBER_CONTENTS = """(pages) => {
+  document.querySelectorAll('#phase2-contents li .page').forEach((cell, i) => { cell.textContent = pages[i]; });
+}"""
+
+FOOTER = ('<div style="width: 100%; font-size: 8px; font-family: DejaVu Sans, sans-serif; color: #555; '
+          'text-align: center;"><span class="pageNumber"></span></div>')
+"""Chromium's page footer: the page number, centred."""
+
+
+def contents_pages(pdf: bytes, titles: list[str]) -> list[str]:
+    """The page (1-based) on which each of ``titles`` starts, read from the PDF's outline (Chromium writes one
+    bookmark per heading); ``?`` for a title the outline lacks."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(pdf))
+    found: dict[str, int] = {}
+
+    def walk(items):
+        for item in items:
+            if isinstance(item, list):
+                walk(item)
+            else:
+                found.setdefault(" ".join(str(item.title).split()), reader.get_destination_page_number(item) + 1)
+
+    walk(reader.outline)
+    return [str(found.get(" ".join(t.split()), "?")) for t in titles]
 
 
 def build_pdf(profile_name: str) -> Path:
@@ -321,17 +382,22 @@ def build_pdf(profile_name: str) -> Path:
     commit = results.run_metadata(profile_name, "pdf", seed=0)["git_commit"]
     subtitle = (f"An empirical study of quality-memory-throughput trade-offs<br><br>{profile_name} profile, "
                 f"git {commit}, printed {time.strftime('%Y-%m-%d')}")
+    options = {"format": "A4", "print_background": True, "outline": True, "tagged": True,
+               "display_header_footer": True, "header_template": "<span></span>", "footer_template": FOOTER,
+               "margin": {"top": "16mm", "bottom": "18mm", "left": "14mm", "right": "14mm"}}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1000})
         page.goto(page_path.resolve().as_uri(), wait_until="load")
         page.emulate_media(media="print")
-        chapters = page.evaluate(_PREPARE_PRINT, [PRINT_CSS, subtitle])
+        chapters, fitted = page.evaluate(_PREPARE_PRINT, [PRINT_CSS, subtitle])
+        titles = page.evaluate("() => [...document.querySelectorAll('#phase2-contents li a')].map(a => a.textContent)")
+        page.evaluate(_NUMBER_CONTENTS, contents_pages(page.pdf(**options), titles))  # pass 1 finds the pages
         partial = pdf.with_name(f".partial-{pdf.name}")
-        page.pdf(path=str(partial), format="A4", print_background=True, outline=True, tagged=True,
-                 margin={"top": "16mm", "bottom": "16mm", "left": "14mm", "right": "14mm"})
+        page.pdf(path=str(partial), **options)
         browser.close()
     partial.replace(pdf)
-    print(f"pdf: {chapters} chapters and pages printed in {duration(time.perf_counter() - start)} -> "
+    print(f"pdf: {chapters} chapters printed ({fitted} wide tables and figures fitted to the page) in "
+          f"{duration(time.perf_counter() - start)} -> "
           f"{pdf.relative_to(PROJECT_ROOT)}", flush=True)
     return pdf

@@ -140,6 +140,30 @@ def _chapter_searches(profile: str, only: tuple[str, ...] = ()):
             yield chapter, models[0], pairs, [codecs.make_codec(name).name for name in names], depth
 
 
+def _learning_searches(profile: str, only: tuple[str, ...] = ()):
+    """The quality chapter's learning curve (:func:`phase2.quality.learning_curve`): per collection it names, with
+    the chapter's first model, the codecs that can be fitted under each of its training rules."""
+    from phase2 import quality
+
+    values = chapter_values("quality_vs_memory", profile)
+    if not values.get("learning_datasets"):
+        return
+    keep = only_filter(only)
+    model = chapters.split_names(values["model"], list(MODELS), "model")[0]
+    names = [codecs.make_codec(name).name for name in codecs.split_codec_names(values["learning_codecs"])]
+    sizes = chapters.split_ints(values["learning_sizes"], "learning_sizes")
+    for dataset in chapters.split_names(values["learning_datasets"], available_datasets(), "learning_datasets"):
+        if not keep("quality_vs_memory", dataset, model):
+            continue
+        n_docs, dim = _collection(dataset).n_docs, MODELS[model].dim
+        depth = min(int(values["k"]), n_docs)
+        for training in quality.learning_trainings(n_docs, sizes):
+            fits = [name for name in names if codecs.make_codec(name).trained
+                    and not codecs.inapplicable_reason(name, n_docs, dim, training)]
+            yield dataset, model, fits, [training], depth
+        yield dataset, model, ["Flat", "BIN", "BINa"], ["half"], depth
+
+
 def only_filter(only: tuple[str, ...]):
     """``keep(chapter, dataset, model)`` for names of searching chapters, collections and models: a search is kept
     when it matches one of the names given of each kind (``cranfield,minilm-l6``: cranfield with MiniLM-L6)."""
@@ -184,6 +208,10 @@ def plan(profile: str, only: tuple[str, ...] = ()) -> tuple[list[EmbedTask], lis
             if chapter == "quality_vs_memory" and model == first_model:  # the chapter's training_flattery section
                 wanted.setdefault((dataset, model, depth_here, "corpus"), {}).update(
                     dict.fromkeys(quality.flattered_codecs(here)))
+    for dataset, model, names, trainings, depth in _learning_searches(profile, only):
+        embeds[EmbedTask(dataset, model)] = None
+        for training in trainings:
+            wanted.setdefault((dataset, model, depth, training), {}).update(dict.fromkeys(names))
     searches = []
     for (dataset, model, depth, training), names in wanted.items():
         by_first_stage: dict[str, list[str]] = {}

@@ -16,10 +16,20 @@ from importlib import metadata
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from tqdm import tqdm
 
 from phase2 import decisions, metrics, published
-from phase2.codecs import Codec, Float32, Rescored, checked_training, fitted_for_search, inapplicable_reason, make_codec
+from phase2.codecs import (
+    Codec,
+    Float32,
+    Rescored,
+    checked_training,
+    fitted_for_search,
+    inapplicable_reason,
+    make_codec,
+    training_size,
+)
 from phase2.datasets import Collection, load_dataset
 from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
 from phase2.errors import NotApplicable
@@ -146,6 +156,53 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
     return _tidy(blocks, clusters)
 
 
+def cluster_sensitivity(dataset: str, model: str, depth: int = 100, published_roots: tuple = (),
+                        codec: str = "BIN") -> dict:
+    """How the clustering of queries moves a standard error: the cluster-bootstrap SE of ``codec`` minus float32
+    (tie-aware nDCG@10) with every query alone, with queries of an identical relevant set together (the book's
+    rule, :func:`phase2.decisions.query_clusters`) and with connected components of shared relevant documents
+    (:func:`phase2.decisions.relevance_components`), and the size of the largest component."""
+    collection = load_dataset(dataset)
+    vectors = _Vectors(collection, model, progress=False)
+    depth = min(depth, collection.n_docs)
+    values = {name: search_values(collection, model, name, depth, vectors, published_roots)
+              for name in (REFERENCE, codec)}
+    judged = values[REFERENCE]["judged"]
+    diff = values[codec]["values"][metrics.TIE_AWARE] - values[REFERENCE]["values"][metrics.TIE_AWARE]
+    position = {q: i for i, q in enumerate(collection.query_ids)}
+    by_set = decisions.query_clusters(collection.query_ids, collection.qrels)
+    by_component = decisions.relevance_components(collection.query_ids, collection.qrels)
+    labels = {"set": [by_set[position[q]] for q in judged], "component": [by_component[position[q]] for q in judged]}
+    sizes = pd.Series(labels["component"]).value_counts()
+    return {"collection": dataset, "judged queries": len(judged), "identical-set clusters": len(set(labels["set"])),
+            "components": len(sizes), "largest component": int(sizes.iloc[0]),
+            "SE by query": float(decisions.bootstrap_means(diff).std(ddof=1)),
+            "SE by identical set": float(decisions.bootstrap_means(diff, labels["set"]).std(ddof=1)),
+            "SE by component": float(decisions.bootstrap_means(diff, labels["component"]).std(ddof=1))}
+
+
+def cluster_choice(table: pd.DataFrame, min_units: int = 30) -> str:
+    """The choice between the clusterings of :func:`cluster_sensitivity`, from its table (indexed by collection):
+    components are usable where they leave at least ``min_units`` clusters and none holds half the queries."""
+    ratio = table["SE by component"] / table["SE by identical set"]
+    unusable = (table.components < min_units) | (table["largest component"] > table["judged queries"] / 2)
+    usable = ratio[~unusable]
+    text = ""
+    if usable.size:
+        text = (f"Where components can be resampled ({', '.join(usable.index)}), the standard error by component is "
+                f"{usable.min():.2f}x to {usable.max():.2f}x the rule's. ")
+    if unusable.any():
+        text += ("On " + ", ".join(f"{name} ({int(row.components)} components, the largest "
+                                   f"{int(row['largest component'])} of {int(row['judged queries'])} queries)"
+                                   for name, row in table[unusable].iterrows())
+                 + f" components leave fewer than {min_units} units or one holding most queries: a bootstrap over "
+                 "them does not estimate a standard error (it gives "
+                 + ", ".join(f"{r:.1f}x" for r in ratio[unusable]) + " the rule's there, from a handful of draws). ")
+    return text + ("The book keeps identical relevant sets as its clusters." if unusable.any() or usable.max() < 1.1
+                   else "Components widen the intervals where they can be resampled: read the book's intervals as "
+                        "that much too narrow there.")
+
+
 def inapplicable(pairs: list[tuple[str, str]], codecs: list[str], training: str = "half") -> pd.DataFrame:
     """The codecs that cannot be fitted on a collection's vectors under ``training``, per (collection, model), from
     the shapes alone: ``dataset``, ``model``, ``name`` and ``reason``. :func:`run_collection` leaves them out; the
@@ -169,8 +226,9 @@ def training_flattery(dataset: str, model: str, codecs: list[str], depth: int,
     """How much fitting each trained codec on every vector it encodes would flatter it.
 
     Per trained codec that fits both ways: nDCG@10 as the book reports it (fitted on a seeded half of the corpus)
-    and fitted on the whole corpus, their per-query difference (corpus minus half) as % of float32's nDCG@10,
-    with its cluster-bootstrap 95% CI. Searches are read from ``published_roots`` where current there.
+    and fitted on the whole corpus (tie-aware, as every decision), their per-query difference (corpus minus half)
+    as % of float32's nDCG@10, with its normal 95% interval from the cluster bootstrap's SE. Searches are read
+    from ``published_roots`` where current there.
     """
     collection = load_dataset(dataset)
     vectors = _Vectors(collection, model, progress=False)
@@ -181,7 +239,7 @@ def training_flattery(dataset: str, model: str, codecs: list[str], depth: int,
 
     def ndcg(name: str, training: str) -> tuple[list[str], np.ndarray]:
         found = search_values(collection, model, name, depth, vectors, published_roots, training)
-        return found["judged"], found["values"]["nDCG@10"]
+        return found["judged"], found["values"][metrics.TIE_AWARE]
 
     judged, reference = ndcg(REFERENCE, "half")
     scale = 100 / reference.mean()
@@ -190,12 +248,86 @@ def training_flattery(dataset: str, model: str, codecs: list[str], depth: int,
         if inapplicable_reason(name, collection.n_docs, dim, "half"):
             continue
         half, corpus = ndcg(name, "half")[1], ndcg(name, "corpus")[1]
-        low, high = decisions.paired_bootstrap_ci(corpus - half, [clusters[q] for q in judged])
+        se = decisions.bootstrap_means(corpus - half, [clusters[q] for q in judged]).std(ddof=1)
+        z = stats.norm.isf(decisions.ALPHA / 2)
+        low, high = (corpus - half).mean() - z * se, (corpus - half).mean() + z * se
         rows.append({"dataset": dataset, "model": model, "codec": name, "nDCG@10 (half)": half.mean(),
                      "nDCG@10 (whole corpus)": corpus.mean(),
                      "flattery (% of float32)": scale * (corpus - half).mean(),
                      "CI low": scale * low, "CI high": scale * high})
     return pd.DataFrame(rows)
+
+
+def learning_trainings(n_docs: int, sizes: list[int]) -> list[str]:
+    """The training rules of a learning curve on a corpus of ``n_docs``: ``sample<N>`` for each size below half the
+    corpus, then ``half`` and ``corpus``."""
+    return [*(f"sample{size}" for size in sorted(sizes) if size < n_docs // 2), "half", "corpus"]
+
+
+def learning_curve(dataset: str, model: str, codecs: list[str], sizes: list[int], depth: int,
+                   published_roots: tuple = ()) -> pd.DataFrame:
+    """nDCG@10 (tie-aware) retention of each trained codec against the size of the set it was fitted on, from a
+    few hundred vectors to the whole corpus (:func:`learning_trainings`; nested seeded sets), on every judged query;
+    beside it, the training-free sign codes (``BIN``, ``BINa``: one value, no curve). Each point: % of float32's
+    nDCG@10, and its difference from the whole-corpus fit in % of float32 with a normal 95% interval from the
+    cluster bootstrap. Sizes a codec cannot be fitted on are left out."""
+    collection = load_dataset(dataset)
+    vectors = _Vectors(collection, model, progress=False)
+    depth = min(depth, collection.n_docs)
+    dim = get_model_spec(model).dim
+    clusters = decisions.query_clusters(collection.query_ids, collection.qrels)
+    label = dict(zip(collection.query_ids, clusters, strict=True))
+
+    def scores(name: str, training: str = "half") -> tuple[list[str], np.ndarray]:
+        found = search_values(collection, model, name, depth, vectors, published_roots, training)
+        return found["judged"], found["values"][metrics.TIE_AWARE]
+
+    judged, reference = scores(REFERENCE)
+    groups = [label[q] for q in judged]
+    scale = 100 / reference.mean()
+    z = stats.norm.isf(decisions.ALPHA / 2)
+    rows = []
+    for name in codecs:
+        trained = make_codec(name).trained
+        trainings = [t for t in learning_trainings(collection.n_docs, sizes)
+                     if not inapplicable_reason(name, collection.n_docs, dim, t)] if trained else ["half"]
+        if not trainings:
+            continue
+        whole = scores(name, trainings[-1])[1]
+        for training in trainings:
+            values = scores(name, training)[1]
+            se = decisions.bootstrap_means(values - whole, groups).std(ddof=1) if training != trainings[-1] else 0.0
+            gap = scale * (values - whole).mean()
+            rows.append({"dataset": dataset, "model": model, "codec": name,
+                         "training vectors": training_size(make_codec(name), collection.n_docs, training)
+                         if trained else 0, "training": training if trained else "none",
+                         "% float32 nDCG@10": scale * values.mean(), "Δ from whole corpus (% of float32)": gap,
+                         "low": gap - z * scale * se, "high": gap + z * scale * se})
+    return pd.DataFrame(rows)
+
+
+def learning_verdict(curve: pd.DataFrame) -> str:
+    """Per trained codec and collection, the training size from which its retention stays within the equivalence
+    margin (:data:`~phase2.decisions.MARGIN_SHARE` of float32's nDCG@10) of the whole-corpus fit, by point
+    estimate (the intervals are in the table); and the training-free codes' retention beside them."""
+    if curve.empty:
+        return "No learning curve was run."
+    margin = 100 * decisions.MARGIN_SHARE
+    parts = []
+    for (dataset, codec), g in curve[curve.training != "none"].groupby(["dataset", "codec"], sort=False):
+        g = g.sort_values("training vectors")
+        close = (g["Δ from whole corpus (% of float32)"].abs() <= margin)[::-1].cummin()[::-1]  # and all larger
+        plateau = g[close]["training vectors"].min()
+        parts.append(f"{codec} on {dataset}: {g['% float32 nDCG@10'].iloc[0]:.1f}% of float32 fitted on "
+                     f"{g['training vectors'].iloc[0]:,} vectors, {g['% float32 nDCG@10'].iloc[-1]:.1f}% on all "
+                     f"{g['training vectors'].iloc[-1]:,}; within ±{margin:g}% of that from {plateau:,} vectors")
+    free = curve[curve.training == "none"]
+    text = ("Trained codes against the size of their training set (nested seeded sets): " + "; ".join(parts) + ".")
+    if len(free):
+        text += (" Sign bits need no training: " + "; ".join(
+            f"{r.codec} {r['% float32 nDCG@10']:.1f}% on {r.dataset}" for _, r in free.iterrows())
+            + ", the same on a corpus of any size or one that streams in.")
+    return text
 
 
 def flattery_verdict(flattery: pd.DataFrame) -> str:
@@ -214,28 +346,29 @@ def flattery_verdict(flattery: pd.DataFrame) -> str:
 
 def _tidy(blocks: list[tuple[dict, str, list[str], np.ndarray]], clusters: dict[str, str]) -> pd.DataFrame:
     """Rows ``{**common, metric, value, query_id, query_cluster}``: per block, the mean over queries (``query_id``
-    and ``query_cluster`` empty), then one row per query; built column by column (the same table as from one
-    dict per row, minutes sooner)."""
-    columns: dict[str, list] = {key: [] for key in [*blocks[0][0], "metric", "value", "query_id", "query_cluster"]}
-    for common, metric, query_ids, values in blocks:
-        n = len(query_ids) + 1
-        for key, value in common.items():
-            columns[key].extend([value] * n)
-        columns["metric"].extend([metric] * n)
-        columns["value"].extend([float(np.mean(values)) if len(values) else float("nan"), *values.tolist()])
-        columns["query_id"].extend(["", *query_ids])
-        columns["query_cluster"].extend(["", *(clusters[q] for q in query_ids)])
+    and ``query_cluster`` empty), then one row per query; built column by column, each constant of a block repeated
+    by numpy (the same table as from one dict per row; a default chapter's table has millions of rows)."""
+    lengths = np.array([len(query_ids) + 1 for _, _, query_ids, _ in blocks])
+    columns = {key: pd.Series([common[key] for common, _, _, _ in blocks]).repeat(lengths).to_numpy()
+               for key in blocks[0][0]}
+    columns["metric"] = np.repeat(np.array([metric for _, metric, _, _ in blocks], dtype=object), lengths)
+    columns["value"] = np.concatenate([np.r_[np.mean(values) if len(values) else np.nan, values]
+                                       for _, _, _, values in blocks]).astype(np.float64)
+    columns["query_id"] = np.array([q for _, _, query_ids, _ in blocks for q in ("", *query_ids)], dtype=object)
+    columns["query_cluster"] = np.array([c for _, _, query_ids, _ in blocks
+                                         for c in ("", *(clusters[q] for q in query_ids))], dtype=object)
     return pd.DataFrame(columns)
 
 
 def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
     """One row per codec (factory ``name`` and readable ``codec``): bytes, mean metrics, % of float32 retained,
-    the difference from float32 with its cluster-bootstrap 95% CI. ``bytes/vector at N`` adds the trained state
-    (``fixed bytes``) spread over the collection's own N vectors to the scanned codes. The tie-aware nDCG@10 and
-    the share of queries whose 10th and 11th results tie sit beside the row-order nDCG@10; where the two nDCG@10
-    differ by more than the margin (``ties decide``), % of float32 and Δ use the tie-aware one
-    (:func:`decision_scores`)."""
-    means = results[(results.query_id == "") & (results.dataset == dataset) & (results.model == model)]
+    the difference from float32 with its normal 95% interval from the cluster bootstrap's SE (``Δ se``).
+    ``bytes/vector at N`` adds the trained state (``fixed bytes``) spread over the collection's own N vectors to the
+    scanned codes. The tie-aware nDCG@10 and the share of queries whose 10th and 11th results tie sit beside the
+    row-order nDCG@10; % of float32 and Δ use the tie-aware one (:func:`decision_scores`), and ``ties decide`` marks
+    where row order would have moved it by more than the margin."""
+    means = _pair_rows(results, dataset, model)
+    means = means[means.query_id == ""]
     wide = means.pivot_table(index=["codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
                                     "fixed_bytes", "n_vectors"],
                              columns="metric", values="value", sort=False).reset_index()
@@ -249,8 +382,8 @@ def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFra
         if share in wide:
             wide[f"% {share}"] = 100 * wide[share]
     deltas = [_difference(per_query, clusters, name) for name in wide.codec]
-    wide[["Δ nDCG@10", "Δ low", "Δ high"]] = deltas
-    wide["Δ nDCG@10 [95% CI]"] = [f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]" for d, lo, hi in deltas]
+    wide[["Δ nDCG@10", "Δ low", "Δ high", "Δ se"]] = deltas
+    wide["Δ nDCG@10 [95% CI]"] = [f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]" for d, lo, hi, _ in deltas]
     wide["bytes/vector at N"] = wide.bytes_per_vector + wide.fixed_bytes / wide.n_vectors
     wide = wide.rename(columns={"codec": "name", "codec_label": "codec", "bytes_per_vector": "bytes/vector",
                                 "rescore_bytes_per_vector": "rescore bytes/vector", "fixed_bytes": "fixed bytes",
@@ -258,7 +391,7 @@ def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFra
     cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "fixed bytes", "N", "bytes/vector at N",
             "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP, metrics.TIE_AWARE,
             f"% {metrics.TIED_AT_CUTOFF}", f"% {metrics.TIE_RUN_CUT}", "ties decide", "% float32 nDCG@10",
-            "Δ nDCG@10 [95% CI]", "Δ nDCG@10", "Δ low", "Δ high"]
+            "Δ nDCG@10 [95% CI]", "Δ nDCG@10", "Δ low", "Δ high", "Δ se"]
     cols = [c for c in cols if c in wide]  # hand-made tables may lack the tie columns
     return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -293,10 +426,11 @@ TIERS = [(99.0, "kept at least 99% of float32's nDCG@10 on every collection"),
          (0.0, "lost more than 5% on at least one collection")]
 
 
-def verdict(summaries: pd.DataFrame) -> str:
+def verdict(results: pd.DataFrame, summaries: pd.DataFrame) -> str:
     """The summary paragraph in numbers: each codec in one of three tiers by its *worst* collection
     (:data:`TIERS`), cheapest first, with its size and median % of float32 kept; then, within the 1-bit
-    codes' size, the best codec of each collection."""
+    codes' size, the best codec of each collection, chosen on one half of the queries and reported on the other
+    (:func:`held_out`)."""
     reference = summaries[summaries.name == REFERENCE]
     lines = []
     for model, ref in reference.groupby("model", sort=False):
@@ -322,17 +456,26 @@ def verdict(summaries: pd.DataFrame) -> str:
                              + "; ".join(text for _, _, text in tier) + ".")
         binary = rows[rows.family == "binary"]
         if len(binary):
-            budget = int(binary["bytes/vector"].min())  # the 1-bit codes' size
-            reference_ndcg = ref.set_index("dataset")["nDCG@10"]
+            untrained = binary[binary["fixed bytes"] == 0]  # the sign code's d/8 bytes, no trained state
+            budget = int((untrained if len(untrained) else binary)["bytes/vector"].min())
             notes = []
-            for dataset, g in rows[rows["bytes/vector"] <= budget].groupby("dataset", sort=False):
-                best = g.loc[g["nDCG@10"].idxmax()]
-                best_binary = g[g.family == "binary"]["nDCG@10"].max() / reference_ndcg[dataset]
+            fits = rows[rows["bytes/vector at N"] <= budget * (1 + MEMORY_SLACK)]
+            for dataset, g in fits.groupby("dataset", sort=False):
+                if not (g.family == "binary").any():
+                    continue
+                per_query, _, chooses = held_out(results, dataset, model)
+                chosen_on, tested = per_query[chooses].mean(), per_query[~chooses].mean()
+                kept = 100 * tested / tested[REFERENCE]
+                best = g.set_index("name").loc[chosen_on[g.name].idxmax()]
+                best_binary = chosen_on[g[g.family == "binary"].name].idxmax()
                 extra = int(best["rescore bytes/vector"])
                 note = (f"{dataset}: {best.codec}{f' (+{extra} rescore bytes)' if extra else ''} "
-                        f"({best['% float32 nDCG@10']:.1f}%")
-                notes.append(note + (")" if best.family == "binary" else f"; best binary {100 * best_binary:.1f}%)"))
-            lines.append(f"- Best codec within {budget} scanned bytes/vector, by nDCG@10: " + "; ".join(notes) + ".")
+                        f"({kept[best.name]:.1f}%")
+                notes.append(note + (")" if best.family == "binary" else
+                                     f"; best binary {best_binary} {kept[best_binary]:.1f}%)"))
+            lines.append(f"- Best codec within {budget} bytes/vector at the collection's own N (trained state "
+                         f"included, within {100 * MEMORY_SLACK:g}%; rescore stores beside), by nDCG@10 (chosen on "
+                         "one half of the queries, % of float32 on the other): " + "; ".join(notes) + ".")
     return "\n".join(lines)
 
 
@@ -344,8 +487,7 @@ def headline(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd.DataF
     sign = pooled[pooled.study == "pooled"] if len(pooled) else pooled
     if len(sign):
         lines.append("- **The 1-bit sign code** (`BIN`, pooled over collections, 95% interval) keeps "
-                     + "; ".join(f"{r.estimate:.1f}% [{r.low:.1f}, {r.high:.1f}] of float32's nDCG@10 with {r.model}"
-                                 for r in sign.itertuples()) + ".")
+                     + pooled_sign_sentence(pooled) + ".")
     rows = summaries[summaries.name != REFERENCE]
     cheapest = []
     for model, m in rows.groupby("model", sort=False):
@@ -360,10 +502,11 @@ def headline(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd.DataF
         lines.append("- **The cheapest code keeping at least 99%** of float32's nDCG@10 on every collection: "
                      + "; ".join(cheapest) + ".")
     if len(comparison):
-        counts = comparison["binary is"].value_counts()
-        lines.append(f"- **At equal memory** ({n_label(int(comparison.N.iloc[0]))}), the best binary code against the "
-                     f"best other code is " + ", ".join(f"{v} in {counts.get(v, 0)}" for v in decisions.OUTCOMES)
-                     + f" of {len(comparison)} (collection, model, budget) cells.")
+        pooled = pooled_budgets(comparison)
+        lines.append(f"- **At equal memory** ({n_label(int(comparison.N.iloc[0]))}), binary minus the best other code "
+                     f"in % of float32's nDCG@10, pooled over collections (intervals simultaneous at "
+                     f"{decisions.level_label(pooled.level.iloc[0])}; equivalent within "
+                     f"±{100 * decisions.MARGIN_SHARE:g}%): " + pooled_budget_sentence(pooled) + ".")
     return "\n".join(lines)
 
 
@@ -430,7 +573,7 @@ def rescoring_table(summaries: pd.DataFrame, k: int = 10) -> pd.DataFrame:
         rows.append({"dataset": row["dataset"], "model": row["model"], "first stage": first, "rescored with": second,
                      "factor": factor, "candidates": factor * k,
                      **{c: row[c] for c in ("nDCG@10", "Recall@10", "% float32 nDCG@10", "Δ nDCG@10", "Δ low",
-                                            "Δ high")},
+                                            "Δ high", "Δ se")},
                      "RAM bytes/vector": row["bytes/vector"], "disk bytes/vector": row["rescore bytes/vector"],
                      "bytes read per query": factor * k * row["rescore bytes/vector"]})
     return pd.DataFrame(rows)
@@ -448,23 +591,30 @@ def rescoring_curves(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def rescoring_verdict(table: pd.DataFrame) -> str:
-    """Per pipeline, the smallest factor whose nDCG@10 is equivalent to float32's: the 95% cluster-bootstrap
-    interval of the per-query difference lies inside the margin (:data:`phase2.decisions.MARGIN_SHARE` of
-    float32's nDCG@10; two one-sided tests at 2.5% each), per dataset and model. Not Holm-corrected: the search
-    along the factors is exploratory, and says so."""
-    lines = []
-    pipelines = table[table.factor > 0].groupby(["first stage", "rescored with"], sort=False)
-    for (first, second), g in pipelines:
+    """Per pipeline, the smallest factor whose nDCG@10 is equivalent to float32's, per dataset and model, by the
+    book's one rule (:func:`phase2.decisions.decide`): every rescored row of the table is one comparison with
+    float32, their intervals simultaneous over all of them, equivalent when inside ±
+    :data:`~phase2.decisions.MARGIN_SHARE` of float32's nDCG@10."""
+    rescored = table[table.factor > 0]
+    if rescored.empty:
+        return ""
+    decided = decisions.decide(pd.DataFrame({
+        "mean": rescored["Δ nDCG@10"].to_numpy(), "se": rescored["Δ se"].to_numpy(),
+        "margin": (decisions.MARGIN_SHARE * rescored["nDCG@10"] * 100 / rescored["% float32 nDCG@10"]).to_numpy()}))
+    rescored = rescored.assign(low=decided.low.to_numpy(), high=decided.high.to_numpy(),
+                               outcome=decided.outcome.to_numpy())
+    lines = [f"Intervals simultaneous at {decisions.level_label(decided.level.iloc[0])} over the {len(decided)} "
+             f"rescored rows; equivalent: inside ±{100 * decisions.MARGIN_SHARE:g}% of float32's nDCG@10."]
+    for (first, second), g in rescored.groupby(["first stage", "rescored with"], sort=False):
         parts = []
         for (dataset, model), h in g.groupby(["dataset", "model"], sort=False):
             alone = table[(table.dataset == dataset) & (table.model == model) & (table["first stage"] == first)
                           & (table.factor == 0)]["% float32 nDCG@10"]
-            margin = decisions.MARGIN_SHARE * h["nDCG@10"] * 100 / h["% float32 nDCG@10"]
-            enough = h[(h["Δ low"] > -margin) & (h["Δ high"] < margin)].sort_values("factor")
+            enough = h[h.outcome == "equivalent"].sort_values("factor")
             first_enough = enough.iloc[0] if len(enough) else None
             reached = (f"equivalent to float32 from factor {int(first_enough.factor)} "
                        f"({int(first_enough.candidates)} candidates, {first_enough['% float32 nDCG@10']:.1f}%, "
-                       f"Δ nDCG@10 CI [{first_enough['Δ low']:+.3f}, {first_enough['Δ high']:+.3f}])"
+                       f"Δ nDCG@10 [{first_enough.low:+.3f}, {first_enough.high:+.3f}])"
                        if first_enough is not None else
                        f"not shown equivalent to float32 at any factor (best {h['% float32 nDCG@10'].max():.1f}%)")
             start = f"{alone.iloc[0]:.1f}% alone, " if len(alone) else ""
@@ -516,9 +666,12 @@ def n_label(n: int | None, short: bool = False) -> str:
     return "each collection's own N" if n is None else f"N = {n:,}"
 
 
-def equal_memory(summaries: pd.DataFrame, budgets=BUDGETS, n: int | None = None) -> pd.DataFrame:
-    """Per dataset, model and budget, the best codec (by nDCG@10) of each family within that many bytes per vector
-    (:data:`MEMORY_SLACK`), counted by :func:`amortized_bytes` at N (``n``, or the collection's own size).
+def equal_memory(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BUDGETS,
+                 n: int | None = None) -> pd.DataFrame:
+    """Per dataset, model and budget, the best codec of each family within that many bytes per vector
+    (:data:`MEMORY_SLACK`), counted by :func:`amortized_bytes` at N (``n``, or the collection's own size): chosen
+    by nDCG@10 on one half of the queries (:func:`held_out`), reported on the other half (nDCG@10, % of float32's,
+    Δ from float32 with its normal 95% interval from the cluster bootstrap), so the choice does not flatter it.
 
     Rescored pipelines count their first stage only (their rescore bytes may live on disk) and are
     their own family, ``<first family>+rescore``.
@@ -526,16 +679,34 @@ def equal_memory(summaries: pd.DataFrame, budgets=BUDGETS, n: int | None = None)
     rows = []
     summaries = summaries.assign(**{"bytes/vector at budget N": amortized_bytes(summaries, n)})
     for (dataset, model), g in summaries.groupby(["dataset", "model"], sort=False):
+        per_query, clusters, chooses = held_out(results, dataset, model)
+        chosen_on, tested = per_query[chooses].mean(), per_query[~chooses]
+        reference = tested[REFERENCE].mean()
         for budget in budgets:
             fits = g[(g["bytes/vector at budget N"] <= budget * (1 + MEMORY_SLACK)) & (g.family != "float")]
             for family, f in fits.groupby("family", sort=False):
-                best = f.loc[f["nDCG@10"].idxmax()]
+                best = f.set_index("name").loc[chosen_on[f.name].idxmax()]
+                delta, low, high, _ = _difference(tested, clusters[~chooses], best.name)
                 rows.append({"dataset": dataset, "model": model, "N": n or int(best["N"]), "budget": budget,
-                             "family": family,
-                             **best[["name", "bytes/vector", "fixed bytes", "bytes/vector at budget N",
-                                     "rescore bytes/vector", "nDCG@10", "% float32 nDCG@10", "Δ nDCG@10", "Δ low",
-                                     "Δ high"]].to_dict()})
+                             "family": family, "name": best.name,
+                             **best[["bytes/vector", "fixed bytes", "bytes/vector at budget N",
+                                     "rescore bytes/vector"]].to_dict(),
+                             "test queries": len(tested), "nDCG@10": tested[best.name].mean(),
+                             "% float32 nDCG@10": 100 * tested[best.name].mean() / reference,
+                             "Δ nDCG@10": delta, "Δ low": low, "Δ high": high})
     return pd.DataFrame(rows)
+
+
+def held_out(results: pd.DataFrame, dataset: str, model: str) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    """The decisions' per-query nDCG@10 of one pair (:func:`decision_scores`), its queries' clusters, and which
+    queries choose the best codes (True) and which test them (False, :func:`selection_half`)."""
+    per_query = decision_scores(results, dataset, model)[0]
+    clusters = query_cluster_labels(results, dataset, model).reindex(per_query.index)
+    chooses = selection_half(clusters)
+    if chooses.sum() < 2 or (~chooses).sum() < 2:
+        raise ValueError(f"{dataset}/{model}: {len(per_query)} judged queries in {clusters.nunique()} clusters "
+                         "are too few to choose on one half and test on the other")
+    return per_query, clusters, chooses
 
 
 def selection_half(clusters: pd.Series) -> np.ndarray:
@@ -553,13 +724,9 @@ def binary_at_budgets(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BU
     """
     rows = []
     for (dataset, model), g in summaries.groupby(["dataset", "model"], sort=False):
-        per_query = decision_scores(results, dataset, model)[0]
-        clusters = query_cluster_labels(results, dataset, model).reindex(per_query.index)
-        chooses = selection_half(clusters)
-        if chooses.sum() < 2 or (~chooses).sum() < 2:
-            raise ValueError(f"{dataset}/{model}: {len(per_query)} judged queries in {clusters.nunique()} clusters "
-                             "are too few to choose on one half and test on the other")
+        per_query, clusters, chooses = held_out(results, dataset, model)
         chosen_on, tested = per_query[chooses].mean(), per_query[~chooses]
+        test_clusters = clusters[~chooses].to_numpy()
         margin = decisions.MARGIN_SHARE * per_query[REFERENCE].mean()
         cost = amortized_bytes(g, n).set_axis(g.name)
         family = g.set_index("name").family
@@ -570,10 +737,15 @@ def binary_at_budgets(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BU
             if not binary or not others:
                 continue
             b, o = chosen_on[binary].idxmax(), chosen_on[others].idxmax()
-            comparison = decisions.compare((tested[b] - tested[o]).to_numpy(), margin, clusters[~chooses].to_numpy())
+            difference = (tested[b] - tested[o]).to_numpy()
+            comparison = decisions.compare(difference, margin, test_clusters)
+            sums, _ = decisions.bootstrap_sums(np.column_stack([difference, tested[REFERENCE].to_numpy()]),
+                                               test_clusters)
             rows.append({"dataset": dataset, "model": model, "N": n or int(g["N"].iloc[0]), "budget": budget,
                          "best binary": b, "binary nDCG@10": tested[b].mean(), "best other": o,
-                         "other nDCG@10": tested[o].mean(), "test queries": len(tested), **comparison})
+                         "other nDCG@10": tested[o].mean(), "test queries": len(tested), **comparison,
+                         "Δ % of float32": 100 * difference.mean() / tested[REFERENCE].mean(),
+                         "se % of float32": float(np.std(100 * sums[:, 0] / sums[:, 1], ddof=1))})
     if not rows:
         return pd.DataFrame(columns=["dataset", "model", "N", "budget", "binary is"])
     table = decisions.decide(pd.DataFrame(rows))
@@ -581,41 +753,85 @@ def binary_at_budgets(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BU
                                  "outcome": "binary is"})
 
 
+def pooled_budgets(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per budget and model, binary minus the best other code as a share of float32's nDCG@10 (100·Δ/float32,
+    each collection's with its cluster-bootstrap SE), pooled over the collections by random effects
+    (:func:`phase2.decisions.pool`), then decided by :func:`phase2.decisions.decide` over all the table's pooled
+    rows: the margin is the declared one, ±:data:`~phase2.decisions.MARGIN_SHARE` of float32."""
+    rows = []
+    for (budget, model), g in comparison.groupby(["budget", "model"], sort=True):
+        pooled = decisions.pool(g["Δ % of float32"], g["se % of float32"] ** 2, g.dataset).iloc[-1]
+        rows.append({"budget": budget, "model": model, "collections": len(g), "mean": pooled.estimate,
+                     "se": pooled.se, "df": pooled.df, "margin": 100 * decisions.MARGIN_SHARE, "tau2": pooled.tau2,
+                     "prediction low": pooled.pi_low, "prediction high": pooled.pi_high,
+                     "datasets": ", ".join(g.dataset)})
+    if not rows:
+        return pd.DataFrame(columns=["budget", "model", "collections", "Δ %", "low", "high", "level", "binary is"])
+    table = decisions.decide(pd.DataFrame(rows))
+    return table.rename(columns={"mean": "Δ %", "outcome": "binary is"})
+
+
+def pooled_sign_sentence(pooled: pd.DataFrame) -> str:
+    """``91.3% [88.0, 94.1] of float32's nDCG@10 with minilm-l6 (5 collections)`` per model of a
+    :func:`pooled_retention` table, naming the collections where the models' sets differ."""
+    studies = pooled[pooled.study != "pooled"].groupby("model", sort=False).study.apply(tuple)
+    differ = studies.nunique() > 1
+    return "; ".join(
+        f"{r.estimate:.1f}% [{r.low:.1f}, {r.high:.1f}] of float32's nDCG@10 with {r.model} "
+        f"({len(studies[r.model])} collection{'s' if len(studies[r.model]) > 1 else ''}"
+        + (f": {', '.join(studies[r.model])})" if differ else ")")
+        for r in pooled[pooled.study == "pooled"].itertuples())
+
+
+def pooled_budget_sentence(pooled: pd.DataFrame) -> str:
+    """``48 B: minilm-l6 -3.1% [-5.0, -1.2] worse, ...; 64 B: ...`` from :func:`pooled_budgets`."""
+    return "; ".join(f"{budget} B: " + ", ".join(f"{r.model} {_signed(r['Δ %'], 1)}% [{_signed(r.low, 1)}, "
+                                                 f"{_signed(r.high, 1)}] {r['binary is']}" for _, r in g.iterrows())
+                     for budget, g in pooled.groupby("budget", sort=True))
+
+
 def budget_verdict(comparison: pd.DataFrame, n: int | None = None) -> str:
-    """One line per budget: outcome counts over the (collection, model) pairs, and per model the random-effects
-    pooled difference (binary - other) over collections with its interval (:func:`phase2.decisions.pool`)."""
+    """One line per budget: per model the pooled relative difference (binary - other) over collections with its
+    deciding interval and outcome (:func:`pooled_budgets`), then the per-collection outcomes as the detail."""
     if comparison.empty:
         return "No budget had both a binary code and another code within it."
-    lines = [f"Bytes per vector at {n_label(n)}, within {100 * MEMORY_SLACK:g}% of the budget; "
-             f"margin ±{100 * decisions.MARGIN_SHARE:g}% of float32's nDCG@10; "
-             f"Holm over the {len(comparison)} cells; codes chosen on one half of the queries, compared on the other."]
+    pooled = pooled_budgets(comparison)
+    lines = [f"Bytes per vector at {n_label(n)}, within {100 * MEMORY_SLACK:g}% of the budget; binary minus the best "
+             f"other code in % of float32's nDCG@10, pooled over collections by random effects; margin "
+             f"±{100 * decisions.MARGIN_SHARE:g}%; intervals simultaneous at "
+             f"{decisions.level_label(pooled.level.iloc[0])} over the {len(pooled)} pooled rows (per collection: at "
+             f"{decisions.level_label(comparison.level.iloc[0])} over {len(comparison)}); codes chosen on one half "
+             "of the queries, compared on the other."]
     for budget, g in comparison.groupby("budget", sort=True):
-        counts = g["binary is"].value_counts()
-        parts = [f"{counts.get(v, 0)} {v}" for v in decisions.OUTCOMES]
-        pooled = []
-        for model, m in g.groupby("model", sort=False):
-            row = decisions.pool(m["Δ (binary - other)"], m["se"] ** 2, m.dataset).iloc[-1]
-            pooled.append(f"{model} {_signed(row.estimate)} [{_signed(row.low)}, {_signed(row.high)}] "
-                          f"({len(m)} collection{'s' if len(m) > 1 else ''})")
-        lines.append(f"- {budget} B/vector: binary {', '.join(parts)} of {len(g)} (collection, model) pair"
-                     f"{'s' if len(g) > 1 else ''}; pooled Δ nDCG@10 (binary - other): " + "; ".join(pooled) + ".")
+        rows = pooled[pooled.budget == budget]
+        verdicts = "; ".join(f"{r.model} {_signed(r['Δ %'], 1)}% [{_signed(r.low, 1)}, {_signed(r.high, 1)}], "
+                             f"{r['binary is']} ({r.collections} collection{'s' if r.collections > 1 else ''})"
+                             for _, r in rows.iterrows())
+        detail = ", ".join(f"{d}/{m} {o}" for d, m, o in zip(g.dataset, g.model, g["binary is"], strict=True))
+        lines.append(f"- {budget} B/vector: {verdicts}. Per collection: {detail}.")
     return "\n".join(lines)
 
 
-def pooled_retention(results: pd.DataFrame, codec: str = "BIN") -> pd.DataFrame:
-    """Per model, the % of float32's nDCG@10 that ``codec`` keeps on each collection (a ratio of means, its
-    variance from the cluster bootstrap) and their random-effects pool (:func:`phase2.decisions.pool`)."""
+def pooled_retention(results: pd.DataFrame, codec: str = "BIN", model: str | None = None,
+                     test_half: bool = False) -> pd.DataFrame:
+    """Per model (or for ``model`` only), the % of float32's nDCG@10 that ``codec`` keeps on each collection (a
+    ratio of means, its variance from the cluster bootstrap) and their random-effects pool
+    (:func:`phase2.decisions.pool`); on the queries that test a choice only (:func:`held_out`) when ``test_half``,
+    for a code chosen on the other half."""
     tables = []
     pairs = results[results.codec == codec][["dataset", "model"]].drop_duplicates()
-    for model, datasets in pairs.groupby("model", sort=False):
+    if model is not None:
+        pairs = pairs[pairs.model == model]
+    for name, datasets in pairs.groupby("model", sort=False):
         effects, variances = [], []
         for dataset in datasets.dataset:
-            per_query = decision_scores(results, dataset, model)[0]
-            clusters = query_cluster_labels(results, dataset, model).reindex(per_query.index)
+            per_query, clusters, chooses = held_out(results, dataset, name)
+            if test_half:
+                per_query, clusters = per_query[~chooses], clusters[~chooses]
             sums, _ = decisions.bootstrap_sums(per_query[[codec, REFERENCE]].to_numpy(), clusters.to_numpy())
             effects.append(100 * per_query[codec].mean() / per_query[REFERENCE].mean())
             variances.append(float(np.var(100 * sums[:, 0] / sums[:, 1], ddof=1)))
-        tables.append(decisions.pool(effects, variances, datasets.dataset).assign(model=model, codec=codec))
+        tables.append(decisions.pool(effects, variances, datasets.dataset).assign(model=name, codec=codec))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -629,13 +845,19 @@ RaBitQ1 8 more for its factors)."""
 
 
 def binary_kinds(results: pd.DataFrame, summaries: pd.DataFrame) -> pd.DataFrame:
-    """Per kind of 1-bit code (:data:`BINARY_KINDS`) and model: its best code (highest median % of float32 over
-    the collections) and that code's random-effects pooled % of float32's nDCG@10 with its 95% interval."""
+    """Per kind of 1-bit code (:data:`BINARY_KINDS`) and model: its best code, chosen by the median over the
+    collections of its % of float32's nDCG@10 on one half of the queries (:func:`held_out`), and that code's
+    random-effects pooled % of float32's nDCG@10 on the other half, with its 95% interval."""
     rows = []
     for kind, names in BINARY_KINDS.items():
         for model, g in summaries[summaries.name.isin(names)].groupby("model", sort=False):
-            best = g.groupby("name")["% float32 nDCG@10"].median().idxmax()
-            pooled = pooled_retention(results[results.model == model], best).iloc[-1]
+            chosen = {}
+            for dataset in g.dataset.unique():
+                per_query, _, chooses = held_out(results, dataset, model)
+                selected = per_query[chooses].mean()
+                chosen[dataset] = 100 * selected[[c for c in names if c in selected]] / selected[REFERENCE]
+            best = pd.DataFrame(chosen).median(axis=1).idxmax()
+            pooled = pooled_retention(results, best, model, test_half=True).iloc[-1]
             rows.append({"kind": kind, "model": model, "best code": best,
                          "bytes/vector": int(g[g.name == best]["bytes/vector"].iloc[0]),
                          "collections": int((g.name == best).sum()), "pooled % float32": pooled.estimate,
@@ -658,31 +880,64 @@ def dimension_table(best: pd.DataFrame, budgets=(48, 96)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def dimension_verdict(summaries: pd.DataFrame, table: pd.DataFrame, budgets=(48, 96)) -> str:
-    """Does binary lose less at higher dimension? The full sign code's share of float32 (d bits each) and the best
-    binary code at equal memory, median over the collections that have both a 384-d and a 768-d model."""
-    sign = summaries[summaries.name == "BIN"].set_index(["dataset", "model"])["% float32 nDCG@10"]
+def model_gap(results: pd.DataFrame, codec: str, first: str, second: str) -> pd.DataFrame:
+    """``codec``'s % of float32's nDCG@10 with model ``first`` minus with model ``second``, per collection that has
+    both (the same queries: one cluster bootstrap draws both models' per-query scores together), pooled by random
+    effects (:func:`phase2.decisions.pool`)."""
+    effects, variances, names = [], [], []
+    for dataset in sorted(set(results[results.model == first].dataset) & set(results[results.model == second].dataset)):
+        a = decision_scores(results, dataset, first)[0]
+        b = decision_scores(results, dataset, second)[0].reindex(a.index)
+        if codec not in a or codec not in b:
+            continue
+        clusters = query_cluster_labels(results, dataset, first).reindex(a.index)
+        columns = np.column_stack([a[codec], a[REFERENCE], b[codec], b[REFERENCE]])
+        sums, _ = decisions.bootstrap_sums(columns, clusters.to_numpy())
+        means = columns.mean(axis=0)
+        effects.append(100 * (means[0] / means[1] - means[2] / means[3]))
+        variances.append(float(np.var(100 * (sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]), ddof=1)))
+        names.append(dataset)
+    if not effects:
+        return pd.DataFrame(columns=["study", "estimate", "low", "high"])
+    return decisions.pool(effects, variances, names)
+
+
+def dimension_verdict(results: pd.DataFrame, table: pd.DataFrame, budgets=(48, 96)) -> str:
+    """The full sign code's share of float32 with the highest-dimensional model against each lower-dimensional
+    one, as a pooled paired difference with its interval (:func:`model_gap`), worded as one model against another:
+    the models differ in more than their dimension, so this does not isolate dimension. Then the best binary code
+    at equal memory, median over the collections that have both."""
     dims = table.set_index(["dataset", "model"]).dim
-    small, large = dims[dims == dims.min()], dims[dims == dims.max()]
-    shared = sorted(set(small.index.get_level_values(0)) & set(large.index.get_level_values(0)))
-    if dims.nunique() < 2 or not shared:
+    if dims.nunique() < 2:
         return (f"Every model here has {int(dims.iloc[0])} dimensions: a model of another dimension (mpnet-base, "
                 "768) is needed to compare.") if len(dims) else "No results."
     lo, hi = int(dims.min()), int(dims.max())
+    large = dims[dims == hi].index.get_level_values(1)[0]
+    parts = []
+    for small in dict.fromkeys(dims[dims == lo].index.get_level_values(1)):
+        gap = model_gap(results, "BIN", large, small)
+        if len(gap):
+            row = gap.iloc[-1]
+            parts.append(f"{large} minus {small}: {_signed(row.estimate, 1)} points [{_signed(row.low, 1)}, "
+                         f"{_signed(row.high, 1)}] over {len(gap) - 1} collection{'s' if len(gap) > 2 else ''}")
+    if not parts:
+        return "No collection has both a 384-d and a 768-d model."
+    text = (f"The full sign code's share of its own model's float32 nDCG@10 ({hi} bits with {large}, {lo} with the "
+            "others), pooled paired difference with its 95% interval: " + "; ".join(parts) + ". These compare one "
+            "model with another, which differ in training and architecture as well as dimension: they do not show "
+            "what dimension alone does.")
+    small, large_index = dims[dims == lo], dims[dims == hi]
+    shared = sorted(set(small.index.get_level_values(0)) & set(large_index.index.get_level_values(0)))
 
     def median(index, column):
-        values = (sign if column is None else table.set_index(["dataset", "model"])[column]).reindex(index)
+        values = table.set_index(["dataset", "model"])[column].reindex(index)
         return values[[d in shared for d in index.get_level_values(0)]].median()
 
-    text = (f"Over the {len(shared)} collection(s) with both: the full sign code kept a median "
-            f"{median(large.index, None):.1f}% of float32's nDCG@10 at {hi} bits and {median(small.index, None):.1f}% "
-            f"at {lo} bits ({'less' if median(large.index, None) > median(small.index, None) else 'no less'} "
-            f"loss at the higher dimension, each against its own model's float32).")
     for budget in budgets:
         column = f"nDCG@10 at {budget} B"
         if column not in table:
             continue
-        at_large, at_small = median(large.index, column), median(small.index, column)
+        at_large, at_small = median(large_index.index, column), median(small.index, column)
         if pd.isna(at_large) or pd.isna(at_small):
             missing = f"the {hi}-d model" if pd.isna(at_large) else f"the {lo}-d models"
             text += f" At {budget} B/vector, no binary code of {missing} fits the budget at the collections' own N."
@@ -698,21 +953,26 @@ def published_comparison(summaries: pd.DataFrame, flattery: pd.DataFrame, model:
     :func:`training_flattery` search) and with this book's codes, beside its rows."""
     ours = summaries[summaries.model == model]
 
-    def described(kept: pd.Series, datasets: pd.Series) -> str:
-        if kept.empty:
+    ndcg = metrics.TIE_AWARE if metrics.TIE_AWARE in ours else "nDCG@10"
+    reference = ours[ours.name == REFERENCE].set_index("dataset")[ndcg]
+
+    def described(values: pd.Series, datasets: pd.Series) -> str:
+        """Per-collection shares (median and range), and the report's way: the mean nDCG@10 over the collections
+        as a share of float32's mean over the same collections."""
+        if values.empty:
             return "not run"
+        kept = 100 * values.to_numpy() / datasets.map(reference).to_numpy()
         if len(kept) == 1:
-            return f"{kept.iloc[0]:.1f}% (1 collection, {datasets.iloc[0]})"
-        return f"median {kept.median():.1f}% (range {kept.min():.1f}-{kept.max():.1f}%, {len(kept)} collections)"
+            return f"{kept[0]:.1f}% (1 collection, {datasets.iloc[0]})"
+        return (f"median {np.median(kept):.1f}% (range {kept.min():.1f}-{kept.max():.1f}%, {len(kept)} collections; "
+                f"{100 * values.mean() / datasets.map(reference).mean():.1f}% as a ratio of means, the report's way)")
 
     def share(codec_name: str) -> str:
         rows = ours[ours.name == codec_name]
-        return described(rows["% float32 nDCG@10"], rows.dataset)
+        return described(rows[ndcg], rows.dataset)
 
     protocol = flattery[(flattery.model == model) & (flattery.codec == "SQ8raw")]
-    reference = ours[ours.name == REFERENCE].set_index("dataset")["nDCG@10"]
-    protocol_share = described(100 * protocol["nDCG@10 (whole corpus)"] / protocol.dataset.map(reference).to_numpy(),
-                               protocol.dataset)
+    protocol_share = described(protocol["nDCG@10 (whole corpus)"], protocol.dataset)
     return (f"The {PUBLISHED['source']} gives, for all-MiniLM-L6-v2, {PUBLISHED['all-MiniLM-L6-v2']}; "
             f"{PUBLISHED['protocol']}. For other models: {PUBLISHED['others']}. Here, all-MiniLM-L6-v2 ({model}) "
             f"under the report's protocol kept: binary, Hamming top 400 re-scored by the float query against their "
@@ -727,49 +987,66 @@ def published_comparison(summaries: pd.DataFrame, flattery: pd.DataFrame, model:
             f"ranges before the dot product (SQ8) {share('SQ8')}.")
 
 
-def _signed(x: float) -> str:
+def _signed(x: float, digits: int = 3) -> str:
     """``+0.012`` style, without a negative zero."""
-    return f"{round(float(x), 3) + 0.0:+.3f}"
+    return f"{round(float(x), digits) + 0.0:+.{digits}f}"
+
+
+_SPLIT: list = [None, {}, {}]  # the table last split, its rows per (dataset, model), its matrices per metric
+
+
+def _pair_rows(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
+    """The rows of one (collection, model) of ``results``. A chapter's table holds millions of rows and a dozen
+    functions ask for each pair's rows, so the table is split once (one groupby) and the split kept while the same
+    table object is asked about (kept referenced here, so its identity cannot pass to another table; no table is
+    changed in place after it is read)."""
+    if _SPLIT[0] is not results:
+        _SPLIT[:] = [results, {key: rows for key, rows in results.groupby(["dataset", "model"], sort=False)}, {}]
+    return _SPLIT[1].get((dataset, model), results.iloc[:0])
 
 
 def per_query_table(results: pd.DataFrame, dataset: str, model: str, metric: str = "nDCG@10") -> pd.DataFrame:
     """Per-query values of ``metric``: one row per query, one column per codec (factory name)."""
-    rows = results[(results.dataset == dataset) & (results.model == model) & (results.metric == metric)
-                   & (results.query_id != "")]
-    return rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
+    pair = _pair_rows(results, dataset, model)
+    key = (dataset, model, metric)
+    if key not in _SPLIT[2]:
+        rows = pair[(pair.metric == metric) & (pair.query_id != "")]
+        _SPLIT[2][key] = rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
+    return _SPLIT[2][key].copy()
 
 
 def decision_scores(results: pd.DataFrame, dataset: str, model: str) -> tuple[pd.DataFrame, list[str]]:
-    """Per-query nDCG@10 (queries x codecs) as the decisions use it, and the codecs decided by ties: the row-order
-    values, or for a codec whose mean tie-aware nDCG@10 differs from them by more than the equivalence margin, the
-    tie-aware ones. Hand-made tables without tie-aware rows decide on row order."""
+    """Per-query nDCG@10 (queries x codecs) as the decisions use it: tie-aware always (identical to row order where
+    no tie straddles the cutoff, and free of the arbitrary order of tied rows where one does; hand-made tables
+    without tie-aware rows decide on row order). Also the codecs whose row-order mean differs from the tie-aware
+    one by more than the equivalence margin (``ties decide``: where row order alone would have moved a verdict)."""
     plain = per_query_table(results, dataset, model)
     if not (results.metric == metrics.TIE_AWARE).any():
         return plain, []
     aware = per_query_table(results, dataset, model, metrics.TIE_AWARE).reindex(index=plain.index,
                                                                                 columns=plain.columns)
-    margin = decisions.MARGIN_SHARE * plain[REFERENCE].mean()
-    tie_decided = [c for c in plain if abs(aware[c].mean() - plain[c].mean()) > margin]
-    decided = plain.copy()
-    decided[tie_decided] = aware[tie_decided]
-    return decided, tie_decided
+    margin = decisions.MARGIN_SHARE * aware[REFERENCE].mean()
+    return aware, [c for c in plain if abs(aware[c].mean() - plain[c].mean()) > margin]
 
 
 def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.Series:
     """Each judged query's cluster (:func:`phase2.decisions.query_clusters`), indexed by query id."""
-    rows = results[(results.dataset == dataset) & (results.model == model) & (results.query_id != "")]
+    rows = _pair_rows(results, dataset, model)
+    rows = rows[rows.query_id != ""]
     return rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
 
 
 def _difference(per_query: pd.DataFrame, clusters: pd.Series, codec: str,
-                baseline: str = REFERENCE) -> tuple[float, float, float]:
+                baseline: str = REFERENCE) -> tuple[float, float, float, float]:
+    """Mean per-query difference, its normal 95% interval from the cluster-bootstrap standard error, and that SE."""
     diff = (per_query[codec] - per_query[baseline]).to_numpy()
-    low, high = decisions.paired_bootstrap_ci(diff, clusters.reindex(per_query.index).to_numpy())
-    return float(diff.mean()), low, high
+    se = float(decisions.bootstrap_means(diff, clusters.reindex(per_query.index).to_numpy()).std(ddof=1))
+    z = stats.norm.isf(decisions.ALPHA / 2)
+    return float(diff.mean()), float(diff.mean() - z * se), float(diff.mean() + z * se), se
 
 
 def paired_difference(results: pd.DataFrame, dataset: str, model: str, codec: str,
                       baseline: str = REFERENCE) -> tuple[float, float, float]:
     """Mean per-query nDCG@10 difference ``codec - baseline`` with its paired cluster-bootstrap 95% CI."""
     return _difference(per_query_table(results, dataset, model), query_cluster_labels(results, dataset, model),
-                       codec, baseline)
+                       codec, baseline)[:3]

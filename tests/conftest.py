@@ -83,7 +83,7 @@ def require_threads(count: int = 2) -> None:
     import numba
     from threadpoolctl import threadpool_info
 
-    blas = min((pool["num_threads"] for pool in threadpool_info()), default=0)
+    blas = min((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=0)
     if numba.config.NUMBA_NUM_THREADS < count or blas < count:
         pytest.fail(f"this test compares 1 and {count} threads, but numba has {numba.config.NUMBA_NUM_THREADS} "
                     f"and BLAS {blas}: run it on a machine with at least {count} cores", pytrace=False)

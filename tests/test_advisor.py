@@ -1,5 +1,6 @@
 """The advisor: scaling rules on hand-made operating points, the harness's own points, and the CLI."""
 
+import re
 import warnings
 
 import numpy as np
@@ -133,8 +134,16 @@ def test_advise_on_the_harness_own_points(harness_run):
     assert set(advice.candidates.series) == {"flat", "bin-flat", "hnsw-flat(M=32)"}
 
 
+def test_cli_answers_out_of_the_box_from_the_committed_run_and_names_its_machine(capsys):
+    assert main(["advise", "--docs", "10_000_000", "--memory", "4GB", "--target-recall", "0.7"]) == 0
+    out = capsys.readouterr().out
+    assert "evidence: throughput run " in out and "(default profile, git " in out
+    assert re.search(r"\) on .+ \((AVX-512|AVX2 only|no AVX2)[^)]*\), \d+ cores, [\d.]+ GiB: ", out), out
+
+
 def test_cli_answers_and_fails_clearly_without_measurements(capsys, tmp_path, monkeypatch, harness_run):
     monkeypatch.setenv("PHASE2_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(tmp_path / "published"))  # no committed run either
     assert main(["advise", "--docs", "10_000_000", "--memory", "4GB", "--target-recall", "0.7"]) == 2
     assert "the advisor answers from measurements only; run the throughput chapter first" in capsys.readouterr().err
     smoke_run = harness_run.assign(profile="smoke")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import bench, results
+from phase2 import bench, published, results
 from phase2.__main__ import main
 from phase2.ann import FaissBinaryIndex, FaissTrainingWarning, Refined
 from phase2.bench_registry import REGISTRY
@@ -405,3 +405,50 @@ def test_query_encoding_is_timed_per_query_and_set_beside_search():
     assert text == ("Embedding one query took 4.0 ms with minilm-l6 (p50). The fastest single-query search reaching "
                     "recall@10 0.95, `hnsw-sq8(M=32)`, took p50 0.20 ms and float32 flat 10.00 ms: with the fastest "
                     "encoder, search is 4.8% of the request for the fastest search and 71.4% for flat.")
+
+
+def test_a_published_run_is_current_for_its_parameters_and_bench_code(tiny_run, tmp_path, monkeypatch):
+    """The default profile's run is published with the parameters it answered; it is read back as current only
+    for those parameters and while the bench code that measured it is unchanged; it names its machine."""
+    monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(tmp_path))
+    run = tiny_run.assign(profile="default")
+    assert bench.published_run("default") == (None, "missing")
+    path = bench.publish(run, "default", {"sizes": "600"})
+    assert path.parent == tmp_path / "throughput" and bench.publish(run, "smoke", {}) is None  # smoke is not published
+    table, state = bench.published_run("default", {"sizes": "600"})
+    assert state == "current" and len(table) == len(run)
+    assert bench.published_run("default", {"sizes": "700"})[1] == "other parameters"
+    assert bench.read_run("default", current=True).run_id.iloc[0] == run.run_id.iloc[0]
+    json.loads(table.machine.iloc[0])["simd"]  # the SIMD level is recorded with every timing
+    monkeypatch.setattr(bench, "code_digest", lambda: "other")
+    assert bench.published_run("default")[1] == "other code"
+    with pytest.raises(FileNotFoundError, match="measured by other code"):
+        bench.read_run("default", current=True)
+    second = bench.publish(run.assign(run_id="later"), "default", {})
+    assert sorted(p.name for p in (tmp_path / "throughput").iterdir()) == [second.name]  # one published run
+
+
+def test_machine_line_names_the_simd_level():
+    record = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "disk": "ssd"}
+    assert bench.machine_line(json.dumps({**record, "simd": ["avx2", "avx512f", "avx512_vpopcntdq"]})) == \
+        "AMD EPYC (AVX-512 with VPOPCNTDQ), 2 cores, 23.5 GiB"
+    assert "(AVX2 only)" in bench.machine_line(json.dumps({**record, "simd": ["avx2"]}))
+    assert bench.machine_line("") == "an unrecorded machine"
+
+
+def test_compare_runs_sets_speed_ratios_to_flat_against_each_other(tiny_run):
+    """A recomputed run on a machine twice as fast everywhere keeps every ratio to flat: within tolerance; one
+    method three times faster only there is outside it; deterministic recall is compared exactly."""
+    faster = tiny_run.copy()
+    faster.loc[faster.metric == "qps", "value"] *= 2
+    faster.loc[faster.metric.isin(["p50_ms", "p99_ms"]), "value"] /= 2
+    same = published.compare_runs(faster, tiny_run)
+    speed = same[same.metric == "qps / flat"]
+    assert len(speed) and (speed.outcome == "within tolerance").all()
+    assert (same[same.metric == "recall@10"].outcome == "identical").all()
+    skewed = faster.copy()
+    skewed.loc[(skewed.metric == "qps") & (skewed.method == "bin-flat"), "value"] *= 3
+    moved = published.compare_runs(skewed, tiny_run)
+    moved = moved[moved.metric == "qps / flat"]
+    assert set(moved[moved.method == "bin-flat"].outcome) == {"outside tolerance"}
+    assert set(moved[moved.method != "bin-flat"].outcome) == {"within tolerance"}

@@ -11,13 +11,13 @@ from sentence_transformers.util.quantization import semantic_search_faiss
 
 from phase2.codecs import (
     CODECS,
-    TRAINING,
     fitted_for_search,
     inapplicable_reason,
     make_codec,
     split_codec_names,
     topk_by_score,
     training_rows,
+    training_size,
 )
 from phase2.errors import NotApplicable, ParameterError
 
@@ -456,13 +456,29 @@ def test_a_trained_codec_is_fitted_on_the_seeded_half_and_encodes_every_row(name
 def test_an_untrained_codec_is_fitted_on_the_whole_corpus_whatever_the_training(name):
     docs = corpus_with_duplicates_and_zeros(500, 32, 35)
     codes = make_codec(name).fit(docs).encode(docs)
-    for training in TRAINING:
+    for training in ("half", "corpus", "sample100"):
         np.testing.assert_array_equal(fitted_for_search(name, docs, training).encode(docs), codes)
 
 
 def test_training_must_be_a_known_rule():
     with pytest.raises(ParameterError, match="training: 'halves' is not one of half, corpus"):
         fitted_for_search("SQ8", unit_vectors(10, 8, 0), "halves")
+    with pytest.raises(ParameterError, match="'sample0' is not one of"):
+        fitted_for_search("SQ8", unit_vectors(10, 8, 0), "sample0")
+
+
+def test_learning_curve_samples_are_nested_and_half_is_the_sample_of_half_the_corpus():
+    """sample<N> fits on the first N rows of the seeded order half takes its first n/2 from: the training sets of a
+    learning curve are nested, and sample500 of 1,000 vectors is half."""
+    docs = unit_vectors(1000, 16, 3)
+    small, large = training_rows(1000, 100), training_rows(1000, 400)
+    assert set(small) <= set(large) <= set(training_rows(1000)) and len(small) == 100
+    np.testing.assert_array_equal(fitted_for_search("SQ8", docs, "sample500").encode(docs),
+                                  fitted_for_search("SQ8", docs, "half").encode(docs))
+    np.testing.assert_array_equal(fitted_for_search("SQ8", docs, "sample100").encode(docs),
+                                  make_codec("SQ8").fit(docs[small]).encode(docs))
+    assert training_size(make_codec("PQ16"), 1000, "sample256") == 256
+    assert inapplicable_reason("PQ16", 1000, 16, "sample100").endswith("(100 of 1,000 documents)")
 
 
 @pytest.mark.parametrize(("name", "n", "dim", "reason"), [

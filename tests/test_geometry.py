@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from phase2 import decisions, geometry
 
@@ -123,3 +124,20 @@ def test_summary_explains_and_tests_the_predictor_from_three_collections_on():
     assert "the best repair in the median is BINc" in lines[1]
     assert "'sign overlap@10' (rho -1.00" in lines[2] and "the diagnostic beats the baseline" in lines[3]
     assert len(geometry.summary(frame[frame.dataset.isin(["d0", "d1"])])) == 2
+
+
+def test_collection_interval_covers_in_simulation_and_states_the_sign_flip_floor():
+    """1,000 simulated studies of five collections x three models, each collection with its own effect (the unit
+    that varies): the t interval on the collections' means covers the true mean 93-97% of the time; the bootstrap
+    over five collections it replaces covered about 83%."""
+    rng = np.random.default_rng(3)
+    collections = pd.Series(np.repeat([f"c{i}" for i in range(5)], 3))
+    covered = 0
+    for _ in range(1000):
+        values = pd.Series(np.repeat(rng.normal(1.0, 2.0, 5), 3) + rng.normal(0, 0.5, 15))
+        found = geometry.collection_interval(values, collections)
+        covered += found["low"] <= 1.0 <= found["high"]
+    assert 0.93 <= covered / 1000 <= 0.97, covered / 1000
+    same_sign = geometry.collection_interval(pd.Series([1.0, 2.0, 3.0, 4.0, 5.0]), pd.Series(list("abcde")))
+    assert same_sign["p sign-flip"] == same_sign["p floor"] == 1 / 16  # the smallest p five collections allow
+    assert same_sign["low"] == pytest.approx(3 - stats.t.ppf(0.975, 4) * np.std([1, 2, 3, 4, 5], ddof=1) / np.sqrt(5))
