@@ -158,7 +158,7 @@ def decide(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     out = table.copy()
     m = max(len(out), 1)
     tail = alpha / (2 * m)
-    df = out["df"].to_numpy(np.float64) if "df" in out else np.full(len(out), np.inf)
+    df = out["df"].to_numpy(np.float64) if "df" in out else np.full(len(out), np.nan)  # NaN: normal
     q = np.where(np.isfinite(df), stats.t.isf(tail, np.where(np.isfinite(df), df, 1)), stats.norm.isf(tail))
     out["low"], out["high"] = out["mean"] - q * out["se"], out["mean"] + q * out["se"]
     out["level"] = 1 - alpha / m
@@ -181,7 +181,7 @@ def pool(effects, variances, names=None, alpha: float = ALPHA) -> pd.DataFrame:
 
     One row per study (its normal interval, estimate ± z·SE), then ``pooled`` with estimate, interval, ``tau2``,
     ``I2`` (max(0, (Q - df) / Q), Higgins & Thompson 2002; statsmodels leaves it negative when Q < df), ``se`` and
-    ``df`` of the interval (for :func:`decide`; normal, df infinite, for one study) and the 95%
+    ``df`` of the interval (for :func:`decide`; NaN for one study, whose interval is normal) and the 95%
     prediction interval for a new collection, ``pi_low``/``pi_high``: estimate ± t(k - 2)·sqrt(tau^2 + SE^2)
     (Higgins, Thompson & Spiegelhalter 2009; NaN below three studies). One study is returned as itself."""
     effects, variances = np.asarray(effects, np.float64), np.asarray(variances, np.float64)
@@ -196,7 +196,7 @@ def pool(effects, variances, names=None, alpha: float = ALPHA) -> pd.DataFrame:
                          "high": effects + z * np.sqrt(variances)})
     if len(effects) == 1:
         return pd.concat([rows.assign(weight=1.0), rows.assign(study="pooled", weight=np.nan, tau2=0.0, I2=0.0,
-                                                               se=np.sqrt(variances), df=np.inf, pi_low=np.nan,
+                                                               se=np.sqrt(variances), df=np.nan, pi_low=np.nan,
                                                                pi_high=np.nan)], ignore_index=True)
     with warnings.catch_warnings():  # use_t asks for per-study sample sizes; their normal intervals are used
         warnings.simplefilter("ignore", InvalidTestWarning)

@@ -272,7 +272,8 @@ def prediction_verdict(predictions: pd.DataFrame, predictor: str, target: str) -
             f"interval over the {found['collections']} collections' means, {found['collections'] - 1} degrees of "
             f"freedom; exact sign-flip p {found['p sign-flip']:.3f}, which cannot go below "
             f"{found['p floor']:.4g} with {found['collections']} collections); the diagnostic {better} the "
-            "baseline.")
+            "baseline" + (" by the t interval, which assumes normal collection means; the exact sign-flip test does "
+                          "not confirm it at 5%." if (high < 0 or low > 0) and found["p sign-flip"] >= 0.05 else "."))
 
 
 DIAGNOSTIC_FAMILY = "diagnostic"

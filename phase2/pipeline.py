@@ -271,12 +271,15 @@ PRINT_CSS = """
 .headerlink, #pst-back-to-top, .search-button, .bd-footer, .bd-footer-article, .bd-footer-content,
 #jb-print-docs-body, details.above-input, details.below-input, .cell_input, .toggle-details, button, .copybtn,
 .admonition-title::before, .admonition-title::after, .admonition::before { display: none !important; }
-html, body, .bd-article, p, li, td, th, caption { font-family: var(--pst-font-family-base) !important; }
+html, body, .bd-article, p, li, td, th, caption {
+  font-family: var(--pst-font-family-base, "Liberation Sans", "DejaVu Sans", Arial, sans-serif) !important; }
 body { font-size: 10pt; line-height: 1.45; color: #1f2328; }
-h1, h2, h3, h4 { font-family: var(--pst-font-family-heading) !important; color: #1f2328;
+h1, h2, h3, h4 { font-family: var(--pst-font-family-heading, "Liberation Sans", "DejaVu Sans", Arial, sans-serif)
+  !important; color: #1f2328;
   break-after: avoid; }
 h1 { font-size: 20pt; } h2 { font-size: 14pt; margin-top: 1.2em; } h3 { font-size: 12pt; }
-pre, code, kbd { font-family: var(--pst-font-family-monospace) !important; font-size: 0.85em; }
+pre, code, kbd { font-family: var(--pst-font-family-monospace, "DejaVu Sans Mono", monospace) !important;
+  font-size: 0.85em; }
 .bd-main .bd-content .bd-article-container { max-width: 100% !important; padding: 0 !important; }
 .bd-page-width { max-width: 100% !important; }
 .cell_output, .output, .output_area { overflow: visible !important; max-height: none !important; }

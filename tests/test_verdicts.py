@@ -221,5 +221,7 @@ def test_geometry_answer_names_the_loss_range_the_repairs_and_the_predictor():
         "models, 0.15 after Holm's correction for 9 diagnostics; 5 pairs).")
     assert ("Predicting the 1-bit loss from 'sign overlap@10' with one dataset held out at a time: mean absolute "
             "error 0.0 points against 15.0 for the geometry-blind baseline over 5 (dataset, model) pairs, a "
-            "difference of -15.0 points [-22.5, -7.5] (95%, collections resampled); the diagnostic beats the "
-            "baseline.") in sentences
+            "difference of -15.0 points [-28.0, -2.0] (95% t interval over the 5 collections' means, 4 degrees of "
+            "freedom; exact sign-flip p 0.125, which cannot go below 0.0625 with 5 collections); the diagnostic "
+            "beats the baseline by the t interval, which assumes normal collection means; the exact sign-flip test "
+            "does not confirm it at 5%.") in sentences
