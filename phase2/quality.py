@@ -248,9 +248,7 @@ def training_flattery(dataset: str, model: str, codecs: list[str], depth: int,
         if inapplicable_reason(name, collection.n_docs, dim, "half"):
             continue
         half, corpus = ndcg(name, "half")[1], ndcg(name, "corpus")[1]
-        se = decisions.bootstrap_means(corpus - half, [clusters[q] for q in judged]).std(ddof=1)
-        z = stats.norm.isf(decisions.ALPHA / 2)
-        low, high = (corpus - half).mean() - z * se, (corpus - half).mean() + z * se
+        _, low, high, _ = _mean_interval(corpus - half, [clusters[q] for q in judged])
         rows.append({"dataset": dataset, "model": model, "codec": name, "nDCG@10 (half)": half.mean(),
                      "nDCG@10 (whole corpus)": corpus.mean(),
                      "flattery (% of float32)": scale * (corpus - half).mean(),
@@ -285,7 +283,6 @@ def learning_curve(dataset: str, model: str, codecs: list[str], sizes: list[int]
     judged, reference = scores(REFERENCE)
     groups = [label[q] for q in judged]
     scale = 100 / reference.mean()
-    z = stats.norm.isf(decisions.ALPHA / 2)
     rows = []
     for name in codecs:
         trained = make_codec(name).trained
@@ -293,16 +290,15 @@ def learning_curve(dataset: str, model: str, codecs: list[str], sizes: list[int]
                      if not inapplicable_reason(name, collection.n_docs, dim, t)] if trained else ["half"]
         if not trainings:
             continue
-        whole = scores(name, trainings[-1])[1]
-        for training in trainings:
-            values = scores(name, training)[1]
-            se = decisions.bootstrap_means(values - whole, groups).std(ddof=1) if training != trainings[-1] else 0.0
-            gap = scale * (values - whole).mean()
+        fitted = {training: scores(name, training)[1] for training in trainings}
+        whole = fitted[trainings[-1]]
+        for training, values in fitted.items():
+            gap, low, high, _ = (scale * v for v in _mean_interval(values - whole, groups))
             rows.append({"dataset": dataset, "model": model, "codec": name,
                          "training vectors": training_size(make_codec(name), collection.n_docs, training)
                          if trained else 0, "training": training if trained else "none",
                          "% float32 nDCG@10": scale * values.mean(), "Δ from whole corpus (% of float32)": gap,
-                         "low": gap - z * scale * se, "high": gap + z * scale * se})
+                         "low": low, "high": high})
     return pd.DataFrame(rows)
 
 
@@ -1039,8 +1035,14 @@ def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.
 def _difference(per_query: pd.DataFrame, clusters: pd.Series, codec: str,
                 baseline: str = REFERENCE) -> tuple[float, float, float, float]:
     """Mean per-query difference, its normal 95% interval from the cluster-bootstrap standard error, and that SE."""
-    diff = (per_query[codec] - per_query[baseline]).to_numpy()
-    se = float(decisions.bootstrap_means(diff, clusters.reindex(per_query.index).to_numpy()).std(ddof=1))
+    return _mean_interval((per_query[codec] - per_query[baseline]).to_numpy(),
+                          clusters.reindex(per_query.index).to_numpy())
+
+
+def _mean_interval(diff: np.ndarray, clusters) -> tuple[float, float, float, float]:
+    """Mean of per-query differences, its normal 95% interval from the cluster-bootstrap standard error, and that
+    SE: the descriptive interval every table prints beside a difference (decisions use :func:`decisions.decide`)."""
+    se = float(decisions.bootstrap_means(diff, clusters).std(ddof=1))
     z = stats.norm.isf(decisions.ALPHA / 2)
     return float(diff.mean()), float(diff.mean() - z * se), float(diff.mean() + z * se), se
 
