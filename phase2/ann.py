@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from phase2.disk import DirectStore
-from phase2.kernels import hamming_topk, rescore_topk
+from phase2.kernels import CodeBlocks, hamming_topk, rescore_topk
 
 SEED = 0
 POINTS_PER_CENTROID = 40  # faiss's k-means asks for at least 39 training points per centroid
@@ -231,22 +231,23 @@ class FaissBinaryIndex(Method):
 
 
 class HammingFlat(Method):
-    """Exhaustive Hamming search of sign codes with this project's numba kernel."""
+    """Exhaustive Hamming search of sign codes with this project's numba kernel, over the codes laid out for the
+    scan once (:class:`~phase2.kernels.CodeBlocks`)."""
 
     family, library = "binary", "phase2"
 
     def fit(self, corpus):
-        self.codes = sign_codes(corpus)
+        self.blocks = CodeBlocks.of(sign_codes(corpus))
 
     def query(self, queries, k):
-        return hamming_topk(sign_codes(queries), self.codes, k)[1]
+        return hamming_topk(sign_codes(queries), self.blocks, k)[1]
 
     def index_bytes(self):
-        return int(self.codes.nbytes)
+        return int(self.blocks.nbytes)
 
     @property
     def code_bytes(self):
-        return self.codes.shape[1]
+        return self.blocks.n_bytes
 
 
 class Refined(Method):
@@ -296,17 +297,15 @@ class Refined(Method):
         self.step = None
         if self.store == "float32":
             self.vectors, self.kind = corpus.copy(), "float32"
-        elif self.store == "signs":
-            self.vectors, self.kind = getattr(self.first, "codes", None), "signs"
-            if self.vectors is None:
-                self.vectors = sign_codes(corpus)
+        elif self.store == "signs":  # the codes the first stage scans where it keeps them, else a copy
+            self.vectors, self.kind = getattr(self.first, "blocks", None) or sign_codes(corpus), "signs"
         else:
             self.sq = faiss.ScalarQuantizer(corpus.shape[1], faiss.ScalarQuantizer.QT_8bit)
             self.sq.train(corpus)
             self.vectors, self.kind = self.sq.compute_codes(corpus), "uint8"
             trained = faiss.vector_to_array(self.sq.trained).reshape(2, -1)
             self.step = (trained[1] / 255).astype(np.float32)
-        self.store_row_bytes = self.vectors.nbytes / len(self.vectors)
+        self.store_row_bytes = self.vectors.nbytes / (self.vectors.n if self._shares_codes() else len(self.vectors))
         if self.store_on_disk:
             self.disk, self.vectors = DirectStore(self.vectors), None
 
@@ -315,21 +314,21 @@ class Refined(Method):
         self.first.set_query_arguments(**{key: v for key, v in arguments.items() if key != "factor"})
 
     def query(self, queries, k):
-        n = self.disk.shape[0] if self.disk else len(self.vectors)
+        n = self.disk.shape[0] if self.disk else self.vectors.n if self._shares_codes() else len(self.vectors)
         candidates = self.first.query(queries, min(n, k * self.query_arguments.get("factor", 1)))
         weights = queries if self.step is None else queries * self.step
-        if self.disk is None:
+        if self.disk is None and not self._shares_codes():
             return rescore_topk(weights, self.vectors, candidates, k, self.kind)[1]
-        found = candidates >= 0
+        found = candidates >= 0  # a store read by rows: the device, or the first stage's code blocks
         rows, local = np.unique(candidates[found], return_inverse=True)
         compact = np.full(candidates.shape, -1, np.int64)
         compact[found] = local
-        ids = rescore_topk(weights, self.disk.read(rows), compact, k, self.kind)[1]
+        ids = rescore_topk(weights, (self.disk or self.vectors).read(rows), compact, k, self.kind)[1]
         return np.where(ids >= 0, rows[np.maximum(ids, 0)], -1) if len(rows) else ids
 
     def _shares_codes(self) -> bool:
         """Asymmetric rescoring of the codes the first stage scans: no store of its own."""
-        return self.vectors is not None and self.vectors is getattr(self.first, "codes", None)
+        return self.vectors is not None and self.vectors is getattr(self.first, "blocks", None)
 
     def index_bytes(self):
         in_ram = 0 if self.disk or self._shares_codes() else self.vectors.nbytes

@@ -84,14 +84,7 @@ def speed_answer(kernels: pd.DataFrame, points: pd.DataFrame, target: float = 0.
     """RQ2 from :func:`phase2.bench.kernel_table` and :func:`phase2.bench.operating_points`."""
     sentences = []
     if len(kernels):
-        at_n = kernels[kernels.N == kernels.N.max()]
-        sentences.append(
-            f"At N = {int(at_n.N.iloc[0]):,} random codes, this project's Hamming kernel answered "
-            f"{at_n.speedup.min():.2f}x to {at_n.speedup.max():.2f}x the queries/s of faiss `IndexBinaryFlat` "
-            f"({', '.join(map(str, sorted(at_n.bits.unique())))} bits, "
-            f"{', '.join(map(str, sorted(at_n.threads.unique())))} threads), scanning "
-            f"{at_n['ours / memory read'].min():.1f}x to {at_n['ours / memory read'].max():.1f}x the measured "
-            "memory read rate.")
+        sentences.append(bench.kernel_sentence(kernels))
     real = points[points.data_kind == "real"]
     synthetic = points[points.data_kind == "synthetic"]
     by_size = pd.concat([real, synthetic[synthetic.n_vectors > (real.n_vectors.max() if len(real) else 0)]])

@@ -26,7 +26,9 @@ Factory names (:func:`make_codec`):
 - ``<first>+R<m><second>``: ``first`` finds ``m * 10`` candidates, ``second`` (Flat, FP16,
   BF16, SQ8 or SQ4 codes, which may live on disk, or ``BINa``: the float query against the
   candidates' sign bits) re-ranks them, e.g. ``BIN+R4Flat``; ``BIN+R40BINa`` is the
-  sentence-transformers report's binary protocol (Hamming top 100 x 4, then the float query).
+  sentence-transformers report's binary protocol (Hamming top 100 x 4, then the float query);
+- ``T<d>,<codec>``: ``codec`` on the first ``d`` dimensions of each vector, renormalised to unit length
+  (``T192,BIN``): the same model at a lower dimension.
 """
 
 from __future__ import annotations
@@ -559,6 +561,53 @@ class Rescored(Codec):
         return scores, ids
 
 
+class Truncated(Codec):
+    """``inner``'s code of the first ``d`` dimensions of each vector, renormalised to unit length (an all-zero head
+    stays zero); queries are cut the same way. It varies the dimension within one model, which comparing models
+    cannot: neither MiniLM nor mpnet was trained to be truncated, so the cut float32 is itself a weaker
+    embedding, and a code's loss is measured against that float32 (``T<d>,Flat``)."""
+
+    def __init__(self, d: int, inner: Codec) -> None:
+        super().__init__()
+        if d < 1:
+            raise ParameterError(f"T<d>: d must be at least 1, got {d}")
+        self.d, self.inner = d, inner
+        self.name, self.label = f"T{d},{inner.name}", f"{inner.label}, first {d} dimensions"
+        self.family, self.trained = inner.family, inner.trained
+
+    def unfit_reason(self, n, dim):
+        if dim < self.d:
+            return f"cuts to {self.d} dimensions, the vectors have {dim}"
+        return self.inner.unfit_reason(n, self.d)
+
+    def _cut(self, x: np.ndarray) -> np.ndarray:
+        head = np.ascontiguousarray(x[:, : self.d])
+        norms = np.sqrt(np.einsum("ij,ij->i", head, head))[:, None]  # no BLAS: the same bits on any thread count
+        return head / np.where(norms > 0, norms, np.float32(1))
+
+    def _fit(self, corpus):
+        self.inner.fit(self._cut(corpus))
+
+    def _code_size(self):
+        return self.inner.code_size
+
+    @property
+    def rescore_bytes(self) -> int:
+        return self.inner.rescore_bytes
+
+    def _fixed_bytes(self):
+        return self.inner.fixed_bytes
+
+    def _encode(self, x):
+        return self.inner.encode(self._cut(x))
+
+    def _search(self, codes, queries, k):
+        return self.inner.search(codes, self._cut(queries), k)
+
+    def rescore(self, codes, query):
+        return self.inner.rescore(codes, self._cut(query[None, :])[0])
+
+
 FITTED_FIRST_STAGES_KEPT = 4
 """First stages a process keeps fitted (:func:`_fitted_once`): a rescoring grid re-ranks one first stage with
 several codes and factors, and ITQ or PQ fits take seconds to minutes each."""
@@ -750,7 +799,8 @@ CODECS: dict[str, Callable[[], Codec]] = {
     "BIN2t": lambda: ThermometerBinary(2),
     "BIN4t": lambda: ThermometerBinary(4),
 }
-"""Codecs with a fixed name; ``PQ<m>`` and ``OPQ<m>,PQ<m>`` are parsed (:data:`PATTERNS`)."""
+"""Codecs with a fixed name; the others (``PQ<m>``, ``OPQ<m>,PQ<m>``, ``T<d>,<codec>`` ...) are parsed
+(:data:`PATTERNS`)."""
 
 PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Codec]]] = {
     "PQ<m>": (re.compile(r"PQ(\d+)"), lambda m: ProductQuantizer(int(m[1]))),
@@ -760,6 +810,7 @@ PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Codec]]] = {
     "RaBitQ<b>": (re.compile(r"RaBitQ(\d)"), lambda m: RaBitQ(int(m[1]))),
     "<first>+R<factor><second>": (re.compile(r"(\w+)\+R(\d+)(Flat|FP16|BF16|SQ8|SQ4|BINa)"),
                                   lambda m: Rescored(make_codec(m[1]), make_codec(m[3]), int(m[2]))),
+    "T<d>,<codec>": (re.compile(r"T(\d+),(.+)"), lambda m: Truncated(int(m[1]), make_codec(m[2]))),
 }
 
 
@@ -828,11 +879,13 @@ def fitted_for_search(name: str, corpus: np.ndarray, training: str = "half") -> 
 
 
 def split_codec_names(value: str) -> list[str]:
-    """A comma-separated list of factory strings; ``OPQ<m>,PQ<m>`` stays one entry. Each is checked."""
+    """A comma-separated list of factory strings; ``OPQ<m>,PQ<m>`` and ``T<d>,<codec>`` stay one entry each. Each
+    is checked."""
     tokens = [t.strip() for t in value.split(",") if t.strip()]
     names: list[str] = []
     for token in tokens:
-        if names and re.fullmatch(r"OPQ\d+", names[-1]) and token.startswith("PQ"):
+        last = names[-1].rsplit(",", 1)[-1] if names else ""
+        if re.fullmatch(r"T\d+", last) or (re.fullmatch(r"OPQ\d+", last) and token.startswith("PQ")):
             names[-1] += "," + token
         else:
             names.append(token)

@@ -164,6 +164,23 @@ def _learning_searches(profile: str, only: tuple[str, ...] = ()):
         yield dataset, model, ["Flat", "BIN", "BINa"], ["half"], depth
 
 
+def _truncation_searches(profile: str, only: tuple[str, ...] = ()):
+    """The quality chapter's searches of dimension within one model (:func:`phase2.quality.dimension_within`): per
+    collection and model it searches, float32 and each of its ``truncation_codecs`` on the model's first half of
+    dimensions."""
+    from phase2 import quality
+
+    values = chapter_values("quality_vs_memory", profile)
+    if not values.get("truncation_codecs"):
+        return
+    names = codecs.split_codec_names(values["truncation_codecs"])
+    for chapter, _, pairs, _, depth in _chapter_searches(profile, only):
+        if chapter == "quality_vs_memory":
+            for dataset, model in pairs:
+                yield dataset, model, quality.truncated_names(model, names), ["half"], min(depth,
+                                                                                           _collection(dataset).n_docs)
+
+
 def only_filter(only: tuple[str, ...]):
     """``keep(chapter, dataset, model)`` for names of searching chapters, collections and models: a search is kept
     when it matches one of the names given of each kind (``cranfield,minilm-l6``: cranfield with MiniLM-L6)."""
@@ -208,7 +225,8 @@ def plan(profile: str, only: tuple[str, ...] = ()) -> tuple[list[EmbedTask], lis
             if chapter == "quality_vs_memory" and model == first_model:  # the chapter's training_flattery section
                 wanted.setdefault((dataset, model, depth_here, "corpus"), {}).update(
                     dict.fromkeys(quality.flattered_codecs(here)))
-    for dataset, model, names, trainings, depth in _learning_searches(profile, only):
+    for dataset, model, names, trainings, depth in (*_learning_searches(profile, only),
+                                                    *_truncation_searches(profile, only)):
         embeds[EmbedTask(dataset, model)] = None
         for training in trainings:
             wanted.setdefault((dataset, model, depth, training), {}).update(dict.fromkeys(names))

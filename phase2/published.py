@@ -10,7 +10,7 @@ Columns: ``query_id`` (the judged queries in qrels order), then one float64 colu
 key-value metadata ``phase2`` holds the provenance as JSON: ``identity`` (what was searched: the collection and
 its files' fingerprint, the model and the identities of its document and query vectors, the codec, where it was
 fitted, the depth) and its ``key``, ``sizes`` (code, rescore and fixed bytes), ``behaviour`` (the
-:func:`behaviour_digest` of the code that computed it), ``source`` (the digest of its source files), ``commit``,
+:func:`behaviour_of` the code that computed it), ``source`` (the digest of its source files), ``commit``,
 ``profile``, ``seconds`` (wall time of the search, or 0 when it came from the cache), ``machine`` and ``date``.
 
 A search is *current* when its file exists with the identity the plan asks for and the same behaviour digest as
@@ -127,7 +127,7 @@ def write_search(root: Path, identity: dict, rows: pd.DataFrame, sizes: tuple[in
     """Write one search's rows and provenance atomically; returns the path."""
     provenance = {"identity": identity, "key": identity_key(identity),
                   "sizes": {"code_size": sizes[0], "rescore_bytes": sizes[1], "fixed_bytes": sizes[2]},
-                  "behaviour": behaviour_digest(), "source": source_digest(BEHAVIOUR_SOURCES)[:16],
+                  "behaviour": behaviour_of(identity["codec"]), "source": source_digest(BEHAVIOUR_SOURCES)[:16],
                   "commit": git_commit(), "profile": profile, "seconds": round(float(seconds), 3),
                   "machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
     table = pa.Table.from_pandas(rows[["query_id", *EVALUATED]], preserve_index=False)
@@ -161,7 +161,7 @@ def status_of(root: Path, identity: dict) -> tuple[str, dict | None]:
         return "missing", None
     if found.get("key") != identity_key(identity):
         return "other inputs", found
-    if found.get("behaviour") != behaviour_digest():
+    if found.get("behaviour") != behaviour_of(identity["codec"]):
         return "other code", found
     return "current", found
 
@@ -247,20 +247,41 @@ BEHAVIOUR_CODECS = ("Flat", "FP16", "BF16", "SQ8", "SQ8u", "SQ8p", "SQ8raw", "SQ
 """One codec of every kind the chapters search, run by :func:`behaviour_digest`."""
 
 
-def behaviour_digest_path() -> Path:
-    """Where :func:`behaviour_digest` is cached: under the cache directory, named by the sources' digest."""
-    return cache_dir() / "behaviour" / f"{source_digest(BEHAVIOUR_SOURCES)[:20]}.txt"
+BEHAVIOUR_EXTENSIONS = {"T<d>,<codec>": ("T192,Flat", "T192,BIN")}
+"""Kinds of codec added after :data:`BEHAVIOUR_CODECS` was fixed (keyed by their :data:`phase2.codecs.PATTERNS`
+entry), each with codecs of its own that :func:`behaviour_digest` runs: a search of such a kind records the core
+digest and its kind's, so adding a kind leaves every published search of the others current."""
+
+
+def behaviour_digest_path(names: tuple[str, ...] | None = None) -> Path:
+    """Where :func:`behaviour_digest` of ``names`` (default :data:`BEHAVIOUR_CODECS`) is cached: under the cache
+    directory, named by the sources' digest (and the names, when they are not the core set)."""
+    tail = "" if names is None else "-" + hashlib.sha256(json.dumps(names).encode()).hexdigest()[:12]
+    return cache_dir() / "behaviour" / f"{source_digest(BEHAVIOUR_SOURCES)[:20]}{tail}.txt"
+
+
+def behaviour_of(codec: str) -> str:
+    """The behaviour digest a search of ``codec`` records and must match to be current: the core
+    :func:`behaviour_digest`, followed by its kind's (``+``) when the codec is of a kind of
+    :data:`BEHAVIOUR_EXTENSIONS`."""
+    from phase2.codecs import PATTERNS
+
+    core = behaviour_digest()
+    for kind, names in BEHAVIOUR_EXTENSIONS.items():
+        if PATTERNS[kind][0].fullmatch(codec):
+            return f"{core}+{behaviour_digest(names)}"
+    return core
 
 
 @cache
-def behaviour_digest() -> str:
-    """What the search and evaluation code does, as a digest of its outputs on a fixed input: each codec of
-    :data:`BEHAVIOUR_CODECS` fitted on half and on all (:data:`phase2.codecs.TRAINING`) on 1,000 seeded 384-d vectors
-    with structure (a Gaussian mixture), searched to depth 100 by 64 queries: the codes, the ranked ids and every metric
-    of the rankings against seeded judgements. A change of code that moves any of these outputs changes it; a
-    refactoring that moves none keeps every published result current (CI also recomputes a slice of real
-    searches bit for bit). Computed once per state of :data:`BEHAVIOUR_SOURCES` and cached."""
-    path = behaviour_digest_path()
+def behaviour_digest(names: tuple[str, ...] | None = None) -> str:
+    """What the search and evaluation code does, as a digest of its outputs on a fixed input: each codec of ``names``
+    (default :data:`BEHAVIOUR_CODECS`) fitted on half and on all (:data:`phase2.codecs.TRAINING`) on 1,000 seeded
+    384-d vectors with structure (a Gaussian mixture), searched to depth 100 by 64 queries: the codes, the ranked
+    ids and every metric of the rankings against seeded judgements. A change of code that moves any of these outputs
+    changes it; a refactoring that moves none keeps every published result current (CI also recomputes a slice of
+    real searches bit for bit). Computed once per state of :data:`BEHAVIOUR_SOURCES` and cached."""
+    path = behaviour_digest_path(names)
     if path.exists():
         return path.read_text().strip()
     from phase2.codecs import fitted_for_search, make_codec
@@ -274,7 +295,7 @@ def behaviour_digest() -> str:
     doc_ids, query_ids = [f"d{i}" for i in range(1000)], [f"q{i}" for i in range(64)]
     qrels = {q: {f"d{j}": int(rng.integers(1, 3)) for j in rng.choice(1000, 5, replace=False)} for q in query_ids}
     h = hashlib.sha256()
-    for name in BEHAVIOUR_CODECS:
+    for name in BEHAVIOUR_CODECS if names is None else names:
         for training in ("half", "corpus") if make_codec(name).trained else ("half",):  # sample<N> takes the
             # first N rows of the same seeded order as half (phase2.codecs.training_rows)
             codec = fitted_for_search(name, docs, training)

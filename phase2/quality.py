@@ -887,15 +887,136 @@ def model_gap(results: pd.DataFrame, codec: str, first: str, second: str) -> pd.
         if codec not in a or codec not in b:
             continue
         clusters = query_cluster_labels(results, dataset, first).reindex(a.index)
-        columns = np.column_stack([a[codec], a[REFERENCE], b[codec], b[REFERENCE]])
-        sums, _ = decisions.bootstrap_sums(columns, clusters.to_numpy())
-        means = columns.mean(axis=0)
-        effects.append(100 * (means[0] / means[1] - means[2] / means[3]))
-        variances.append(float(np.var(100 * (sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]), ddof=1)))
-        names.append(dataset)
+        effect, variance = _retention_gap(np.column_stack([a[codec], a[REFERENCE], b[codec], b[REFERENCE]]),
+                                          clusters.to_numpy())
+        effects.append(effect), variances.append(variance), names.append(dataset)
     if not effects:
         return pd.DataFrame(columns=["study", "estimate", "low", "high"])
     return decisions.pool(effects, variances, names)
+
+
+def _retention_gap(columns: np.ndarray, clusters: np.ndarray) -> tuple[float, float]:
+    """For per-query columns ``[code A, its float32, code B, its float32]`` of the same queries: A's % of its
+    float32 (a ratio of means) minus B's, and the variance of that difference over the cluster bootstrap, which
+    draws all four columns together."""
+    sums, _ = decisions.bootstrap_sums(columns, clusters)
+    means = columns.mean(axis=0)
+    return (100 * (means[0] / means[1] - means[2] / means[3]),
+            float(np.var(100 * (sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]), ddof=1)))
+
+
+def truncated_names(model: str, codecs: list[str]) -> list[str]:
+    """The searches that vary dimension within ``model``: float32 and each of ``codecs`` on its first half of
+    dimensions, renormalised (``T<d>,<codec>``, :class:`phase2.codecs.Truncated`)."""
+    half = get_model_spec(model).dim // 2
+    return [f"T{half},{name}" for name in dict.fromkeys([REFERENCE, *codecs])]
+
+
+def dimension_within(pairs: list[tuple[str, str]], codecs: list[str], depth: int,
+                     published_roots: tuple = ()) -> pd.DataFrame:
+    """Dimension within one model: per model and code of ``codecs``, its % of float32's nDCG@10 (tie-aware) at the
+    model's dimension d and at d/2 (the first d/2 dimensions renormalised, against float32 of the same cut,
+    :func:`truncated_names`), per collection and pooled by random effects (:func:`phase2.decisions.pool`); the
+    difference (d minus d/2, in points of % float32) is paired on the same queries with a cluster-bootstrap
+    variance, so it separates dimension from model, which :func:`model_gap` cannot. Then, where one model's half
+    dimension is another's whole (``comparison`` ``equal dimension``): the first model's cut minus the second
+    model's whole, on the collections both have."""
+    models = list(dict.fromkeys(m for _, m in pairs))
+    datasets = {model: [d for d, m in pairs if m == model] for model in models}
+    scores = _TieAwareScores(depth, published_roots)
+    tables = []
+    for model in models:
+        dim = get_model_spec(model).dim
+        for codec in codecs:
+            cut_codec, cut_reference = truncated_names(model, [codec])[::-1]
+            tables.append(_pooled_gap(scores, datasets[model], (model, codec, REFERENCE), (model, cut_codec,
+                                                                                            cut_reference))
+                          .assign(model=model, codec=codec, d=dim, comparison="d against d/2"))
+            for other in models:
+                if get_model_spec(other).dim == dim // 2 and other != model:
+                    shared = [d for d in datasets[model] if d in datasets[other]]
+                    tables.append(_pooled_gap(scores, shared, (model, cut_codec, cut_reference),
+                                              (other, codec, REFERENCE))
+                                  .assign(model=f"{model} cut, against {other}", codec=codec, d=dim // 2,
+                                          comparison="equal dimension"))
+    columns = ["comparison", "model", "codec", "d", "study", "% float32 (first)", "% float32 (second)", "estimate",
+               "low", "high", "pi_low", "pi_high"]
+    return pd.concat(tables, ignore_index=True).reindex(columns=columns) if tables else pd.DataFrame(columns=columns)
+
+
+class _TieAwareScores:
+    """Per-query tie-aware nDCG@10 of published (or computed) searches, and each collection's query clusters."""
+
+    def __init__(self, depth: int, published_roots: tuple) -> None:
+        self.depth, self.roots, self._vectors = depth, published_roots, {}
+
+    def __call__(self, dataset: str, model: str, name: str) -> pd.Series:
+        collection = load_dataset(dataset)
+        vectors = self._vectors.setdefault((dataset, model), _Vectors(collection, model, progress=False))
+        found = search_values(collection, model, name, min(self.depth, collection.n_docs), vectors, self.roots)
+        return pd.Series(found["values"][metrics.TIE_AWARE], index=found["judged"])
+
+    @staticmethod
+    def clusters(dataset: str) -> pd.Series:
+        collection = load_dataset(dataset)
+        return pd.Series(decisions.query_clusters(collection.query_ids, collection.qrels), index=collection.query_ids)
+
+
+def _pooled_gap(scores: _TieAwareScores, datasets: list[str], first: tuple[str, str, str],
+                second: tuple[str, str, str]) -> pd.DataFrame:
+    """``first`` (model, code, its float32)'s % of its float32's nDCG@10 minus ``second``'s, per collection (paired
+    on the same queries, :func:`_retention_gap`) and pooled (:func:`phase2.decisions.pool`), with both shares."""
+    shares, effects, variances = [], [], []
+    for dataset in datasets:
+        columns = pd.concat([scores(dataset, model, name) for model, *names in (first, second) for name in names],
+                            axis=1).dropna()
+        clusters = scores.clusters(dataset).reindex(columns.index)
+        effect, variance = _retention_gap(columns.to_numpy(), clusters.to_numpy())
+        means = columns.mean().to_numpy()
+        shares.append((100 * means[0] / means[1], 100 * means[2] / means[3]))
+        effects.append(effect), variances.append(variance)
+    pooled = decisions.pool(effects, variances, datasets)
+    pooled["% float32 (first)"] = [*(a for a, _ in shares), np.nan]
+    pooled["% float32 (second)"] = [*(b for _, b in shares), np.nan]
+    return pooled
+
+
+def dimension_within_verdict(table: pd.DataFrame) -> str:
+    """One computed paragraph on :func:`dimension_within`: per model and code, the pooled difference d minus d/2
+    with its 95% interval and what it says (more kept at the higher dimension, less, or no difference this
+    precise); then the equal-dimension comparisons across models."""
+    if table.empty:
+        return "No model was searched at half its dimension."
+
+    def reading(row, more: str, less: str) -> str:
+        return more if row.low > 0 else less if row.high < 0 else "no difference this precise"
+
+    def interval(row) -> str:
+        return f"{_signed(row.estimate, 1)} points [{_signed(row.low, 1)}, {_signed(row.high, 1)}]"
+
+    within, across = [], []
+    for (comparison, model, codec), g in table.groupby(["comparison", "model", "codec"], sort=False):
+        studies, row = g[g.study != "pooled"], g[g.study == "pooled"].iloc[0]
+        d, over = int(row.d), f"pooled over {len(studies)} collection{'s' if len(studies) > 1 else ''}"
+        first, second = studies["% float32 (first)"].median(), studies["% float32 (second)"].median()
+        if comparison == "d against d/2":
+            within.append(f"{model} {codec}: median {first:.1f}% of float32 at {d} dimensions, {second:.1f}% at its "
+                          f"first {d // 2}; {d} minus {d // 2}: {interval(row)} {over} ("
+                          + reading(row, f"more kept at {d}", f"less kept at {d}") + ")")
+        else:
+            large, small = model.split(" cut, against ")
+            across.append(f"{large}'s first {d} dimensions against {small}'s {d}, {codec}: median {first:.1f}% "
+                          f"against {second:.1f}%, difference {interval(row)} {over} ("
+                          + reading(row, f"{large} keeps more", f"{small} keeps more") + ")")
+    text = ("Within one model, the same code at the model's dimension and at half of it (the first half of each "
+            "vector, renormalised, measured against float32 of the same cut), % of float32's nDCG@10: "
+            + "; ".join(within) + ".")
+    if across:
+        text += (" At equal dimension across models, which asks whether a model's smaller loss is its dimension or "
+                 "the model: " + "; ".join(across) + ".")
+    return text + (" The cut vectors are a weaker embedding than the whole (no model here was trained to be "
+                   "truncated), so this measures how a code's loss moves with dimension, not which embedding to "
+                   "deploy.")
 
 
 def dimension_verdict(results: pd.DataFrame, table: pd.DataFrame, budgets=(48, 96)) -> str:

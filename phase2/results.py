@@ -235,7 +235,8 @@ def cpu_name() -> str:
 
 def machine() -> dict:
     """The machine a result was computed on: CPU model, the SIMD features that change speed (and, for faiss,
-    results), the cores this process may use, memory, and the disk under the results directory."""
+    results) with the levels this project's Hamming scan and faiss run at, the cores this process may use, memory,
+    and the disk under the results directory."""
     flags: set[str] = set()
     memory = 0.0
     try:
@@ -250,7 +251,12 @@ def machine() -> dict:
         pass
     simd = [f for f in ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni") if f in flags]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu_name(), "simd": simd, "cores": cores, "memory_gib": round(memory, 1), "disk": _disk()}
+    import faiss  # numba and faiss: imported when a result is written, not with this module
+
+    from phase2.kernels import SIMD_LEVEL
+
+    return {"cpu": cpu_name(), "simd": simd, "scan_simd": SIMD_LEVEL, "faiss_simd": faiss.SIMDConfig.get_level_name(),
+            "cores": cores, "memory_gib": round(memory, 1), "disk": _disk()}
 
 
 def _disk() -> str:

@@ -109,10 +109,12 @@ def cold_cache(root: Path, collections=("cranfield",), model: str = "minilm-l6")
                 shutil.copy2(path, target / "embeddings")
     if (cache_dir() / "kernels").is_dir():
         shutil.copytree(cache_dir() / "kernels", target / "kernels")
-    digest = published.behaviour_digest()  # half a minute once per state of the code, not once per cold cache
+    digests = {names: published.behaviour_digest(names)  # half a minute once per state of the code, not per cache
+               for names in (None, *published.BEHAVIOUR_EXTENSIONS.values())}
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PHASE2_CACHE_DIR", str(target))
-        atomic_write_bytes(published.behaviour_digest_path(), digest.encode())
+        for names, digest in digests.items():
+            atomic_write_bytes(published.behaviour_digest_path(names), digest.encode())
     return target
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import bench, published, results
+from phase2 import bench, kernels, published, results
 from phase2.__main__ import main
 from phase2.ann import FaissBinaryIndex, FaissTrainingWarning, Refined
 from phase2.bench_registry import REGISTRY
@@ -79,7 +79,7 @@ def test_a_store_on_disk_ranks_exactly_as_in_ram_and_counts_its_reads(tiny_run):
         ram = ram.loc[disk.index]  # in RAM, the factors go deeper
         pd.testing.assert_series_equal(ram["recall@10"], disk["recall@10"])
         assert disk.store_on_disk.all() and not ram.store_on_disk.any()
-        assert (disk.index_bytes == 600 * D / 8).all()  # in RAM: the codes only
+        assert (disk.index_bytes == -(-600 // kernels.LANES) * kernels.LANES * D / 8).all()  # in RAM: the code blocks
         assert (disk.disk_bytes >= disk.index_bytes + 600 * disk.store_bytes).all()
         factor = disk.index.get_level_values(0).map(lambda q: json.loads(q)["factor"])
         assert ((disk.reads_per_query > 0) & (disk.reads_per_query <= 10 * factor)).all()
@@ -142,7 +142,7 @@ def test_graph_overhead_is_measured(tiny_run):
     per_vector = points.groupby("method").bytes_per_vector.first()
     assert per_vector["flat"] == pytest.approx(D * 4, abs=0.5)  # the serialized header is a few bytes
     assert per_vector["hnsw-flat(M=32)"] > per_vector["flat"] + 32 * 4  # M=32: 64 int32 links on level 0
-    assert per_vector["bin-flat"] == D / 8
+    assert per_vector["bin-flat"] == -(-600 // kernels.LANES) * kernels.LANES * D / 8 / 600  # whole code blocks
 
 
 def test_results_append_and_never_overwrite(tiny_run, isolated_results):
@@ -162,11 +162,13 @@ def test_unknown_method_names_the_valid_ones():
 
 
 def test_kernel_benchmark_checks_faiss_and_reports_bandwidth():
-    table = bench.run_kernels(3000, [24, 64], [1], n_queries=9, k=5, repeats=1, bandwidth_bytes=1 << 23,
+    table = bench.run_kernels(3000, [24, 64], [1], n_queries=9, depths=(5, 50), repeats=1, bandwidth_bytes=1 << 23,
                               progress=False)
     summary = bench.kernel_table(table)
-    assert list(summary.bits) == [24, 64] and (summary.threads == 1).all()  # the arithmetic: test_verdicts.py
-    assert (summary[["ours GB/s", "faiss GB/s", "memory read GB/s"]] > 0).all().all()
+    assert list(summary.bits) == [24, 24, 64, 64] and list(summary.k) == [5, 50, 5, 50]  # the arithmetic:
+    assert (summary.threads == 1).all()  # test_verdicts.py
+    assert (summary[["ours GB/s", "faiss GB/s", "memory read GB/s", "roof q/s"]] > 0).all().all()
+    assert set(summary["ours simd"]) == {kernels.SIMD_LEVEL} and (summary["faiss simd"] != "").all()
     with pytest.raises(ParameterError, match="multiples of 8"):
         bench.run_kernels(100, [20], [1], progress=False)
 

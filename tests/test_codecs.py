@@ -511,3 +511,31 @@ def test_inapplicable_reason_counts_the_half_a_trained_codec_is_fitted_on():
     assert inapplicable_reason("BIN", 3, 768) is None  # nothing to train
 
 
+
+
+def test_a_truncated_code_is_its_codec_on_the_first_dimensions_renormalised():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    x[5] = 0  # an all-zero vector, and one whose kept head is zero
+    x[6, :32] = 0
+    cut = make_codec("T32,BIN").fit(x)
+    plain = make_codec("BIN").fit(x[:, :32])  # signs ignore the renormalisation: the oracle needs none
+    assert (cut.name, cut.code_size, cut.fixed_bytes, cut.trained) == ("T32,BIN", 4, 0, False)
+    np.testing.assert_array_equal(cut.encode(x), plain.encode(np.ascontiguousarray(x[:, :32])))
+    for got, want in zip(cut.search(cut.encode(x), x[:20], 10), plain.search(plain.encode(x[:, :32]), x[:20, :32], 10),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+    head = x[:, :32].astype(np.float64)
+    norms = np.linalg.norm(head, axis=1, keepdims=True)
+    unit = (head / np.where(norms > 0, norms, 1)).astype(np.float32)
+    flat = make_codec("T32,Flat").fit(x)
+    np.testing.assert_allclose(flat.encode(x).view(np.float32), unit, rtol=0, atol=1e-6)  # zero rows stay zero
+    scores, ids = flat.search(flat.encode(x), x[:3], 1)
+    np.testing.assert_allclose(scores[:, 0], 1, atol=1e-6)
+    np.testing.assert_array_equal(ids[:, 0], [0, 1, 2])
+    trained = make_codec("T32,SQ8").fit(x)
+    assert trained.trained and trained.fixed_bytes == make_codec("SQ8").fit(unit).fixed_bytes
+    assert inapplicable_reason("T128,BIN", 300, 64) == "cuts to 128 dimensions, the vectors have 64 (all 300 documents)"
+    assert split_codec_names("Flat,T192,BIN,T192,OPQ16,PQ16") == ["Flat", "T192,BIN", "T192,OPQ16,PQ16"]
+    with pytest.raises(ParameterError, match="d must be at least 1"):
+        make_codec("T0,BIN")

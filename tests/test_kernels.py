@@ -1,5 +1,10 @@
 """Oracle tests: the numba kernels against slow, obvious references and against faiss."""
 
+import os
+import re
+import subprocess
+import sys
+
 import faiss
 import numba
 import numpy as np
@@ -26,22 +31,25 @@ def random_codes(rng, n, nbytes):
     return codes
 
 
-@pytest.fixture(params=[1, 3], ids=["one-slice", "three-slices"])
+@pytest.fixture(params=[(1, 1), (1, 3), (3, 1)], ids=["one-unit", "three-row-slices", "three-query-groups"])
 def slices(request, monkeypatch):
-    """Row slices per search: three force the cross-slice merge even on one thread and 40 rows."""
-    monkeypatch.setattr(kernels, "_slices", lambda n_rows: request.param)
+    """Work split of a scan: three row slices force the cross-slice merge even on one thread and 40 rows."""
+    monkeypatch.setattr(kernels, "_work_split", lambda n_queries, n_blocks: (min(request.param[0], n_queries),
+                                                                             request.param[1]))
     return request.param
 
 
-@pytest.fixture(params=["heaps", "counting"])
+@pytest.fixture(params=["unseeded", "seeded", "forced-fallback", "tiny-buffer"])
 def selection(request, monkeypatch):
-    """Top-k by per-slice heaps, or by the distance matrix and its histogram (chunks of 8 queries: several
-    chunks per call), whatever k."""
-    if request.param == "counting":
-        monkeypatch.setattr(kernels, "DENSE_DEPTH", 1)
-        monkeypatch.setattr(kernels, "_DENSE_BYTES", 1)
-    else:
-        monkeypatch.setattr(kernels, "DENSE_DEPTH", 10**9)
+    """How the threshold starts and tightens: from nothing; from a sample (every third row); from the smallest
+    sampled distance, so most queries keep fewer than k rows and are scanned again; or with a buffer of k + 1,
+    so the buffer is cut back at nearly every row."""
+    if request.param == "seeded":
+        monkeypatch.setattr(kernels, "_starting_rank", lambda n_rows, k: (3, min(k, -(-n_rows // 3))))
+    elif request.param == "forced-fallback":
+        monkeypatch.setattr(kernels, "_starting_rank", lambda n_rows, k: (1, 1))
+    elif request.param == "tiny-buffer":
+        monkeypatch.setattr(kernels, "_capacity", lambda k: k + 1)
     return request.param
 
 
@@ -112,26 +120,93 @@ def test_bad_input_is_rejected_with_a_clear_message(queries, database, k, messag
         hamming_topk(queries, database, k)
 
 
-def test_deep_lists_by_counting_equal_heaps():
+def test_deep_lists_cut_a_run_of_ties_exactly(selection):
     rng = np.random.default_rng(11)
     database, queries = random_codes(rng, 3000, 48), random_codes(rng, 13, 48)
     database[2000:2300] = database[7]  # a run of ties that the threshold cuts through
     queries[0] = database[7]
-    assert kernels.DENSE_DEPTH <= 1000
-    counted = hamming_topk(queries, database, 1000)
-    heaps = kernels._merge(*_heaps(queries, database, 1000), 1000)
-    np.testing.assert_array_equal(counted[0], heaps[0])
-    np.testing.assert_array_equal(counted[1], heaps[1])
+    deep = hamming_topk(queries, database, 1000)
+    ref = reference_topk(queries, database, 1000)
+    np.testing.assert_array_equal(deep[0], ref[0])
+    np.testing.assert_array_equal(deep[1], ref[1])
     everything = hamming_topk(queries, database, len(database))  # k = N: every row, in order
     np.testing.assert_array_equal(np.sort(everything[1], axis=1), np.tile(np.arange(len(database)), (13, 1)))
 
 
-def _heaps(queries, database, k):
-    q_words, db_words = as_words(queries), as_words(database)
-    heap_dist = np.full((2, len(q_words), k), np.iinfo(np.int32).max, np.int32)
-    heap_rows = np.full((2, len(q_words), k), np.iinfo(np.int64).max, np.int64)
-    kernels._hamming_kernel(db_words.shape[1]).kernel(q_words, db_words, heap_dist, heap_rows)
-    return heap_dist, heap_rows
+def test_a_sampled_threshold_on_a_large_database_and_its_fallback_are_exact(monkeypatch):
+    rng = np.random.default_rng(5)
+    database = random_codes(rng, 4 * kernels.SEED_SAMPLE + 5000, 48)  # large enough to be seeded
+    queries = np.vstack([database[10:14], random_codes(rng, 20, 48)])
+    queries[-1] = ~database[0]  # far from everything: its top rows sit at the far end of the distances
+    blocks = kernels.CodeBlocks.of(database)
+    unseeded = hamming_topk(queries, blocks, 100, seeded=False)
+    seeded = hamming_topk(queries, blocks, 100)
+    np.testing.assert_array_equal(seeded[0], unseeded[0])
+    np.testing.assert_array_equal(seeded[1], unseeded[1])
+    rescanned = []
+    original = kernels.hamming_topk
+    monkeypatch.setattr(kernels, "_seed_thresholds",  # too tight: only exact copies pass, every query is short
+                        lambda queries, blocks, n_rows, stride, rank, thresholds: thresholds.fill(1))
+    monkeypatch.setattr(kernels, "hamming_topk", lambda q, db, k, seeded=True: rescanned.append(len(q))
+                        or original(q, db, k, seeded))
+    forced = original(queries, blocks, 100)
+    assert rescanned == [len(queries)]
+    np.testing.assert_array_equal(forced[0], unseeded[0])
+    np.testing.assert_array_equal(forced[1], unseeded[1])
+    d, _ = reference_topk(queries[:3], database, 100)
+    np.testing.assert_array_equal(unseeded[0][:3], d)
+
+
+def test_code_blocks_hold_each_code_word_by_word_in_lanes_and_search_like_the_codes():
+    rng = np.random.default_rng(2)
+    codes = random_codes(rng, 70, 12)  # two words (the second zero-padded), three blocks, the last partial
+    blocks = kernels.CodeBlocks.of(codes)
+    words = as_words(codes)
+    assert blocks.blocks.shape == (3, 2, kernels.LANES) and blocks.n == 70 and blocks.n_bytes == 12
+    np.testing.assert_array_equal(blocks.blocks[1, :, 5], words[kernels.LANES + 5])
+    assert not blocks.blocks[2, :, 70 - 2 * kernels.LANES:].any()
+    queries = random_codes(rng, 5, 12)
+    for got, want in zip(hamming_topk(queries, blocks, 70), reference_topk(queries, codes, 70), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_scan_runs_at_the_machines_simd_level():
+    """The dispatch record and the machine code agree with the CPU: an AVX-512 VPOPCNTDQ machine must not run
+    the scalar path (the inner loop is ``vpopcntq`` on 512-bit registers), an AVX2 one uses a ``vpshufb``
+    nibble lookup."""
+    flags = set(open("/proc/cpuinfo").read().split()) if os.path.exists("/proc/cpuinfo") else set()
+    assembly = kernels.scan_assembly(6)
+    if "avx512_vpopcntdq" in flags:
+        assert kernels.SIMD_LEVEL == "avx512-vpopcntdq"
+        assert re.search(r"vpopcntq\s+%zmm", assembly)
+    elif "avx2" in flags:
+        assert kernels.SIMD_LEVEL == "avx2"
+        assert "vpshufb" in assembly and "vpopcntq" not in assembly
+    else:
+        assert kernels.SIMD_LEVEL == "scalar"
+
+
+@pytest.mark.parametrize(("cpu", "vector"), [("haswell", "vpshufb"), ("x86-64", None)])
+def test_the_avx2_and_portable_paths_give_the_same_result(cpu, vector, tmp_path):
+    """Compiled for an AVX2 CPU (Haswell) and for baseline x86-64 (scalar popcount) in a fresh process, the scan
+    returns what it returns here."""
+    rng = np.random.default_rng(9)
+    database, queries = random_codes(rng, 5000, 48), random_codes(rng, 30, 48)
+    np.save(tmp_path / "database.npy", database), np.save(tmp_path / "queries.npy", queries)
+    script = ("import sys, numpy as np\nfrom phase2 import kernels\n"
+              "d, i = kernels.hamming_topk(np.load(sys.argv[1]), np.load(sys.argv[2]), 50)\n"
+              "np.save(sys.argv[3], np.hstack([d, i]))\n"
+              "code = kernels.scan_assembly(6)\n"
+              "print(kernels.SIMD_LEVEL, 'vpopcntq' in code, 'vpshufb' in code, sep='|')")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "queries.npy"), str(tmp_path / "database.npy"),
+                           str(tmp_path / "out.npy")], capture_output=True, text=True, check=True,
+                          env={**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": "",  # its own features
+                               "PHASE2_CACHE_DIR": str(tmp_path / "cache")})
+    level, has_vpopcntq, has_vpshufb = done.stdout.strip().split("|")
+    assert level == f"{cpu} target" and has_vpopcntq == "False"
+    assert has_vpshufb == str(vector == "vpshufb")
+    d, i = hamming_topk(queries, database, 50)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.hstack([d, i]))
 
 
 def test_no_queries_gives_empty_result():

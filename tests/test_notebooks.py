@@ -81,7 +81,8 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     (throughput_run,) = (results / "throughput").glob("*.parquet")
     assert bench.KERNEL_DATA in set(pd.read_parquet(throughput_run).data_kind)  # the kernel comparison is kept too
     text = markdown_outputs(chapters / THROUGHPUT.name)
-    assert "this project's Hamming top-k answered" in text and "Recall@10 >= 0.9" in text
+    assert "this project's Hamming scan ran at" in text and "of the scan's arithmetic roof" in text
+    assert "Recall@10 >= 0.9" in text
     assert "the generator fitted to the whole real corpus gave recall@10 within" in text  # the generator check ran
     assert "the generator fitted to a small real subset, then drawn at this size" in text  # and its extrapolation
     assert "This disk answered a random 4 KiB direct read in" in text and "Embedding one query took" in text

@@ -18,6 +18,7 @@ def small_digest(tmp_path, monkeypatch):
     """The behaviour digest over two codecs, in a cache of its own (the full one takes half a minute)."""
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "digest-cache"))
     monkeypatch.setattr(published, "BEHAVIOUR_CODECS", ("BIN", "SQ8"))
+    monkeypatch.setattr(published, "BEHAVIOUR_EXTENSIONS", {"T<d>,<codec>": ("T192,BIN",)})
     published.behaviour_digest.cache_clear()
     yield
     published.behaviour_digest.cache_clear()
@@ -44,7 +45,8 @@ def test_a_published_search_round_trips_with_its_provenance(tmp_path, monkeypatc
     assert identity["docs"].startswith("store-") and identity["training"] == "half"  # read from the shared store
     assert found["sizes"] == {"code_size": 384, "rescore_bytes": 0, "fixed_bytes": sizes[2]}
     assert found["seconds"] == 1.25 and found["profile"] == "default" and found["behaviour"]
-    assert set(found["machine"]) == {"cpu", "simd", "cores", "memory_gib", "disk"} and found["commit"]
+    assert set(found["machine"]) == {"cpu", "simd", "scan_simd", "faiss_simd", "cores", "memory_gib", "disk"}
+    assert found["commit"]
     assert list(rows.columns) == ["query_id", *published.EVALUATED] and len(rows) == collection.n_queries
 
 
@@ -77,6 +79,23 @@ def test_a_planned_search_is_missing_current_from_other_inputs_or_from_other_cod
     path = published.search_path(root, "toy", "m", "BIN", "none")
     path.write_bytes(b"not parquet")  # a damaged file is as good as none
     assert published.status_of(root, identity) == ("missing", None)
+
+
+def test_a_kind_of_codec_added_later_has_a_digest_of_its_own_beside_the_core(tmp_path, small_digest, monkeypatch):
+    root = tmp_path / "pub"
+    core = {"dataset": "toy", "dataset_fingerprint": "f", "model": "m", "docs": "a", "queries": "b", "codec": "BIN",
+            "training": "none", "depth": 100}
+    cut = {**core, "codec": "T192,BIN"}
+    rows = pd.DataFrame({"query_id": ["q1"], **{m: [0.5] for m in published.EVALUATED}})
+    for identity in (core, cut):
+        published.write_search(root, identity, rows, (48, 0, 0), 0.0, "default")
+    assert published.read_provenance(published.search_path(root, "toy", "m", "T192,BIN", "none"))["behaviour"] \
+        == f"{published.behaviour_digest()}+{published.behaviour_digest(('T192,BIN',))}"
+    original = published.behaviour_digest
+    with pytest.MonkeyPatch.context() as patch:  # the truncation behaves otherwise: only its searches go stale
+        patch.setattr(published, "behaviour_digest", lambda names=None: original() if names is None else "moved")
+        assert published.status_of(root, core)[0] == "current"
+        assert published.status_of(root, cut)[0] == "other code"
 
 
 def test_the_behaviour_digest_moves_with_what_the_code_computes(small_digest, monkeypatch):

@@ -352,3 +352,45 @@ def test_tidy_rows_are_those_of_one_dict_per_row():
         rows.extend({**common, "metric": metric, "value": float(v), "query_id": q, "query_cluster": clusters[q]}
                     for q, v in zip(query_ids, values, strict=True))
     pd.testing.assert_frame_equal(quality._tidy(blocks, clusters), pd.DataFrame(rows), check_exact=True)
+
+
+def test_dimension_within_pairs_each_code_with_float32_of_the_same_cut_and_pools(monkeypatch):
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    queries = [f"q{i}" for i in range(40)]
+    found = {}
+    for dataset, loss in (("a", 0.10), ("b", 0.11), ("c", 0.10)):  # the cut keeps about 6 points less
+        flat = rng.uniform(0.4, 0.9, 40)
+        found[dataset, "minilm-l6"] = {"Flat": flat, "BIN": 0.9 * flat + rng.normal(0, 0.01, 40),
+                                       "T192,Flat": 0.95 * flat,
+                                       "T192,BIN": (0.9 - loss) * flat + rng.normal(0, 0.01, 40)}
+        found[dataset, "mpnet-base"] = {"T384,Flat": flat, "T384,BIN": 0.7 * flat + rng.normal(0, 0.01, 40),
+                                        "Flat": flat, "BIN": 0.95 * flat}
+    collections = {d: SimpleNamespace(name=d, n_docs=500, query_ids=queries, qrels={q: {q: 1} for q in queries})
+                   for d in "abc"}
+    monkeypatch.setattr(quality, "load_dataset", collections.__getitem__)
+    monkeypatch.setattr(quality, "search_values", lambda collection, model, name, *_a, **_k: {
+        "judged": queries, "values": {quality.metrics.TIE_AWARE: found[collection.name, model][name]}})
+    assert quality.truncated_names("minilm-l6", ["BIN"]) == ["T192,Flat", "T192,BIN"]
+    pairs = [(d, m) for m in ("minilm-l6", "mpnet-base") for d in "abc"]
+    table = quality.dimension_within(pairs, ["BIN"], 100)
+    within = table[(table.comparison == "d against d/2") & (table.model == "minilm-l6")]
+    assert list(within.study) == ["a", "b", "c", "pooled"]
+    for dataset, row in within.set_index("study").iloc[:3].iterrows():
+        v = found[dataset, "minilm-l6"]
+        full, cut = 100 * v["BIN"].mean() / v["Flat"].mean(), 100 * v["T192,BIN"].mean() / v["T192,Flat"].mean()
+        assert (row["% float32 (first)"], row["% float32 (second)"]) == pytest.approx((full, cut))
+        assert row.estimate == pytest.approx(full - cut)
+        assert row.low < row.estimate < row.high
+    pooled = within.iloc[-1]
+    assert 0 < pooled.low < pooled.estimate < pooled.high and pooled.d == 384
+    across = table[table.comparison == "equal dimension"].set_index("study")
+    assert list(across.model.unique()) == ["mpnet-base cut, against minilm-l6"] and set(across.d) == {384}
+    v = found["a", "mpnet-base"], found["a", "minilm-l6"]
+    assert across.loc["a", "estimate"] == pytest.approx(100 * (v[0]["T384,BIN"].mean() / v[0]["T384,Flat"].mean()
+                                                               - v[1]["BIN"].mean() / v[1]["Flat"].mean()))
+    text = quality.dimension_within_verdict(table)
+    assert "minilm-l6 BIN" in text and "pooled over 3 collections (more kept at 384)" in text
+    assert "mpnet-base's first 384 dimensions against minilm-l6's 384, BIN" in text and "minilm-l6 keeps more" in text
+    assert quality.dimension_within_verdict(table.iloc[:0]) == "No model was searched at half its dimension."
