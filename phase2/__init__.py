@@ -1,10 +1,6 @@
 """phase2: the thin helper package behind the executable book.
 
-Modules: ``datasets`` (BEIR collections on a search path), ``models`` and
-``embeddings`` (named encoders, cached vectors), ``kernels`` (numba Hamming
-top-k), ``codecs`` (one interface for every compression scheme), ``metrics``
-(trec_eval-compatible), ``results`` (tidy tables with run metadata),
-``chapters`` (parameter checks), ``pipeline`` (papermill + Jupyter Book).
+Each module and its one job are listed, by layer, on the book's *Architecture* page (``book/architecture.md``).
 """
 
 from pathlib import Path

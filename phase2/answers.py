@@ -22,7 +22,6 @@ QUESTIONS = {
            "binary the right choice?",
 }
 
-ONE_BIT = ("BIN", "BINc", "BINr", "ITQ")  # the d-bit sign codes (plain, centred, rotated, ITQ)
 _WHERE = {"RAM": "in RAM", "disk": "on disk"}  # where a cell keeps the rescoring store
 
 
@@ -54,7 +53,8 @@ def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd
         if pooled is not None and len(pooled):
             text += " Pooled over collections (random effects, 95% interval), it kept " + quality.pooled_sign_sentence(
                 pooled) + "."
-        variants = {name: _kept(summaries, name).median() for name in ONE_BIT if (summaries.name == name).any()}
+        variants = {name: _kept(summaries, name).median() for name in geometry.LOSS_CODECS  # the d-bit sign codes
+                    if (summaries.name == name).any()}
         best = max(variants, key=variants.get)
         if best != "BIN":
             text += f" The best 1-bit variant in the median, {best}, kept {variants[best]:.1f}%."
