@@ -270,18 +270,15 @@ def learning_curve(dataset: str, model: str, codecs: list[str], sizes: list[int]
     nDCG@10, and its difference from the whole-corpus fit in % of float32 with a normal 95% interval from the
     cluster bootstrap. Sizes a codec cannot be fitted on are left out."""
     collection = load_dataset(dataset)
-    vectors = _Vectors(collection, model, progress=False)
-    depth = min(depth, collection.n_docs)
     dim = get_model_spec(model).dim
-    clusters = decisions.query_clusters(collection.query_ids, collection.qrels)
-    label = dict(zip(collection.query_ids, clusters, strict=True))
+    read = _TieAwareScores(depth, published_roots)
 
     def scores(name: str, training: str = "half") -> tuple[list[str], np.ndarray]:
-        found = search_values(collection, model, name, depth, vectors, published_roots, training)
-        return found["judged"], found["values"][metrics.TIE_AWARE]
+        values = read(dataset, model, name, training)
+        return list(values.index), values.to_numpy()
 
     judged, reference = scores(REFERENCE)
-    groups = [label[q] for q in judged]
+    groups = read.clusters(dataset).reindex(judged).tolist()
     scale = 100 / reference.mean()
     rows = []
     for name in codecs:
@@ -945,16 +942,21 @@ def dimension_within(pairs: list[tuple[str, str]], codecs: list[str], depth: int
 
 
 class _TieAwareScores:
-    """Per-query tie-aware nDCG@10 of published (or computed) searches, and each collection's query clusters."""
+    """Per-query tie-aware nDCG@10 of published (or computed) searches, each read once, and each collection's query
+    clusters: what the learning curve and the dimension comparisons read."""
 
     def __init__(self, depth: int, published_roots: tuple) -> None:
-        self.depth, self.roots, self._vectors = depth, published_roots, {}
+        self.depth, self.roots, self._vectors, self._read = depth, published_roots, {}, {}
 
-    def __call__(self, dataset: str, model: str, name: str) -> pd.Series:
-        collection = load_dataset(dataset)
-        vectors = self._vectors.setdefault((dataset, model), _Vectors(collection, model, progress=False))
-        found = search_values(collection, model, name, min(self.depth, collection.n_docs), vectors, self.roots)
-        return pd.Series(found["values"][metrics.TIE_AWARE], index=found["judged"])
+    def __call__(self, dataset: str, model: str, name: str, training: str = "half") -> pd.Series:
+        key = (dataset, model, name, training)
+        if key not in self._read:
+            collection = load_dataset(dataset)
+            vectors = self._vectors.setdefault((dataset, model), _Vectors(collection, model, progress=False))
+            found = search_values(collection, model, name, min(self.depth, collection.n_docs), vectors, self.roots,
+                                  training)
+            self._read[key] = pd.Series(found["values"][metrics.TIE_AWARE], index=found["judged"])
+        return self._read[key]
 
     @staticmethod
     def clusters(dataset: str) -> pd.Series:
