@@ -1111,7 +1111,7 @@ def _signed(x: float, digits: int = 3) -> str:
     return f"{round(float(x), digits) + 0.0:+.{digits}f}"
 
 
-_SPLIT: list = [None, {}, {}]  # the table last split, its rows per (dataset, model), its matrices per metric
+_SPLIT: list = [None, {}, {}]  # the table last split, its rows per (dataset, model), what is read from them
 
 
 def _pair_rows(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
@@ -1149,10 +1149,14 @@ def decision_scores(results: pd.DataFrame, dataset: str, model: str) -> tuple[pd
 
 
 def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.Series:
-    """Each judged query's cluster (:func:`phase2.decisions.query_clusters`), indexed by query id."""
+    """Each judged query's cluster (:func:`phase2.decisions.query_clusters`), indexed by query id; found once per
+    pair of a split table (:func:`_pair_rows`), as every held-out choice asks for it."""
     rows = _pair_rows(results, dataset, model)
-    rows = rows[rows.query_id != ""]
-    return rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
+    key = (dataset, model, "query_cluster")
+    if key not in _SPLIT[2]:
+        rows = rows[rows.query_id != ""]
+        _SPLIT[2][key] = rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
+    return _SPLIT[2][key].copy()
 
 
 def _difference(per_query: pd.DataFrame, clusters: pd.Series, codec: str,
