@@ -106,7 +106,7 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
             "64 B: minilm-l6 -11.3% [-19.6, -3.0] worse; 96 B: minilm-l6 -11.0% [-19.0, -3.0] worse") in answers
     assert " cells" not in answers[:answers.index("**RQ2.")]  # the quality answer pools; it does not count cells
     assert "Results read: quality_vs_memory run " in text and "; throughput run " in text
-    assert "this project's Hamming kernel answered" in answers
+    assert "this project's Hamming scan ran at" in answers
     assert "The plain sign code loses between 19.6 and 19.6 points" in answers
     assert "Asking for recall@10 >= 0.9 of exact search, over 36" in answers
     text = markdown_outputs(chapters / REPRODUCTION.name)
