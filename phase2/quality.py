@@ -207,10 +207,10 @@ def inapplicable(pairs: list[tuple[str, str]], codecs: list[str], training: str 
     """The codecs that cannot be fitted on a collection's vectors under ``training``, per (collection, model), from
     the shapes alone: ``dataset``, ``model``, ``name`` and ``reason``. :func:`run_collection` leaves them out; the
     chapters show them with their reason."""
+    n_docs = {dataset: load_dataset(dataset).n_docs for dataset in dict.fromkeys(d for d, _ in pairs)}
     rows = [{"dataset": dataset, "model": model, "name": name, "reason": reason}
             for dataset, model in pairs for name in codecs
-            if (reason := inapplicable_reason(name, load_dataset(dataset).n_docs, get_model_spec(model).dim,
-                                              training))]
+            if (reason := inapplicable_reason(name, n_docs[dataset], get_model_spec(model).dim, training))]
     return pd.DataFrame(rows, columns=["dataset", "model", "name", "reason"])
 
 
@@ -339,18 +339,44 @@ def flattery_verdict(flattery: pd.DataFrame) -> str:
 
 def _tidy(blocks: list[tuple[dict, str, list[str], np.ndarray]], clusters: dict[str, str]) -> pd.DataFrame:
     """Rows ``{**common, metric, value, query_id, query_cluster}``: per block, the mean over queries (``query_id``
-    and ``query_cluster`` empty), then one row per query; built column by column, each constant of a block repeated
-    by numpy (the same table as from one dict per row; a default chapter's table has millions of rows)."""
+    and ``query_cluster`` empty), then one row per query; built column by column (the same rows as from one dict
+    per row; a default chapter's table has ten million rows). Every text column is categorical, its categories
+    sorted: a row filter, a group and a pivot then move integer codes, not ten million strings."""
     lengths = np.array([len(query_ids) + 1 for _, _, query_ids, _ in blocks])
-    columns = {key: pd.Series([common[key] for common, _, _, _ in blocks]).repeat(lengths).to_numpy()
-               for key in blocks[0][0]}
-    columns["metric"] = np.repeat(np.array([metric for _, metric, _, _ in blocks], dtype=object), lengths)
+    columns = {}
+    for key in blocks[0][0]:
+        values = [common[key] for common, _, _, _ in blocks]
+        columns[key] = (_repeated_category(values, lengths) if all(isinstance(v, str) for v in values)
+                        else pd.Series(values).repeat(lengths).to_numpy())
+    columns["metric"] = _repeated_category([metric for _, metric, _, _ in blocks], lengths)
     columns["value"] = np.concatenate([np.r_[np.mean(values) if len(values) else np.nan, values]
                                        for _, _, _, values in blocks]).astype(np.float64)
-    columns["query_id"] = np.array([q for _, _, query_ids, _ in blocks for q in ("", *query_ids)], dtype=object)
-    columns["query_cluster"] = np.array([c for _, _, query_ids, _ in blocks
-                                         for c in ("", *(clusters[q] for q in query_ids))], dtype=object)
+    lists = {tuple(query_ids): None for _, _, query_ids, _ in blocks}  # a few distinct lists, one per block
+    for name, label in (("query_id", lambda q: q), ("query_cluster", lambda q: clusters[q])):
+        labelled = {ids: ("", *map(label, ids)) for ids in lists}
+        categories = sorted(set().union(*labelled.values()))
+        code = {value: i for i, value in enumerate(categories)}
+        codes = {ids: np.array([code[v] for v in values], np.int32) for ids, values in labelled.items()}
+        columns[name] = pd.Categorical.from_codes(
+            np.concatenate([codes[tuple(query_ids)] for _, _, query_ids, _ in blocks]), pd.Index(categories, dtype=str))
     return pd.DataFrame(columns)
+
+
+def _repeated_category(values: list[str], lengths: np.ndarray) -> pd.Categorical:
+    """Block ``i``'s value repeated ``lengths[i]`` times, categorical with sorted categories."""
+    per_block = pd.Categorical(values)
+    return pd.Categorical.from_codes(np.repeat(per_block.codes, lengths), per_block.categories)
+
+
+def stack(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Tables of :func:`run_collection` (and rows added to them) concatenated; a column categorical in any of them
+    is categorical in the result, over the union of their values, sorted (``pd.concat`` alone turns categories that
+    differ into ten million strings)."""
+    columns = {column for t in tables for column, dtype in t.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)}
+    values = {column: set().union(*(t[column].cat.categories if isinstance(t[column].dtype, pd.CategoricalDtype)
+                                    else t[column].unique() for t in tables)) for column in columns}
+    dtypes = {column: pd.CategoricalDtype(pd.Index(sorted(v), dtype=str)) for column, v in values.items()}
+    return pd.concat([t.astype(dtypes) for t in tables], ignore_index=True)
 
 
 def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
@@ -365,6 +391,7 @@ def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFra
     wide = means.pivot_table(index=["codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
                                     "fixed_bytes", "n_vectors"],
                              columns="metric", values="value", sort=False).reset_index()
+    wide = _plain(wide)
     wide.columns.name = None
     per_query, tie_decided = decision_scores(results, dataset, model)
     clusters = query_cluster_labels(results, dataset, model)
@@ -812,7 +839,7 @@ def pooled_retention(results: pd.DataFrame, codec: str = "BIN", model: str | Non
     (:func:`phase2.decisions.pool`); on the queries that test a choice only (:func:`held_out`) when ``test_half``,
     for a code chosen on the other half."""
     tables = []
-    pairs = results[results.codec == codec][["dataset", "model"]].drop_duplicates()
+    pairs = _plain(results.loc[results.codec == codec, ["dataset", "model"]].drop_duplicates())
     if model is not None:
         pairs = pairs[pairs.model == model]
     for name, datasets in pairs.groupby("model", sort=False):
@@ -878,7 +905,7 @@ def model_gap(results: pd.DataFrame, codec: str, first: str, second: str) -> pd.
     both (the same queries: one cluster bootstrap draws both models' per-query scores together), pooled by random
     effects (:func:`phase2.decisions.pool`)."""
     effects, variances, names = [], [], []
-    for dataset in sorted(set(results[results.model == first].dataset) & set(results[results.model == second].dataset)):
+    for dataset in sorted(set(results.dataset[results.model == first]) & set(results.dataset[results.model == second])):
         a = decision_scores(results, dataset, first)[0]
         b = decision_scores(results, dataset, second)[0].reindex(a.index)
         if codec not in a or codec not in b:
@@ -1124,13 +1151,20 @@ def _pair_rows(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
     return _SPLIT[1].get((dataset, model), results.iloc[:0])
 
 
+def _plain(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its categorical columns as text: the tables this module hands on carry plain columns."""
+    return table.astype({column: str for column, dtype in table.dtypes.items()
+                         if isinstance(dtype, pd.CategoricalDtype)})
+
+
 def per_query_table(results: pd.DataFrame, dataset: str, model: str, metric: str = "nDCG@10") -> pd.DataFrame:
     """Per-query values of ``metric``: one row per query, one column per codec (factory name)."""
     pair = _pair_rows(results, dataset, model)
     key = (dataset, model, metric)
     if key not in _SPLIT[2]:
         rows = pair[(pair.metric == metric) & (pair.query_id != "")]
-        _SPLIT[2][key] = rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
+        wide = rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
+        _SPLIT[2][key] = wide.set_axis(wide.index.astype(str)).set_axis(wide.columns.astype(str), axis=1)
     return _SPLIT[2][key].copy()
 
 
@@ -1155,7 +1189,8 @@ def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.
     key = (dataset, model, "query_cluster")
     if key not in _SPLIT[2]:
         rows = rows[rows.query_id != ""]
-        _SPLIT[2][key] = rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
+        labels = rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
+        _SPLIT[2][key] = labels.astype(str).set_axis(labels.index.astype(str))
     return _SPLIT[2][key].copy()
 
 

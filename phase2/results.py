@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from phase2 import PROJECT_ROOT
 from phase2.storage import atomic_write_bytes
@@ -87,7 +88,7 @@ def read_results(chapter: str, directory: Path | None = None, latest: bool = Tru
     folder = (directory or results_dir()) / chapter
     files = sorted(folder.glob("*.parquet"))
     if profile is not None:
-        files = [f for f in files if profile in set(pd.read_parquet(f, columns=["profile"])["profile"])]
+        files = [f for f in files if profile in pq.read_table(f, columns=["profile"])["profile"].unique().to_pylist()]
     which = f" of profile {profile!r}" if profile is not None else ""
     if not files:
         raise FileNotFoundError(f"no results{which} for chapter {chapter!r} in {folder}")
@@ -106,7 +107,7 @@ def read_results(chapter: str, directory: Path | None = None, latest: bool = Tru
 
 def _run_code(path: Path) -> str:
     try:
-        return str(pd.read_parquet(path, columns=["code"])["code"].iloc[0])
+        return str(pq.read_table(path, columns=["code"])["code"][0].as_py())
     except (KeyError, ValueError, IndexError, OSError):
         return ""  # written before runs recorded their code
 

@@ -351,7 +351,25 @@ def test_tidy_rows_are_those_of_one_dict_per_row():
                      "query_cluster": ""})
         rows.extend({**common, "metric": metric, "value": float(v), "query_id": q, "query_cluster": clusters[q]}
                     for q, v in zip(query_ids, values, strict=True))
-    pd.testing.assert_frame_equal(quality._tidy(blocks, clusters), pd.DataFrame(rows), check_exact=True)
+    tidy = quality._tidy(blocks, clusters)
+    text = ["run_id", "metric", "query_id", "query_cluster"]
+    assert [c for c, dtype in tidy.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)] == text
+    assert all(list(tidy[c].cat.categories) == sorted(set(tidy[c])) for c in text)
+    pd.testing.assert_frame_equal(tidy.astype({c: str for c in text}), pd.DataFrame(rows), check_exact=True)
+
+
+def test_stack_keeps_categories_over_the_union_of_values():
+    first = quality._tidy([({"run_id": "r", "dataset": "b"}, "nDCG@10", ["q2", "q1"], np.array([0.1, 0.2]))],
+                          {"q1": "c1", "q2": "c2"})
+    second = quality._tidy([({"run_id": "r", "dataset": "a"}, "MRR@10", ["q3"], np.array([0.3]))], {"q3": "c3"})
+    added = pd.DataFrame({"run_id": ["r"], "dataset": ["z"], "metric": ["spread"], "value": [1.0], "query_id": [""],
+                          "query_cluster": [""]})
+    stacked = quality.stack([first, second, added])
+    assert list(stacked.dataset.cat.categories) == ["a", "b", "z"]
+    assert list(stacked.query_id.cat.categories) == ["", "q1", "q2", "q3"]
+    plain = pd.concat([t.astype({c: str for c in t if c != "value"})
+                       for t in (first, second, added)], ignore_index=True)
+    pd.testing.assert_frame_equal(stacked.astype({c: str for c in stacked if c != "value"}), plain)
 
 
 def test_dimension_within_pairs_each_code_with_float32_of_the_same_cut_and_pools(monkeypatch):
