@@ -365,7 +365,7 @@ def run_reproduce(args: argparse.Namespace) -> None:
 
 
 def compare_results(profile: str, recomputed: Path) -> None:
-    from phase2 import bench, published
+    from phase2 import bench, published, reproduction
 
     committed = published.committed_dir(profile)
     table = published.compare(recomputed, committed)
@@ -388,12 +388,12 @@ def compare_results(profile: str, recomputed: Path) -> None:
         theirs, _ = bench.published_run(profile)
         if theirs is None:
             raise Phase2Error(f"no committed throughput run of the {profile} profile to compare {runs[-1]} with")
-        timing = published.compare_runs(mine, theirs)
+        timing = reproduction.compare_runs(mine, theirs)
         for metric, g in timing.groupby("metric", sort=False):
             outcomes = g.outcome.value_counts()
             print(f"throughput {metric}: {len(g)} operating points; "
                   + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
-                  + (f" (tolerance x{1 + published.TIMING_TOLERANCE:g} either way; median quotient "
+                  + (f" (tolerance x{1 + reproduction.TIMING_TOLERANCE:g} either way; median quotient "
                      f"{g.quotient.median():.2f})" if metric != "recall@10" else ""), flush=True)
         print(f"recomputed on {bench.machine_line(mine.machine.iloc[0])}; committed on "
               f"{bench.machine_line(theirs.machine.iloc[0])}", flush=True)

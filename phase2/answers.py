@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from phase2 import bench, decisions, geometry, quality
+from phase2 import bench, decisions, geometry, per_pair, quality
 
 QUESTIONS = {
     "RQ1": "As vectors go from float32 to 1 bit, how does retrieval quality fall, per collection and per "
@@ -31,7 +31,7 @@ def _kept(summaries: pd.DataFrame, name: str) -> pd.Series:
 
 def quality_answer(summaries: pd.DataFrame, comparison: pd.DataFrame, pooled: pd.DataFrame | None = None,
                    n: int | None = None, kinds: pd.DataFrame | None = None) -> str:
-    """RQ1 from :func:`phase2.quality.all_summaries`, :func:`phase2.quality.binary_at_budgets` (bytes counted at
+    """RQ1 from :func:`phase2.per_pair.all_summaries`, :func:`phase2.quality.binary_at_budgets` (bytes counted at
     ``n``, or each collection's own N), :func:`phase2.quality.pooled_retention` of the sign code and
     :func:`phase2.quality.binary_kinds`."""
     pairs = summaries[["dataset", "model"]].drop_duplicates()
@@ -110,7 +110,7 @@ def speed_answer(kernels: pd.DataFrame, points: pd.DataFrame, target: float = 0.
 def geometry_answer(runs: pd.DataFrame, seed: int = 0) -> str:
     """RQ3 from a geometry chapter run (its search results and the diagnostics it recorded)."""
     table, searches = geometry.split_results(runs)
-    frame = table.merge(geometry.loss_table(quality.all_summaries(searches)), on=["dataset", "model"])
+    frame = table.merge(geometry.loss_table(per_pair.all_summaries(searches)), on=["dataset", "model"])
     replicates = geometry.loss_replicates(searches, frame, seed=seed) if frame.dataset.nunique() >= 3 else None
     return " ".join(geometry.summary(frame, seed, replicates))
 

@@ -196,7 +196,7 @@ def equal_memory(best: pd.DataFrame) -> alt.FacetChart:
 
 def rescoring(curves: pd.DataFrame) -> alt.FacetChart:
     """% of float32 nDCG@10 against the rescoring factor, one line per pipeline
-    (:func:`phase2.quality.rescoring_curves`); each line starts at its first stage alone ("none")."""
+    (:func:`phase2.rescoring.rescoring_curves`); each line starts at its first stage alone ("none")."""
     data = curves.assign(step=curves.factor.map(lambda f: f"x{f}" if f else "none"))
     order = ["none", *(f"x{f}" for f in sorted(curves.factor.unique()) if f)]
     return alt.Chart(data).mark_line(point=True).encode(
@@ -211,7 +211,7 @@ def rescoring(curves: pd.DataFrame) -> alt.FacetChart:
 
 def learning_curve(curve: pd.DataFrame) -> alt.FacetChart:
     """% of float32 nDCG@10 against training-set size (log), one line per trained code
-    (:func:`phase2.quality.learning_curve`), one panel per collection; the training-free codes as dashed rules."""
+    (:func:`phase2.learning.learning_curve`), one panel per collection; the training-free codes as dashed rules."""
     base = alt.Chart(curve)
     lines = base.transform_filter(alt.datum.training != "none").mark_line(point=True).encode(
         x=alt.X("training vectors:Q", scale=alt.Scale(type="log"), title="training vectors (log scale)"),

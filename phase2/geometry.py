@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from phase2 import decisions, published, quality
+from phase2 import decisions, per_pair, published, searches
 from phase2.datasets import load_dataset
 from phase2.embeddings import embed, get_model_spec, vectors_key
 from phase2.storage import atomic_write_bytes
@@ -146,14 +146,14 @@ def _permute_within(y: np.ndarray, strata: list[np.ndarray], rng: np.random.Gene
     return out
 
 
-def loss_replicates(searches: pd.DataFrame, frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> np.ndarray:
+def loss_replicates(results: pd.DataFrame, frame: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """``[resamples, rows]``: each row's 1-bit loss (100 - % of float32's nDCG@10 kept by ``BIN``) recomputed on
     its queries resampled by cluster (:func:`phase2.decisions.bootstrap_sums`), for :func:`correlations`."""
     columns = []
     for dataset, model in frame[["dataset", "model"]].itertuples(index=False):
-        per_query = quality.decision_scores(searches, dataset, model)[0]
-        clusters = quality.query_cluster_labels(searches, dataset, model).reindex(per_query.index)
-        sums, _ = decisions.bootstrap_sums(per_query[["BIN", quality.REFERENCE]].to_numpy(), clusters.to_numpy(),
+        per_query = per_pair.decision_scores(results, dataset, model)[0]
+        clusters = per_pair.query_cluster_labels(results, dataset, model).reindex(per_query.index)
+        sums, _ = decisions.bootstrap_sums(per_query[["BIN", searches.REFERENCE]].to_numpy(), clusters.to_numpy(),
                                            resamples, seed)
         columns.append(100 - 100 * sums[:, 0] / sums[:, 1])
     return np.stack(columns, axis=1)

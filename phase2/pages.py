@@ -7,6 +7,7 @@ copies the book renders are changed (:func:`phase2.pipeline.stage_book`).
 
 from __future__ import annotations
 
+import ast
 import copy
 import html
 import re
@@ -16,6 +17,8 @@ from itertools import count
 import nbformat
 import pandas as pd
 from IPython.display import HTML, Markdown
+
+from phase2 import PROJECT_ROOT
 
 GLOSSARY = {"codecs": "../book/glossary.html#glossary-codecs", "methods": "../book/glossary.html#glossary-methods",
             "metrics": "../book/glossary.html#glossary-metrics"}
@@ -109,10 +112,10 @@ def resolve_references(notebook: nbformat.NotebookNode, name: str) -> None:
 
 
 def codec_table(summary: pd.DataFrame, not_applicable: pd.DataFrame | None = None) -> HTML:
-    """One collection's per-codec summary (:func:`phase2.quality.summary_table`) as a reader compares it: the
+    """One collection's per-codec summary (:func:`phase2.per_pair.summary_table`) as a reader compares it: the
     codec (linked to the glossary), bytes, nDCG@10, % of float32 and the difference with its interval, formatted
     for reading and narrow enough for the page. The full table stays in the downloads and below it. The codecs of
-    ``not_applicable`` (:func:`phase2.quality.inapplicable`) on the same collection and model follow, each with its
+    ``not_applicable`` (:func:`phase2.searches.inapplicable`) on the same collection and model follow, each with its
     reason in place of results."""
     table = pd.DataFrame({
         "codec": [linked(f"<code>{name}</code>", GLOSSARY["codecs"]) for name in summary["name"]],
@@ -134,11 +137,29 @@ def codec_table(summary: pd.DataFrame, not_applicable: pd.DataFrame | None = Non
 
 def not_applicable_note(not_applicable: pd.DataFrame) -> Markdown:
     """One sentence naming each search left out because its codec cannot be fitted on that collection and model
-    (:func:`phase2.quality.inapplicable`), with the reason; empty when there is none."""
+    (:func:`phase2.searches.inapplicable`), with the reason; empty when there is none."""
     if not_applicable.empty:
         return Markdown("")
     return Markdown("Not applicable, so left out: " + "; ".join(
         f"`{r.name}` on {r.dataset} with {r.model}: {r.reason}" for r in not_applicable.itertuples()) + ".")
+
+
+MODULE_TABLE = "module-table.txt"
+"""The architecture page's table of the package's modules (:func:`module_table`), written when the book is staged
+and included by ``book/architecture.md``."""
+_ROLE = re.compile(r":(?:mod|func|class|data|meth|attr):`~?([^`]+)`")
+
+
+def module_table() -> str:
+    """Every module of ``phase2`` as a row of a Markdown table: its name, its length in lines and the first paragraph
+    of its docstring, read from the package when the book is staged, so the architecture page cannot fall behind."""
+    rows = ["| module | lines | what it is |", "|---|---:|---|"]
+    for path in sorted((PROJECT_ROOT / "phase2").glob("*.py")):
+        text = path.read_text()
+        first = (ast.get_docstring(ast.parse(text)) or "").split("\n\n")[0]
+        first = _ROLE.sub(r"`\1`", first.replace("``", "`")).replace("\n", " ").replace("|", "\\|")
+        rows.append(f"| `phase2.{path.stem}` | {len(text.splitlines())} | {first} |")
+    return "\n".join(rows) + "\n"
 
 
 FRONT_PAGE_ANSWERS = "front-page-answers.txt"

@@ -232,6 +232,7 @@ def stage_book(profile_name: str) -> Path:
     (src / "_static").mkdir()
     for name, text in charts.static_files().items():
         (src / "_static" / name).write_text(text)
+    (src / "book" / pages.MODULE_TABLE).write_text(pages.module_table())
     answers = executed_dir(profile_name) / "chapters" / pages.FRONT_PAGE_ANSWERS
     (src / "book" / pages.FRONT_PAGE_ANSWERS).write_text(
         answers.read_text() if answers.is_file() else "*The answers appear once the conclusion chapter has run.*\n")

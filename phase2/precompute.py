@@ -2,7 +2,7 @@
 
 A task is one of two kinds: embedding one collection with one model (:class:`EmbedTask`), or fitting and
 searching one codec (or a first stage and its rescoring pipelines) on one collection and model at one depth
-(:class:`SearchTask`, exactly the :func:`phase2.quality.cached_search` calls a chapter would make). Each
+(:class:`SearchTask`, exactly the :func:`phase2.searches.cached_search` calls a chapter would make). Each
 writes the caches under :func:`phase2.storage.cache_dir` that the chapters read, atomically and keyed by
 everything that shapes the result, so a task run on any worker leaves what the chapter itself would have
 computed: the codecs fit and search on one thread, and their results are bit-identical whichever process
@@ -27,7 +27,7 @@ from functools import cache
 import pandas as pd
 from tqdm import tqdm
 
-from phase2 import chapters, codecs, pipeline, published
+from phase2 import chapters, codecs, dimension, learning, pipeline, published, rescoring, searches
 from phase2.datasets import Collection, available_datasets, load_dataset
 from phase2.embeddings import MODELS, embed
 from phase2.errors import ParameterError
@@ -69,7 +69,7 @@ class SearchTask:
     profile: str = ""  # publish into phase2.published.published_dir(profile); empty: cache only
 
     def run(self, *_embedded: float) -> float:
-        from phase2.quality import REFERENCE, cached_search
+        from phase2.searches import REFERENCE, cached_search
 
         start = time.perf_counter()
         collection = _collection(self.dataset)
@@ -108,19 +108,19 @@ def chapter_values(chapter: str, profile: str) -> dict:
 
 
 def _searches(chapter: str, values: dict) -> tuple[list[str], int]:
-    """The codec names a chapter searches, float32 first as :func:`phase2.quality.run_collection` adds it, and
+    """The codec names a chapter searches, float32 first as :func:`phase2.searches.run_collection` adds it, and
     the depth; mirrors the chapter's own setup cell."""
-    from phase2 import geometry, quality
+    from phase2 import geometry
 
     if chapter == "quality_vs_memory":
         names, depth = codecs.split_codec_names(values["codecs"]), values["k"]
     elif chapter == "rescoring":
         firsts = codecs.split_codec_names(values["first_stages"])
         seconds = chapters.split_names(values["rescore_with"], ["Flat", "FP16", "BF16", "SQ8", "SQ4"], "rescore_with")
-        names, depth = quality.rescoring_grid(firsts, seconds, chapters.split_ints(values["factors"], "factors")), 100
+        names, depth = rescoring.rescoring_grid(firsts, seconds, chapters.split_ints(values["factors"], "factors")), 100
     else:
         names, depth = list(geometry.LOSS_CODECS), 100
-    return [quality.REFERENCE, *(n for n in names if n != quality.REFERENCE)], depth
+    return [searches.REFERENCE, *(n for n in names if n != searches.REFERENCE)], depth
 
 
 def _chapter_searches(profile: str, only: tuple[str, ...] = ()):
@@ -141,9 +141,8 @@ def _chapter_searches(profile: str, only: tuple[str, ...] = ()):
 
 
 def _learning_searches(profile: str, only: tuple[str, ...] = ()):
-    """The quality chapter's learning curve (:func:`phase2.quality.learning_curve`): per collection it names, with
+    """The quality chapter's learning curve (:func:`phase2.learning.learning_curve`): per collection it names, with
     the chapter's first model, the codecs that can be fitted under each of its training rules."""
-    from phase2 import quality
 
     values = chapter_values("quality_vs_memory", profile)
     if not values.get("learning_datasets"):
@@ -157,7 +156,7 @@ def _learning_searches(profile: str, only: tuple[str, ...] = ()):
             continue
         n_docs, dim = _collection(dataset).n_docs, MODELS[model].dim
         depth = min(int(values["k"]), n_docs)
-        for training in quality.learning_trainings(n_docs, sizes):
+        for training in learning.learning_trainings(n_docs, sizes):
             fits = [name for name in names if codecs.make_codec(name).trained
                     and not codecs.inapplicable_reason(name, n_docs, dim, training)]
             yield dataset, model, fits, [training], depth
@@ -165,10 +164,9 @@ def _learning_searches(profile: str, only: tuple[str, ...] = ()):
 
 
 def _truncation_searches(profile: str, only: tuple[str, ...] = ()):
-    """The quality chapter's searches of dimension within one model (:func:`phase2.quality.dimension_within`): per
+    """The quality chapter's searches of dimension within one model (:func:`phase2.dimension.dimension_within`): per
     collection and model it searches, float32 and each of its ``truncation_codecs`` on the model's first half of
     dimensions."""
-    from phase2 import quality
 
     values = chapter_values("quality_vs_memory", profile)
     if not values.get("truncation_codecs"):
@@ -177,7 +175,7 @@ def _truncation_searches(profile: str, only: tuple[str, ...] = ()):
     for chapter, _, pairs, _, depth in _chapter_searches(profile, only):
         if chapter == "quality_vs_memory":
             for dataset, model in pairs:
-                yield dataset, model, quality.truncated_names(model, names), ["half"], min(depth,
+                yield dataset, model, dimension.truncated_names(model, names), ["half"], min(depth,
                                                                                            _collection(dataset).n_docs)
 
 
@@ -199,10 +197,9 @@ def only_filter(only: tuple[str, ...]):
 
 def inapplicable(profile: str) -> pd.DataFrame:
     """The searches :func:`plan` leaves out because the codec cannot be fitted on that collection and model:
-    ``chapter``, ``dataset``, ``model``, ``name`` and ``reason`` (:func:`phase2.quality.inapplicable`)."""
-    from phase2 import quality
+    ``chapter``, ``dataset``, ``model``, ``name`` and ``reason`` (:func:`phase2.searches.inapplicable`)."""
 
-    tables = [quality.inapplicable(pairs, names).assign(chapter=chapter)
+    tables = [searches.inapplicable(pairs, names).assign(chapter=chapter)
               for chapter, _, pairs, names, _ in _chapter_searches(profile)]
     return pd.concat(tables, ignore_index=True)[["chapter", "dataset", "model", "name", "reason"]]
 
@@ -211,7 +208,6 @@ def plan(profile: str, only: tuple[str, ...] = ()) -> tuple[list[EmbedTask], lis
     """The embedding and search tasks of a profile's searching chapters (those ``only`` keeps, :func:`only_filter`),
     each search once, largest first; a codec that cannot be fitted on a collection and model is left out
     (:func:`inapplicable`)."""
-    from phase2 import quality
 
     embeds: dict[EmbedTask, None] = {}
     wanted: dict[tuple[str, str, int, str], dict[str, None]] = {}
@@ -224,7 +220,7 @@ def plan(profile: str, only: tuple[str, ...] = ()) -> tuple[list[EmbedTask], lis
             wanted.setdefault((dataset, model, depth_here, "half"), {}).update(dict.fromkeys(here))
             if chapter == "quality_vs_memory" and model == first_model:  # the chapter's training_flattery section
                 wanted.setdefault((dataset, model, depth_here, "corpus"), {}).update(
-                    dict.fromkeys(quality.flattered_codecs(here)))
+                    dict.fromkeys(learning.flattered_codecs(here)))
     for dataset, model, names, trainings, depth in (*_learning_searches(profile, only),
                                                     *_truncation_searches(profile, only)):
         embeds[EmbedTask(dataset, model)] = None

@@ -1,159 +1,19 @@
-"""The quality-vs-memory experiment: exhaustive search with every codec, scored against qrels.
-
-Exhaustive search means any quality difference comes from the codes alone, not
-from an index. float32 is always run: it is the reference for "% retained" and
-for overlap@10.
-"""
+"""The quality-vs-memory findings, computed from a chapter's results table (:mod:`phase2.searches`) through its
+per-pair views (:mod:`phase2.per_pair`): the tiers of every codec, the best code within each byte budget (equal
+memory) and binary against the best other code there, pooled over collections; the sign code's pooled retention and
+the best code of each kind of 1-bit code; how the clustering of queries moves an interval. Dimension, training
+sets and two-stage pipelines have modules of their own (:mod:`phase2.dimension`, :mod:`phase2.learning`,
+:mod:`phase2.rescoring`)."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import re
-from functools import cache
-from importlib import metadata
-
 import numpy as np
 import pandas as pd
-from scipy import stats
-from tqdm import tqdm
 
-from phase2 import decisions, metrics, published
-from phase2.codecs import (
-    Codec,
-    Float32,
-    Rescored,
-    checked_training,
-    fitted_for_search,
-    inapplicable_reason,
-    make_codec,
-    training_size,
-)
-from phase2.datasets import Collection, load_dataset
-from phase2.embeddings import embed, get_model_spec, provenance, vectors_key
-from phase2.errors import NotApplicable
-from phase2.storage import atomic_write_bytes, cache_dir, load_array, save_array, source_digest
-
-REFERENCE = Float32.name
-OVERLAP = metrics.OVERLAP
-SEARCH_CODE = ("codecs.py", "kernels.py")  # the sources whose every edit invalidates cached search results
-
-
-@cache
-def _search_code_digest() -> str:
-    return source_digest(SEARCH_CODE)
-
-
-def search_key(collection: Collection, model: str, codec: str, depth: int, training: str = "half") -> str:
-    """Cache key of one exhaustive search: both embeddings' keys, the codec, the depth, where a trained codec was
-    fitted, the code and libraries."""
-    spec = get_model_spec(model)
-    trained = make_codec(codec).trained
-    payload = {"docs": vectors_key(spec, collection, "docs"), "queries": vectors_key(spec, collection, "queries"),
-               "codec": codec, "depth": depth, "training": checked_training(training) if trained else "none",
-               "code": _search_code_digest(),
-               "versions": {lib: metadata.version(lib) for lib in ("numpy", "faiss-cpu", "numba")}}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def cached_search(collection: Collection, model: str, name: str, depth: int, docs: np.ndarray,
-                  queries: np.ndarray, training: str = "half") -> tuple[Codec, np.ndarray, np.ndarray,
-                                                                          tuple[int, int, int]]:
-    """The codec (unfitted when cached), its top-``depth`` ids and scores (float32, for ties) and its
-    ``(code_size, rescore_bytes, fixed_bytes)``; a trained codec is fitted as ``training`` says
-    (:data:`phase2.codecs.TRAINING`). Raises :class:`phase2.errors.NotApplicable` (before any work) when the codec
-    cannot be fitted on this collection's vectors.
-
-    Fitting and searching is most of a quality chapter's time; the quality, rescoring and geometry
-    chapters and every profile share these results, so the full profile redoes only what is new.
-    """
-    reason = inapplicable_reason(name, *docs.shape, training)
-    if reason:
-        raise NotApplicable(f"{name} on {collection.name} with {model}: {reason}")
-    codec = make_codec(name)
-    key = search_key(collection, model, codec.name, depth, training)
-    stem = cache_dir() / "search" / f"{collection.name}__{model}__{re.sub(r'[^A-Za-z0-9.-]', '_', codec.name)}__{key}"
-    parts = {part: load_array(stem.with_suffix(f".{part}.npy"), key) for part in ("ids", "scores", "sizes")}
-    if any(value is None for value in parts.values()):
-        codec = fitted_for_search(codec.name, docs, training)
-        scores, ids = codec.search(codec.encode(docs), queries, depth)
-        parts = {"ids": ids.astype(np.int32), "scores": scores.astype(np.float32),
-                 "sizes": np.array([codec.code_size, codec.rescore_bytes, codec.fixed_bytes], dtype=np.int64)}
-        for part in ("sizes", "scores", "ids"):  # ids last: a complete entry is one whose ids exist
-            save_array(stem.with_suffix(f".{part}.npy"), parts[part], key)
-    sizes = parts["sizes"]
-    return codec, parts["ids"], parts["scores"], (int(sizes[0]), int(sizes[1]), int(sizes[2]))
-
-
-class _Vectors:
-    """A collection's document and query vectors, embedded (or read from a store) on first use only: a chapter that
-    reads every search from published results never loads them."""
-
-    def __init__(self, collection: Collection, model: str, progress: bool) -> None:
-        self.collection, self.model, self.progress, self._pair = collection, model, progress, None
-
-    def get(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._pair is None:
-            self._pair = tuple(embed(self.collection, self.model, part, progress=self.progress)
-                               for part in ("docs", "queries"))
-        return self._pair
-
-    def source(self) -> str:
-        return json.dumps({part: provenance(self.collection.name, self.model, part) for part in ("docs", "queries")},
-                          sort_keys=True)
-
-
-def search_values(collection: Collection, model: str, name: str, depth: int, vectors: _Vectors,
-                  published_roots: tuple = (), training: str = "half") -> dict:
-    """One search's per-query values: read from the first of ``published_roots`` where it is current
-    (:func:`phase2.published.status_of`), else computed (:func:`cached_search`, :func:`phase2.published.evaluate`).
-    Returns ``judged`` (query ids, qrels order), ``values`` (metric -> array over ``judged``, Overlap@10 included),
-    ``sizes`` (code, rescore and fixed bytes) and ``source`` (where the vectors came from, as JSON)."""
-    identity = published.identity_of(collection, model, name, training, depth) if published_roots else {}
-    current = published.find_current(published_roots, identity) if published_roots else None
-    if current:
-        path, found = current
-        rows = published.read_search(path)
-        sizes = tuple(found["sizes"][k] for k in ("code_size", "rescore_bytes", "fixed_bytes"))
-        source = json.dumps({part: {"source": "published results", "vectors": identity[part]}
-                             for part in ("docs", "queries")}, sort_keys=True)
-    else:
-        docs, queries = vectors.get()
-        _, ids, scores, sizes = cached_search(collection, model, name, depth, docs, queries, training)
-        reference = ids if name == REFERENCE else cached_search(collection, model, REFERENCE, depth, docs, queries)[1]
-        rows, source = published.evaluate(collection, ids, scores, reference), vectors.source()
-    return {"judged": rows.query_id.tolist(), "values": {m: rows[m].to_numpy() for m in published.EVALUATED},
-            "sizes": sizes, "source": source}
-
-
-def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta: dict,
-                   progress: bool = True, published_roots: tuple = ()) -> pd.DataFrame:
-    """Tidy rows (means and per-query values) for one dataset and model, every codec: each search read from the
-    published results where current there (``published_roots``, :func:`search_values`), else computed."""
-    collection = load_dataset(dataset)
-    vectors = _Vectors(collection, model, progress)
-    depth = min(depth, collection.n_docs)
-    dim = get_model_spec(model).dim
-    names = [REFERENCE] + [c for c in codecs if c != REFERENCE]
-    names = [name for name in names if not inapplicable_reason(name, collection.n_docs, dim)]  # see inapplicable()
-    clusters = dict(zip(collection.query_ids, decisions.query_clusters(collection.query_ids, collection.qrels),
-                        strict=True))
-    blocks = []
-    for name in tqdm(names, desc=f"{dataset}/{model}: codecs scored", disable=not progress):
-        codec = make_codec(name)
-        found = search_values(collection, model, name, depth, vectors, published_roots)
-        code_size, rescore_bytes, fixed_bytes = found["sizes"]
-        common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
-                  "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
-                  "rescore_bytes_per_vector": rescore_bytes, "fixed_bytes": fixed_bytes,
-                  "n_vectors": collection.n_docs, "embeddings": found["source"]}
-        for metric, per_query in found["values"].items():
-            if metric != OVERLAP:
-                blocks.append((common, metric, found["judged"], per_query))
-        overlap = dict(zip(found["judged"], found["values"][OVERLAP].tolist(), strict=True))
-        blocks.append((common, OVERLAP, collection.query_ids, np.array([overlap[q] for q in collection.query_ids])))
-    return _tidy(blocks, clusters)
+from phase2 import decisions, metrics
+from phase2.datasets import load_dataset
+from phase2.per_pair import difference_interval, held_out, per_query_table, plain, signed
+from phase2.searches import REFERENCE, Vectors, search_values
 
 
 def cluster_sensitivity(dataset: str, model: str, depth: int = 100, published_roots: tuple = (),
@@ -163,7 +23,7 @@ def cluster_sensitivity(dataset: str, model: str, depth: int = 100, published_ro
     rule, :func:`phase2.decisions.query_clusters`) and with connected components of shared relevant documents
     (:func:`phase2.decisions.relevance_components`), and the size of the largest component."""
     collection = load_dataset(dataset)
-    vectors = _Vectors(collection, model, progress=False)
+    vectors = Vectors(collection, model, progress=False)
     depth = min(depth, collection.n_docs)
     values = {name: search_values(collection, model, name, depth, vectors, published_roots)
               for name in (REFERENCE, codec)}
@@ -201,244 +61,6 @@ def cluster_choice(table: pd.DataFrame, min_units: int = 30) -> str:
     return text + ("The book keeps identical relevant sets as its clusters." if unusable.any() or usable.max() < 1.1
                    else "Components widen the intervals where they can be resampled: read the book's intervals as "
                         "that much too narrow there.")
-
-
-def inapplicable(pairs: list[tuple[str, str]], codecs: list[str], training: str = "half") -> pd.DataFrame:
-    """The codecs that cannot be fitted on a collection's vectors under ``training``, per (collection, model), from
-    the shapes alone: ``dataset``, ``model``, ``name`` and ``reason``. :func:`run_collection` leaves them out; the
-    chapters show them with their reason."""
-    n_docs = {dataset: load_dataset(dataset).n_docs for dataset in dict.fromkeys(d for d, _ in pairs)}
-    rows = [{"dataset": dataset, "model": model, "name": name, "reason": reason}
-            for dataset, model in pairs for name in codecs
-            if (reason := inapplicable_reason(name, n_docs[dataset], get_model_spec(model).dim, training))]
-    return pd.DataFrame(rows, columns=["dataset", "model", "name", "reason"])
-
-
-def flattered_codecs(codecs: list[str]) -> list[str]:
-    """The trained single-stage codecs among ``codecs``: those whose self-training :func:`training_flattery`
-    measures (a rescored pipeline's trained state is its stages', measured on their own)."""
-    made = {name: make_codec(name) for name in codecs}
-    return [name for name, codec in made.items() if codec.trained and not isinstance(codec, Rescored)]
-
-
-def training_flattery(dataset: str, model: str, codecs: list[str], depth: int,
-                      published_roots: tuple = ()) -> pd.DataFrame:
-    """How much fitting each trained codec on every vector it encodes would flatter it.
-
-    Per trained codec that fits both ways: nDCG@10 as the book reports it (fitted on a seeded half of the corpus)
-    and fitted on the whole corpus (tie-aware, as every decision), their per-query difference (corpus minus half)
-    as % of float32's nDCG@10, with its normal 95% interval from the cluster bootstrap's SE. Searches are read
-    from ``published_roots`` where current there.
-    """
-    collection = load_dataset(dataset)
-    vectors = _Vectors(collection, model, progress=False)
-    depth = min(depth, collection.n_docs)
-    dim = get_model_spec(model).dim
-    clusters = dict(zip(collection.query_ids, decisions.query_clusters(collection.query_ids, collection.qrels),
-                        strict=True))
-
-    def ndcg(name: str, training: str) -> tuple[list[str], np.ndarray]:
-        found = search_values(collection, model, name, depth, vectors, published_roots, training)
-        return found["judged"], found["values"][metrics.TIE_AWARE]
-
-    judged, reference = ndcg(REFERENCE, "half")
-    scale = 100 / reference.mean()
-    rows = []
-    for name in flattered_codecs(codecs):
-        if inapplicable_reason(name, collection.n_docs, dim, "half"):
-            continue
-        half, corpus = ndcg(name, "half")[1], ndcg(name, "corpus")[1]
-        _, low, high, _ = _mean_interval(corpus - half, [clusters[q] for q in judged])
-        rows.append({"dataset": dataset, "model": model, "codec": name, "nDCG@10 (half)": half.mean(),
-                     "nDCG@10 (whole corpus)": corpus.mean(),
-                     "flattery (% of float32)": scale * (corpus - half).mean(),
-                     "CI low": scale * low, "CI high": scale * high})
-    return pd.DataFrame(rows)
-
-
-def learning_trainings(n_docs: int, sizes: list[int]) -> list[str]:
-    """The training rules of a learning curve on a corpus of ``n_docs``: ``sample<N>`` for each size below half the
-    corpus, then ``half`` and ``corpus``."""
-    return [*(f"sample{size}" for size in sorted(sizes) if size < n_docs // 2), "half", "corpus"]
-
-
-def learning_curve(dataset: str, model: str, codecs: list[str], sizes: list[int], depth: int,
-                   published_roots: tuple = ()) -> pd.DataFrame:
-    """nDCG@10 (tie-aware) retention of each trained codec against the size of the set it was fitted on, from a
-    few hundred vectors to the whole corpus (:func:`learning_trainings`; nested seeded sets), on every judged query;
-    beside it, the training-free sign codes (``BIN``, ``BINa``: one value, no curve). Each point: % of float32's
-    nDCG@10, and its difference from the whole-corpus fit in % of float32 with a normal 95% interval from the
-    cluster bootstrap. Sizes a codec cannot be fitted on are left out."""
-    collection = load_dataset(dataset)
-    dim = get_model_spec(model).dim
-    read = _TieAwareScores(depth, published_roots)
-
-    def scores(name: str, training: str = "half") -> tuple[list[str], np.ndarray]:
-        values = read(dataset, model, name, training)
-        return list(values.index), values.to_numpy()
-
-    judged, reference = scores(REFERENCE)
-    groups = read.clusters(dataset).reindex(judged).tolist()
-    scale = 100 / reference.mean()
-    rows = []
-    for name in codecs:
-        trained = make_codec(name).trained
-        trainings = [t for t in learning_trainings(collection.n_docs, sizes)
-                     if not inapplicable_reason(name, collection.n_docs, dim, t)] if trained else ["half"]
-        if not trainings:
-            continue
-        fitted = {training: scores(name, training)[1] for training in trainings}
-        whole = fitted[trainings[-1]]
-        for training, values in fitted.items():
-            gap, low, high, _ = (scale * v for v in _mean_interval(values - whole, groups))
-            rows.append({"dataset": dataset, "model": model, "codec": name,
-                         "training vectors": training_size(make_codec(name), collection.n_docs, training)
-                         if trained else 0, "training": training if trained else "none",
-                         "% float32 nDCG@10": scale * values.mean(), "Δ from whole corpus (% of float32)": gap,
-                         "low": low, "high": high})
-    return pd.DataFrame(rows)
-
-
-def learning_verdict(curve: pd.DataFrame) -> str:
-    """Per trained codec and collection, the training size from which its retention stays within the equivalence
-    margin (:data:`~phase2.decisions.MARGIN_SHARE` of float32's nDCG@10) of the whole-corpus fit, by point
-    estimate (the intervals are in the table); and the training-free codes' retention beside them."""
-    if curve.empty:
-        return "No learning curve was run."
-    margin = 100 * decisions.MARGIN_SHARE
-    parts = []
-    for (dataset, codec), g in curve[curve.training != "none"].groupby(["dataset", "codec"], sort=False):
-        g = g.sort_values("training vectors")
-        close = (g["Δ from whole corpus (% of float32)"].abs() <= margin)[::-1].cummin()[::-1]  # and all larger
-        plateau = g[close]["training vectors"].min()
-        parts.append(f"{codec} on {dataset}: {g['% float32 nDCG@10'].iloc[0]:.1f}% of float32 fitted on "
-                     f"{g['training vectors'].iloc[0]:,} vectors, {g['% float32 nDCG@10'].iloc[-1]:.1f}% on all "
-                     f"{g['training vectors'].iloc[-1]:,}; within ±{margin:g}% of that from {plateau:,} vectors")
-    free = curve[curve.training == "none"]
-    text = ("Trained codes against the size of their training set (nested seeded sets): " + "; ".join(parts) + ".")
-    if len(free):
-        text += (" Sign bits need no training: " + "; ".join(
-            f"{r.codec} {r['% float32 nDCG@10']:.1f}% on {r.dataset}" for _, r in free.iterrows())
-            + ", the same on a corpus of any size or one that streams in.")
-    return text
-
-
-def flattery_verdict(flattery: pd.DataFrame) -> str:
-    """One computed paragraph on :func:`training_flattery`'s table."""
-    if flattery.empty:
-        return "No trained single-stage codec ran, so training on the whole corpus was not measured."
-    share = flattery["flattery (% of float32)"]
-    above, below = int((flattery["CI low"] > 0).sum()), int((flattery["CI high"] < 0).sum())
-    top = flattery.loc[share.idxmax()]
-    return (f"Fitted on every vector it encodes instead of on half of them, a trained codec would gain a "
-            f"median {share.median():+.2f}% of float32's nDCG@10 (from {share.min():+.2f}% to {share.max():+.2f}% "
-            f"over {len(flattery)} codec and collection pairs). The largest gain is {top.codec} on {top.dataset}, "
-            f"{top['flattery (% of float32)']:+.2f}% [{top['CI low']:+.2f}, {top['CI high']:+.2f}]. {above} of the "
-            f"95% intervals lie above 0 and {below} below it. The book's figures are those fitted on half.")
-
-
-def _tidy(blocks: list[tuple[dict, str, list[str], np.ndarray]], clusters: dict[str, str]) -> pd.DataFrame:
-    """Rows ``{**common, metric, value, query_id, query_cluster}``: per block, the mean over queries (``query_id``
-    and ``query_cluster`` empty), then one row per query; built column by column (the same rows as from one dict
-    per row; a default chapter's table has ten million rows). Every text column is categorical, its categories
-    sorted: a row filter, a group and a pivot then move integer codes, not ten million strings."""
-    lengths = np.array([len(query_ids) + 1 for _, _, query_ids, _ in blocks])
-    columns = {}
-    for key in blocks[0][0]:
-        values = [common[key] for common, _, _, _ in blocks]
-        columns[key] = (_repeated_category(values, lengths) if all(isinstance(v, str) for v in values)
-                        else pd.Series(values).repeat(lengths).to_numpy())
-    columns["metric"] = _repeated_category([metric for _, metric, _, _ in blocks], lengths)
-    columns["value"] = np.concatenate([np.r_[np.mean(values) if len(values) else np.nan, values]
-                                       for _, _, _, values in blocks]).astype(np.float64)
-    lists = {tuple(query_ids): None for _, _, query_ids, _ in blocks}  # a few distinct lists, one per block
-    for name, label in (("query_id", lambda q: q), ("query_cluster", lambda q: clusters[q])):
-        labelled = {ids: ("", *map(label, ids)) for ids in lists}
-        categories = sorted(set().union(*labelled.values()))
-        code = {value: i for i, value in enumerate(categories)}
-        codes = {ids: np.array([code[v] for v in values], np.int32) for ids, values in labelled.items()}
-        columns[name] = pd.Categorical.from_codes(
-            np.concatenate([codes[tuple(query_ids)] for _, _, query_ids, _ in blocks]), pd.Index(categories, dtype=str))
-    return pd.DataFrame(columns)
-
-
-def _repeated_category(values: list[str], lengths: np.ndarray) -> pd.Categorical:
-    """Block ``i``'s value repeated ``lengths[i]`` times, categorical with sorted categories."""
-    per_block = pd.Categorical(values)
-    return pd.Categorical.from_codes(np.repeat(per_block.codes, lengths), per_block.categories)
-
-
-def stack(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Tables of :func:`run_collection` (and rows added to them) concatenated; a column categorical in any of them
-    is categorical in the result, over the union of their values, sorted (``pd.concat`` alone turns categories that
-    differ into ten million strings)."""
-    columns = {column for t in tables for column, dtype in t.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)}
-    values = {column: set().union(*(t[column].cat.categories if isinstance(t[column].dtype, pd.CategoricalDtype)
-                                    else t[column].unique() for t in tables)) for column in columns}
-    dtypes = {column: pd.CategoricalDtype(pd.Index(sorted(v), dtype=str)) for column, v in values.items()}
-    return pd.concat([t.astype(dtypes) for t in tables], ignore_index=True)
-
-
-def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
-    """One row per codec (factory ``name`` and readable ``codec``): bytes, mean metrics, % of float32 retained,
-    the difference from float32 with its normal 95% interval from the cluster bootstrap's SE (``Δ se``).
-    ``bytes/vector at N`` adds the trained state (``fixed bytes``) spread over the collection's own N vectors to the
-    scanned codes. The tie-aware nDCG@10 and the share of queries whose 10th and 11th results tie sit beside the
-    row-order nDCG@10; % of float32 and Δ use the tie-aware one (:func:`decision_scores`), and ``ties decide`` marks
-    where row order would have moved it by more than the margin."""
-    means = _pair_rows(results, dataset, model)
-    means = means[means.query_id == ""]
-    wide = means.pivot_table(index=["codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
-                                    "fixed_bytes", "n_vectors"],
-                             columns="metric", values="value", sort=False).reset_index()
-    wide = _plain(wide)
-    wide.columns.name = None
-    per_query, tie_decided = decision_scores(results, dataset, model)
-    clusters = query_cluster_labels(results, dataset, model)
-    decided = per_query.mean()
-    wide["% float32 nDCG@10"] = 100 * wide.codec.map(decided) / decided[REFERENCE]
-    wide["ties decide"] = wide.codec.isin(tie_decided)
-    for share in (metrics.TIED_AT_CUTOFF, metrics.TIE_RUN_CUT):
-        if share in wide:
-            wide[f"% {share}"] = 100 * wide[share]
-    deltas = [_difference(per_query, clusters, name) for name in wide.codec]
-    wide[["Δ nDCG@10", "Δ low", "Δ high", "Δ se"]] = deltas
-    wide["Δ nDCG@10 [95% CI]"] = [f"{_signed(d)} [{_signed(lo)}, {_signed(hi)}]" for d, lo, hi, _ in deltas]
-    wide["bytes/vector at N"] = wide.bytes_per_vector + wide.fixed_bytes / wide.n_vectors
-    wide = wide.rename(columns={"codec": "name", "codec_label": "codec", "bytes_per_vector": "bytes/vector",
-                                "rescore_bytes_per_vector": "rescore bytes/vector", "fixed_bytes": "fixed bytes",
-                                "n_vectors": "N"})
-    cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "fixed bytes", "N", "bytes/vector at N",
-            "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP, metrics.TIE_AWARE,
-            f"% {metrics.TIED_AT_CUTOFF}", f"% {metrics.TIE_RUN_CUT}", "ties decide", "% float32 nDCG@10",
-            "Δ nDCG@10 [95% CI]", "Δ nDCG@10", "Δ low", "Δ high", "Δ se"]
-    cols = [c for c in cols if c in wide]  # hand-made tables may lack the tie columns
-    return wide[cols].sort_values("bytes/vector", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def all_summaries(results: pd.DataFrame) -> pd.DataFrame:
-    """:func:`summary_table` for every (dataset, model) in the results, stacked with those two columns.
-
-    Cached by the table's content and this module's, :mod:`phase2.metrics`' and :mod:`phase2.decisions`' code: the
-    conclusion
-    summarizes the very runs the quality chapter did (minutes of bootstrap on the default profile).
-    """
-    columns = ["dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
-               "fixed_bytes", "n_vectors", "metric", "query_id", "query_cluster", "value"]
-    h = hashlib.sha256(pd.util.hash_pandas_object(results[columns], index=False).to_numpy().tobytes())
-    h.update(source_digest(("quality.py", "metrics.py", "decisions.py")).encode())
-    path = cache_dir() / "summaries" / f"{h.hexdigest()[:20]}.parquet"
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError):
-        pass  # not computed yet, or unreadable: compute again
-    pairs = results[["dataset", "model"]].drop_duplicates().itertuples(index=False)
-    summaries = pd.concat([summary_table(results, d, m).assign(dataset=d, model=m) for d, m in pairs],
-                          ignore_index=True)
-    buf = io.BytesIO()
-    summaries.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
-    return summaries
 
 
 TIERS = [(99.0, "kept at least 99% of float32's nDCG@10 on every collection"),
@@ -565,82 +187,11 @@ def worst_queries(results: pd.DataFrame, dataset: str, model: str, codec: str, q
                   n: int = 5) -> pd.DataFrame:
     """The ``n`` queries whose nDCG@10 fell most under ``codec``, with their text and both scores."""
     per_query = per_query_table(results, dataset, model)
-    overlap = per_query_table(results, dataset, model, OVERLAP)[codec]
+    overlap = per_query_table(results, dataset, model, metrics.OVERLAP)[codec]
     diff = (per_query[codec] - per_query[REFERENCE]).sort_values(kind="stable").head(n)
     return pd.DataFrame({"query": [query_texts[q] for q in diff.index], "float32 nDCG@10": per_query.loc[diff.index,
                          REFERENCE].to_numpy(), f"{codec} nDCG@10": per_query.loc[diff.index, codec].to_numpy(),
                          "overlap@10 with float32": overlap.loc[diff.index].to_numpy()}, index=diff.index)
-
-
-def rescoring_grid(firsts: list[str], seconds: list[str], factors: list[int]) -> list[str]:
-    """Factory names of every two-stage pipeline ``<first>+R<factor><second>`` (a codec is never rescored by
-    itself), first stages alone included."""
-    return [*firsts, *(f"{f}+R{m}{s}" for f in firsts for s in seconds if s != f for m in factors)]
-
-
-def rescoring_table(summaries: pd.DataFrame, k: int = 10) -> pd.DataFrame:
-    """One row per pipeline: first stage, rescoring codes, factor, quality, and the bytes it needs.
-
-    *RAM bytes/vector* is what every query scans; *disk bytes/vector* the rescoring codes, read only
-    for the ``factor * k`` candidates of each query (*bytes read per query*). A factor of 0 is the
-    first stage alone.
-    """
-    pattern = re.compile(r"(\w+)\+R(\d+)(\w+)")
-    rows = []
-    for row in summaries.to_dict("records"):
-        match = pattern.fullmatch(row["name"])
-        first, factor, second = (match[1], int(match[2]), match[3]) if match else (row["name"], 0, "")
-        rows.append({"dataset": row["dataset"], "model": row["model"], "first stage": first, "rescored with": second,
-                     "factor": factor, "candidates": factor * k,
-                     **{c: row[c] for c in ("nDCG@10", "Recall@10", "% float32 nDCG@10", "Δ nDCG@10", "Δ low",
-                                            "Δ high", "Δ se")},
-                     "RAM bytes/vector": row["bytes/vector"], "disk bytes/vector": row["rescore bytes/vector"],
-                     "bytes read per query": factor * k * row["rescore bytes/vector"]})
-    return pd.DataFrame(rows)
-
-
-def rescoring_curves(table: pd.DataFrame) -> pd.DataFrame:
-    """The rescored rows of :func:`rescoring_table`, each pipeline starting with its first stage alone
-    (factor 0), with a ``pipeline`` label: one curve per (dataset, model, pipeline)."""
-    rescored = table[table.factor > 0]
-    starts = rescored[["dataset", "model", "first stage", "rescored with"]].drop_duplicates().merge(
-        table[table.factor == 0].drop(columns="rescored with"), on=["dataset", "model", "first stage"])
-    curves = pd.concat([starts, rescored], ignore_index=True)
-    curves = curves.assign(pipeline=curves["first stage"] + " + " + curves["rescored with"])
-    return curves.sort_values(["dataset", "model", "pipeline", "factor"], kind="stable", ignore_index=True)
-
-
-def rescoring_verdict(table: pd.DataFrame) -> str:
-    """Per pipeline, the smallest factor whose nDCG@10 is equivalent to float32's, per dataset and model, by the
-    book's one rule (:func:`phase2.decisions.decide`): every rescored row of the table is one comparison with
-    float32, their intervals simultaneous over all of them, equivalent when inside ±
-    :data:`~phase2.decisions.MARGIN_SHARE` of float32's nDCG@10."""
-    rescored = table[table.factor > 0]
-    if rescored.empty:
-        return ""
-    decided = decisions.decide(pd.DataFrame({
-        "mean": rescored["Δ nDCG@10"].to_numpy(), "se": rescored["Δ se"].to_numpy(),
-        "margin": (decisions.MARGIN_SHARE * rescored["nDCG@10"] * 100 / rescored["% float32 nDCG@10"]).to_numpy()}))
-    rescored = rescored.assign(low=decided.low.to_numpy(), high=decided.high.to_numpy(),
-                               outcome=decided.outcome.to_numpy())
-    lines = [f"Intervals simultaneous at {decisions.level_label(decided.level.iloc[0])} over the {len(decided)} "
-             f"rescored rows; equivalent: inside ±{100 * decisions.MARGIN_SHARE:g}% of float32's nDCG@10."]
-    for (first, second), g in rescored.groupby(["first stage", "rescored with"], sort=False):
-        parts = []
-        for (dataset, model), h in g.groupby(["dataset", "model"], sort=False):
-            alone = table[(table.dataset == dataset) & (table.model == model) & (table["first stage"] == first)
-                          & (table.factor == 0)]["% float32 nDCG@10"]
-            enough = h[h.outcome == "equivalent"].sort_values("factor")
-            first_enough = enough.iloc[0] if len(enough) else None
-            reached = (f"equivalent to float32 from factor {int(first_enough.factor)} "
-                       f"({int(first_enough.candidates)} candidates, {first_enough['% float32 nDCG@10']:.1f}%, "
-                       f"Δ nDCG@10 [{first_enough.low:+.3f}, {first_enough.high:+.3f}])"
-                       if first_enough is not None else
-                       f"not shown equivalent to float32 at any factor (best {h['% float32 nDCG@10'].max():.1f}%)")
-            start = f"{alone.iloc[0]:.1f}% alone, " if len(alone) else ""
-            parts.append(f"{dataset}/{model}: {start}{reached}")
-        lines.append(f"- {first} rescored with {second}: " + "; ".join(parts) + ".")
-    return "\n".join(lines)
 
 
 BUDGETS = (16, 32, 48, 64, 96, 128)
@@ -706,7 +257,7 @@ def equal_memory(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BUDGETS
             fits = g[(g["bytes/vector at budget N"] <= budget * (1 + MEMORY_SLACK)) & (g.family != "float")]
             for family, f in fits.groupby("family", sort=False):
                 best = f.set_index("name").loc[chosen_on[f.name].idxmax()]
-                delta, low, high, _ = _difference(tested, clusters[~chooses], best.name)
+                delta, low, high, _ = difference_interval(tested, clusters[~chooses], best.name)
                 rows.append({"dataset": dataset, "model": model, "N": n or int(best["N"]), "budget": budget,
                              "family": family, "name": best.name,
                              **best[["bytes/vector", "fixed bytes", "bytes/vector at budget N",
@@ -715,24 +266,6 @@ def equal_memory(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BUDGETS
                              "% float32 nDCG@10": 100 * tested[best.name].mean() / reference,
                              "Δ nDCG@10": delta, "Δ low": low, "Δ high": high})
     return pd.DataFrame(rows)
-
-
-def held_out(results: pd.DataFrame, dataset: str, model: str) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
-    """The decisions' per-query nDCG@10 of one pair (:func:`decision_scores`), its queries' clusters, and which
-    queries choose the best codes (True) and which test them (False, :func:`selection_half`)."""
-    per_query = decision_scores(results, dataset, model)[0]
-    clusters = query_cluster_labels(results, dataset, model).reindex(per_query.index)
-    chooses = selection_half(clusters)
-    if chooses.sum() < 2 or (~chooses).sum() < 2:
-        raise ValueError(f"{dataset}/{model}: {len(per_query)} judged queries in {clusters.nunique()} clusters "
-                         "are too few to choose on one half and test on the other")
-    return per_query, clusters, chooses
-
-
-def selection_half(clusters: pd.Series) -> np.ndarray:
-    """Which queries choose the best codes (True) and which test them (False): whole clusters, by a hash of their
-    label, so the split is fixed and never separates queries that share a source."""
-    return np.array([hashlib.sha256(str(c).encode()).digest()[0] % 2 == 0 for c in clusters])
 
 
 def binary_at_budgets(results: pd.DataFrame, summaries: pd.DataFrame, budgets=BUDGETS,
@@ -805,8 +338,8 @@ def pooled_sign_sentence(pooled: pd.DataFrame) -> str:
 
 def pooled_budget_sentence(pooled: pd.DataFrame) -> str:
     """``48 B: minilm-l6 -3.1% [-5.0, -1.2] worse, ...; 64 B: ...`` from :func:`pooled_budgets`."""
-    return "; ".join(f"{budget} B: " + ", ".join(f"{r.model} {_signed(r['Δ %'], 1)}% [{_signed(r.low, 1)}, "
-                                                 f"{_signed(r.high, 1)}] {r['binary is']}" for _, r in g.iterrows())
+    return "; ".join(f"{budget} B: " + ", ".join(f"{r.model} {signed(r['Δ %'], 1)}% [{signed(r.low, 1)}, "
+                                                 f"{signed(r.high, 1)}] {r['binary is']}" for _, r in g.iterrows())
                      for budget, g in pooled.groupby("budget", sort=True))
 
 
@@ -824,7 +357,7 @@ def budget_verdict(comparison: pd.DataFrame, n: int | None = None) -> str:
              "of the queries, compared on the other."]
     for budget, g in comparison.groupby("budget", sort=True):
         rows = pooled[pooled.budget == budget]
-        verdicts = "; ".join(f"{r.model} {_signed(r['Δ %'], 1)}% [{_signed(r.low, 1)}, {_signed(r.high, 1)}], "
+        verdicts = "; ".join(f"{r.model} {signed(r['Δ %'], 1)}% [{signed(r.low, 1)}, {signed(r.high, 1)}], "
                              f"{r['binary is']} ({r.collections} collection{'s' if r.collections > 1 else ''})"
                              for _, r in rows.iterrows())
         detail = ", ".join(f"{d}/{m} {o}" for d, m, o in zip(g.dataset, g.model, g["binary is"], strict=True))
@@ -839,7 +372,7 @@ def pooled_retention(results: pd.DataFrame, codec: str = "BIN", model: str | Non
     (:func:`phase2.decisions.pool`); on the queries that test a choice only (:func:`held_out`) when ``test_half``,
     for a code chosen on the other half."""
     tables = []
-    pairs = _plain(results.loc[results.codec == codec, ["dataset", "model"]].drop_duplicates())
+    pairs = plain(results.loc[results.codec == codec, ["dataset", "model"]].drop_duplicates())
     if model is not None:
         pairs = pairs[pairs.model == model]
     for name, datasets in pairs.groupby("model", sort=False):
@@ -885,214 +418,6 @@ def binary_kinds(results: pd.DataFrame, summaries: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def dimension_table(best: pd.DataFrame, budgets=(48, 96)) -> pd.DataFrame:
-    """Per collection and model (with its dimension): the best binary code within each budget and its nDCG@10,
-    from :func:`equal_memory`'s ``best`` (equal memory)."""
-    rows = []
-    for (dataset, model), g in best.groupby(["dataset", "model"], sort=False):
-        binary = g[g.family == "binary"].set_index("budget")
-        row = {"dataset": dataset, "model": model, "dim": get_model_spec(model).dim}
-        for budget in budgets:
-            if budget in binary.index:
-                row[f"best binary ≤ {budget} B"] = binary.loc[budget, "name"]
-                row[f"nDCG@10 at {budget} B"] = binary.loc[budget, "nDCG@10"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def model_gap(results: pd.DataFrame, codec: str, first: str, second: str) -> pd.DataFrame:
-    """``codec``'s % of float32's nDCG@10 with model ``first`` minus with model ``second``, per collection that has
-    both (the same queries: one cluster bootstrap draws both models' per-query scores together), pooled by random
-    effects (:func:`phase2.decisions.pool`)."""
-    effects, variances, names = [], [], []
-    for dataset in sorted(set(results.dataset[results.model == first]) & set(results.dataset[results.model == second])):
-        a = decision_scores(results, dataset, first)[0]
-        b = decision_scores(results, dataset, second)[0].reindex(a.index)
-        if codec not in a or codec not in b:
-            continue
-        clusters = query_cluster_labels(results, dataset, first).reindex(a.index)
-        effect, variance = _retention_gap(np.column_stack([a[codec], a[REFERENCE], b[codec], b[REFERENCE]]),
-                                          clusters.to_numpy())
-        effects.append(effect), variances.append(variance), names.append(dataset)
-    if not effects:
-        return pd.DataFrame(columns=["study", "estimate", "low", "high"])
-    return decisions.pool(effects, variances, names)
-
-
-def _retention_gap(columns: np.ndarray, clusters: np.ndarray) -> tuple[float, float]:
-    """For per-query columns ``[code A, its float32, code B, its float32]`` of the same queries: A's % of its
-    float32 (a ratio of means) minus B's, and the variance of that difference over the cluster bootstrap, which
-    draws all four columns together."""
-    sums, _ = decisions.bootstrap_sums(columns, clusters)
-    means = columns.mean(axis=0)
-    return (100 * (means[0] / means[1] - means[2] / means[3]),
-            float(np.var(100 * (sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]), ddof=1)))
-
-
-def truncated_names(model: str, codecs: list[str]) -> list[str]:
-    """The searches that vary dimension within ``model``: float32 and each of ``codecs`` on its first half of
-    dimensions, renormalised (``T<d>,<codec>``, :class:`phase2.codecs.Truncated`)."""
-    half = get_model_spec(model).dim // 2
-    return [f"T{half},{name}" for name in dict.fromkeys([REFERENCE, *codecs])]
-
-
-def dimension_within(pairs: list[tuple[str, str]], codecs: list[str], depth: int,
-                     published_roots: tuple = ()) -> pd.DataFrame:
-    """Dimension within one model: per model and code of ``codecs``, its % of float32's nDCG@10 (tie-aware) at the
-    model's dimension d and at d/2 (the first d/2 dimensions renormalised, against float32 of the same cut,
-    :func:`truncated_names`), per collection and pooled by random effects (:func:`phase2.decisions.pool`); the
-    difference (d minus d/2, in points of % float32) is paired on the same queries with a cluster-bootstrap
-    variance, so it separates dimension from model, which :func:`model_gap` cannot. Then, where one model's half
-    dimension is another's whole (``comparison`` ``equal dimension``): the first model's cut minus the second
-    model's whole, on the collections both have."""
-    models = list(dict.fromkeys(m for _, m in pairs))
-    datasets = {model: [d for d, m in pairs if m == model] for model in models}
-    scores = _TieAwareScores(depth, published_roots)
-    tables = []
-    for model in models:
-        dim = get_model_spec(model).dim
-        for codec in codecs:
-            cut_codec, cut_reference = truncated_names(model, [codec])[::-1]
-            tables.append(_pooled_gap(scores, datasets[model], (model, codec, REFERENCE), (model, cut_codec,
-                                                                                            cut_reference))
-                          .assign(model=model, codec=codec, d=dim, comparison="d against d/2"))
-            for other in models:
-                if get_model_spec(other).dim == dim // 2 and other != model:
-                    shared = [d for d in datasets[model] if d in datasets[other]]
-                    tables.append(_pooled_gap(scores, shared, (model, cut_codec, cut_reference),
-                                              (other, codec, REFERENCE))
-                                  .assign(model=f"{model} cut, against {other}", codec=codec, d=dim // 2,
-                                          comparison="equal dimension"))
-    columns = ["comparison", "model", "codec", "d", "study", "% float32 (first)", "% float32 (second)", "estimate",
-               "low", "high", "pi_low", "pi_high"]
-    return pd.concat(tables, ignore_index=True).reindex(columns=columns) if tables else pd.DataFrame(columns=columns)
-
-
-class _TieAwareScores:
-    """Per-query tie-aware nDCG@10 of published (or computed) searches, each read once, and each collection's query
-    clusters: what the learning curve and the dimension comparisons read."""
-
-    def __init__(self, depth: int, published_roots: tuple) -> None:
-        self.depth, self.roots, self._vectors, self._read = depth, published_roots, {}, {}
-
-    def __call__(self, dataset: str, model: str, name: str, training: str = "half") -> pd.Series:
-        key = (dataset, model, name, training)
-        if key not in self._read:
-            collection = load_dataset(dataset)
-            vectors = self._vectors.setdefault((dataset, model), _Vectors(collection, model, progress=False))
-            found = search_values(collection, model, name, min(self.depth, collection.n_docs), vectors, self.roots,
-                                  training)
-            self._read[key] = pd.Series(found["values"][metrics.TIE_AWARE], index=found["judged"])
-        return self._read[key]
-
-    @staticmethod
-    def clusters(dataset: str) -> pd.Series:
-        collection = load_dataset(dataset)
-        return pd.Series(decisions.query_clusters(collection.query_ids, collection.qrels), index=collection.query_ids)
-
-
-def _pooled_gap(scores: _TieAwareScores, datasets: list[str], first: tuple[str, str, str],
-                second: tuple[str, str, str]) -> pd.DataFrame:
-    """``first`` (model, code, its float32)'s % of its float32's nDCG@10 minus ``second``'s, per collection (paired
-    on the same queries, :func:`_retention_gap`) and pooled (:func:`phase2.decisions.pool`), with both shares."""
-    shares, effects, variances = [], [], []
-    for dataset in datasets:
-        columns = pd.concat([scores(dataset, model, name) for model, *names in (first, second) for name in names],
-                            axis=1).dropna()
-        clusters = scores.clusters(dataset).reindex(columns.index)
-        effect, variance = _retention_gap(columns.to_numpy(), clusters.to_numpy())
-        means = columns.mean().to_numpy()
-        shares.append((100 * means[0] / means[1], 100 * means[2] / means[3]))
-        effects.append(effect), variances.append(variance)
-    pooled = decisions.pool(effects, variances, datasets)
-    pooled["% float32 (first)"] = [*(a for a, _ in shares), np.nan]
-    pooled["% float32 (second)"] = [*(b for _, b in shares), np.nan]
-    return pooled
-
-
-def dimension_within_verdict(table: pd.DataFrame) -> str:
-    """One computed paragraph on :func:`dimension_within`: per model and code, the pooled difference d minus d/2
-    with its 95% interval and what it says (more kept at the higher dimension, less, or no difference this
-    precise); then the equal-dimension comparisons across models."""
-    if table.empty:
-        return "No model was searched at half its dimension."
-
-    def reading(row, more: str, less: str) -> str:
-        return more if row.low > 0 else less if row.high < 0 else "no difference this precise"
-
-    def interval(row) -> str:
-        return f"{_signed(row.estimate, 1)} points [{_signed(row.low, 1)}, {_signed(row.high, 1)}]"
-
-    within, across = [], []
-    for (comparison, model, codec), g in table.groupby(["comparison", "model", "codec"], sort=False):
-        studies, row = g[g.study != "pooled"], g[g.study == "pooled"].iloc[0]
-        d, over = int(row.d), f"pooled over {len(studies)} collection{'s' if len(studies) > 1 else ''}"
-        first, second = studies["% float32 (first)"].median(), studies["% float32 (second)"].median()
-        if comparison == "d against d/2":
-            within.append(f"{model} {codec}: median {first:.1f}% of float32 at {d} dimensions, {second:.1f}% at its "
-                          f"first {d // 2}; {d} minus {d // 2}: {interval(row)} {over} ("
-                          + reading(row, f"more kept at {d}", f"less kept at {d}") + ")")
-        else:
-            large, small = model.split(" cut, against ")
-            across.append(f"{large}'s first {d} dimensions against {small}'s {d}, {codec}: median {first:.1f}% "
-                          f"against {second:.1f}%, difference {interval(row)} {over} ("
-                          + reading(row, f"{large} keeps more", f"{small} keeps more") + ")")
-    text = ("Within one model, the same code at the model's dimension and at half of it (the first half of each "
-            "vector, renormalised, measured against float32 of the same cut), % of float32's nDCG@10: "
-            + "; ".join(within) + ".")
-    if across:
-        text += (" At equal dimension across models, which asks whether a model's smaller loss is its dimension or "
-                 "the model: " + "; ".join(across) + ".")
-    return text + (" The cut vectors are a weaker embedding than the whole (no model here was trained to be "
-                   "truncated), so this measures how a code's loss moves with dimension, not which embedding to "
-                   "deploy.")
-
-
-def dimension_verdict(results: pd.DataFrame, table: pd.DataFrame, budgets=(48, 96)) -> str:
-    """The full sign code's share of float32 with the highest-dimensional model against each lower-dimensional
-    one, as a pooled paired difference with its interval (:func:`model_gap`), worded as one model against another:
-    the models differ in more than their dimension, so this does not isolate dimension. Then the best binary code
-    at equal memory, median over the collections that have both."""
-    dims = table.set_index(["dataset", "model"]).dim
-    if dims.nunique() < 2:
-        return (f"Every model here has {int(dims.iloc[0])} dimensions: a model of another dimension (mpnet-base, "
-                "768) is needed to compare.") if len(dims) else "No results."
-    lo, hi = int(dims.min()), int(dims.max())
-    large = dims[dims == hi].index.get_level_values(1)[0]
-    parts = []
-    for small in dict.fromkeys(dims[dims == lo].index.get_level_values(1)):
-        gap = model_gap(results, "BIN", large, small)
-        if len(gap):
-            row = gap.iloc[-1]
-            parts.append(f"{large} minus {small}: {_signed(row.estimate, 1)} points [{_signed(row.low, 1)}, "
-                         f"{_signed(row.high, 1)}] over {len(gap) - 1} collection{'s' if len(gap) > 2 else ''}")
-    if not parts:
-        return "No collection has both a 384-d and a 768-d model."
-    text = (f"The full sign code's share of its own model's float32 nDCG@10 ({hi} bits with {large}, {lo} with the "
-            "others), pooled paired difference with its 95% interval: " + "; ".join(parts) + ". These compare one "
-            "model with another, which differ in training and architecture as well as dimension: they do not show "
-            "what dimension alone does.")
-    small, large_index = dims[dims == lo], dims[dims == hi]
-    shared = sorted(set(small.index.get_level_values(0)) & set(large_index.index.get_level_values(0)))
-
-    def median(index, column):
-        values = table.set_index(["dataset", "model"])[column].reindex(index)
-        return values[[d in shared for d in index.get_level_values(0)]].median()
-
-    for budget in budgets:
-        column = f"nDCG@10 at {budget} B"
-        if column not in table:
-            continue
-        at_large, at_small = median(large_index.index, column), median(small.index, column)
-        if pd.isna(at_large) or pd.isna(at_small):
-            missing = f"the {hi}-d model" if pd.isna(at_large) else f"the {lo}-d models"
-            text += f" At {budget} B/vector, no binary code of {missing} fits the budget at the collections' own N."
-        else:
-            text += (f" At {budget} B/vector, the best binary code reached a median nDCG@10 of {at_large:.3f} with "
-                     f"the {hi}-d model against {at_small:.3f} with the {lo}-d models.")
-    return text
-
-
 def published_comparison(summaries: pd.DataFrame, flattery: pd.DataFrame, model: str = "minilm-l6") -> str:
     """Our retained share of float32 nDCG@10 for the one model the report also measured, under the report's own
     protocol (``BIN+R40BINa``; ``SQ8raw`` with its ranges from every vector it quantizes, the
@@ -1133,84 +458,3 @@ def published_comparison(summaries: pd.DataFrame, flattery: pd.DataFrame, model:
             f"ranges before the dot product (SQ8) {share('SQ8')}.")
 
 
-def _signed(x: float, digits: int = 3) -> str:
-    """``+0.012`` style, without a negative zero."""
-    return f"{round(float(x), digits) + 0.0:+.{digits}f}"
-
-
-_SPLIT: list = [None, {}, {}]  # the table last split, its rows per (dataset, model), what is read from them
-
-
-def _pair_rows(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFrame:
-    """The rows of one (collection, model) of ``results``. A chapter's table holds millions of rows and a dozen
-    functions ask for each pair's rows, so the table is split once (one groupby) and the split kept while the same
-    table object is asked about (kept referenced here, so its identity cannot pass to another table; no table is
-    changed in place after it is read)."""
-    if _SPLIT[0] is not results:
-        _SPLIT[:] = [results, {key: rows for key, rows in results.groupby(["dataset", "model"], sort=False)}, {}]
-    return _SPLIT[1].get((dataset, model), results.iloc[:0])
-
-
-def _plain(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its categorical columns as text: the tables this module hands on carry plain columns."""
-    return table.astype({column: str for column, dtype in table.dtypes.items()
-                         if isinstance(dtype, pd.CategoricalDtype)})
-
-
-def per_query_table(results: pd.DataFrame, dataset: str, model: str, metric: str = "nDCG@10") -> pd.DataFrame:
-    """Per-query values of ``metric``: one row per query, one column per codec (factory name)."""
-    pair = _pair_rows(results, dataset, model)
-    key = (dataset, model, metric)
-    if key not in _SPLIT[2]:
-        rows = pair[(pair.metric == metric) & (pair.query_id != "")]
-        wide = rows.pivot_table(index="query_id", columns="codec", values="value", sort=False)
-        _SPLIT[2][key] = wide.set_axis(wide.index.astype(str)).set_axis(wide.columns.astype(str), axis=1)
-    return _SPLIT[2][key].copy()
-
-
-def decision_scores(results: pd.DataFrame, dataset: str, model: str) -> tuple[pd.DataFrame, list[str]]:
-    """Per-query nDCG@10 (queries x codecs) as the decisions use it: tie-aware always (identical to row order where
-    no tie straddles the cutoff, and free of the arbitrary order of tied rows where one does; hand-made tables
-    without tie-aware rows decide on row order). Also the codecs whose row-order mean differs from the tie-aware
-    one by more than the equivalence margin (``ties decide``: where row order alone would have moved a verdict)."""
-    plain = per_query_table(results, dataset, model)
-    if not (results.metric == metrics.TIE_AWARE).any():
-        return plain, []
-    aware = per_query_table(results, dataset, model, metrics.TIE_AWARE).reindex(index=plain.index,
-                                                                                columns=plain.columns)
-    margin = decisions.MARGIN_SHARE * aware[REFERENCE].mean()
-    return aware, [c for c in plain if abs(aware[c].mean() - plain[c].mean()) > margin]
-
-
-def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.Series:
-    """Each judged query's cluster (:func:`phase2.decisions.query_clusters`), indexed by query id; found once per
-    pair of a split table (:func:`_pair_rows`), as every held-out choice asks for it."""
-    rows = _pair_rows(results, dataset, model)
-    key = (dataset, model, "query_cluster")
-    if key not in _SPLIT[2]:
-        rows = rows[rows.query_id != ""]
-        labels = rows.drop_duplicates("query_id").set_index("query_id")["query_cluster"]
-        _SPLIT[2][key] = labels.astype(str).set_axis(labels.index.astype(str))
-    return _SPLIT[2][key].copy()
-
-
-def _difference(per_query: pd.DataFrame, clusters: pd.Series, codec: str,
-                baseline: str = REFERENCE) -> tuple[float, float, float, float]:
-    """Mean per-query difference, its normal 95% interval from the cluster-bootstrap standard error, and that SE."""
-    return _mean_interval((per_query[codec] - per_query[baseline]).to_numpy(),
-                          clusters.reindex(per_query.index).to_numpy())
-
-
-def _mean_interval(diff: np.ndarray, clusters) -> tuple[float, float, float, float]:
-    """Mean of per-query differences, its normal 95% interval from the cluster-bootstrap standard error, and that
-    SE: the descriptive interval every table prints beside a difference (decisions use :func:`decisions.decide`)."""
-    se = float(decisions.bootstrap_means(diff, clusters).std(ddof=1))
-    z = stats.norm.isf(decisions.ALPHA / 2)
-    return float(diff.mean()), float(diff.mean() - z * se), float(diff.mean() + z * se), se
-
-
-def paired_difference(results: pd.DataFrame, dataset: str, model: str, codec: str,
-                      baseline: str = REFERENCE) -> tuple[float, float, float]:
-    """Mean per-query nDCG@10 difference ``codec - baseline`` with its paired cluster-bootstrap 95% CI."""
-    return _difference(per_query_table(results, dataset, model), query_cluster_labels(results, dataset, model),
-                       codec, baseline)[:3]

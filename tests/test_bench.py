@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import bench, kernels, published, results
+from phase2 import bench, kernels, reproduction, results
 from phase2.__main__ import main
 from phase2.ann import FaissBinaryIndex, FaissTrainingWarning, Refined
 from phase2.bench_registry import REGISTRY
@@ -444,13 +444,13 @@ def test_compare_runs_sets_speed_ratios_to_flat_against_each_other(tiny_run):
     faster = tiny_run.copy()
     faster.loc[faster.metric == "qps", "value"] *= 2
     faster.loc[faster.metric.isin(["p50_ms", "p99_ms"]), "value"] /= 2
-    same = published.compare_runs(faster, tiny_run)
+    same = reproduction.compare_runs(faster, tiny_run)
     speed = same[same.metric == "qps / flat"]
     assert len(speed) and (speed.outcome == "within tolerance").all()
     assert (same[same.metric == "recall@10"].outcome == "identical").all()
     skewed = faster.copy()
     skewed.loc[(skewed.metric == "qps") & (skewed.method == "bin-flat"), "value"] *= 3
-    moved = published.compare_runs(skewed, tiny_run)
+    moved = reproduction.compare_runs(skewed, tiny_run)
     moved = moved[moved.metric == "qps / flat"]
     assert set(moved[moved.method == "bin-flat"].outcome) == {"outside tolerance"}
     assert set(moved[moved.method != "bin-flat"].outcome) == {"within tolerance"}

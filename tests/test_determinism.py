@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from phase2 import pipeline, quality
+from phase2 import pipeline, searches
 from phase2.codecs import CODECS, SignBinary, make_codec, split_codec_names
 
 from conftest import cold_cache, require_dataset, require_threads
@@ -91,9 +91,9 @@ def quality_in(cache: Path, threads: int, codecs: list[str] | None = None) -> pd
     assert not searches.exists(), f"{searches} is not cold"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PHASE2_CACHE_DIR", str(cache))
-        table = with_threads(threads, lambda: quality.run_collection(parameters["dataset"], parameters["model"], names,
+        table = with_threads(threads, lambda: searches.run_collection(parameters["dataset"], parameters["model"], names,
                                                                      parameters["k"], META, progress=False))
-    assert len(list(searches.glob("*.ids.npy"))) == len(set(names) | {quality.REFERENCE})
+    assert len(list(searches.glob("*.ids.npy"))) == len(set(names) | {searches.REFERENCE})
     return table
 
 
@@ -102,7 +102,7 @@ import sys, pandas as pd
 from phase2 import quality
 from test_determinism import META, smoke_quality_setup
 parameters, names = smoke_quality_setup()
-quality.run_collection(parameters["dataset"], parameters["model"], names, parameters["k"], META,
+searches.run_collection(parameters["dataset"], parameters["model"], names, parameters["k"], META,
                        progress=False).to_parquet(sys.argv[1])
 """
 
@@ -142,7 +142,7 @@ def test_the_cold_comparison_would_see_a_thread_dependent_result(tmp_path, monke
     first = quality_in(shared, 1, codecs)
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(shared))
     parameters, _ = smoke_quality_setup()
-    warm = with_threads(2, lambda: quality.run_collection(parameters["dataset"], parameters["model"], codecs,
+    warm = with_threads(2, lambda: searches.run_collection(parameters["dataset"], parameters["model"], codecs,
                                                           parameters["k"], META, progress=False))
     assert first.drop(columns=METADATA).equals(warm.drop(columns=METADATA))  # blind: nothing was searched again
 

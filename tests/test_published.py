@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import published, quality
+from phase2 import published, searches
 from phase2.codecs import SignBinary
 from phase2.datasets import load_dataset
 from phase2.embeddings import embed
@@ -26,8 +26,8 @@ def small_digest(tmp_path, monkeypatch):
 
 def rows_for(collection, model, codec, depth=100):
     docs, queries = (embed(collection, model, part, progress=False) for part in ("docs", "queries"))
-    _, ids, scores, sizes = quality.cached_search(collection, model, codec, depth, docs, queries)
-    reference = quality.cached_search(collection, model, quality.REFERENCE, depth, docs, queries)[1]
+    _, ids, scores, sizes = searches.cached_search(collection, model, codec, depth, docs, queries)
+    reference = searches.cached_search(collection, model, searches.REFERENCE, depth, docs, queries)[1]
     return published.evaluate(collection, ids, scores, reference), sizes
 
 
@@ -54,7 +54,7 @@ def test_published_rows_equal_the_chapters_per_query_values(tmp_path, monkeypatc
     require_dataset("cranfield")
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(cold_cache(tmp_path)))
     collection = load_dataset("cranfield")
-    table = quality.run_collection("cranfield", "minilm-l6", ["BIN", "PQ48"], 100, {}, progress=False)
+    table = searches.run_collection("cranfield", "minilm-l6", ["BIN", "PQ48"], 100, {}, progress=False)
     for codec in ("BIN", "PQ48"):
         rows = rows_for(collection, "minilm-l6", codec)[0].set_index("query_id")
         chapter = table[(table.codec == codec) & (table.query_id != "")]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import quality
+from phase2 import decisions, dimension, learning, metrics, per_pair, quality, rescoring, searches
 from phase2.codecs import Codec
 from phase2.datasets import load_beir_dir
 from phase2.errors import ParameterError
@@ -33,7 +33,7 @@ def toy_results(codecs=CODECS, clusters=None):
     for codec, (family, size, rescore, fixed, values) in codecs.items():
         common = {"dataset": "toy", "model": "m", "codec": codec, "codec_label": codec, "family": family,
                   "bytes_per_vector": size, "rescore_bytes_per_vector": rescore, "fixed_bytes": fixed, "n_vectors": N}
-        for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", quality.OVERLAP):
+        for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", metrics.OVERLAP):
             rows.append({**common, "metric": metric, "value": float(values.mean()), "query_id": "",
                          "query_cluster": ""})
             rows.extend({**common, "metric": metric, "value": float(v), "query_id": f"q{i}",
@@ -47,7 +47,7 @@ def results():
 
 
 def test_summaries_add_the_trained_state_spread_over_the_collection(results):
-    summary = quality.all_summaries(results).set_index("name")
+    summary = per_pair.all_summaries(results).set_index("name")
     assert summary.loc["PQ48", "fixed bytes"] == CODEBOOK and summary.loc["PQ48", "N"] == N
     assert summary.loc["PQ48", "bytes/vector at N"] == pytest.approx(48 + CODEBOOK / N)
     assert summary.loc["BIN", "bytes/vector at N"] == 48
@@ -57,7 +57,7 @@ def test_summaries_add_the_trained_state_spread_over_the_collection(results):
 def test_equal_memory_counts_the_trained_state_at_the_n_it_names(results):
     """At the toy's own N the PQ codebook (39 B/vector) pushes both PQ codes out of their budgets and the rotation
     (14.8 B) pushes ITQ out of 48; spread over 10^7 vectors, each fits within the 2% slack."""
-    summaries = quality.all_summaries(results)
+    summaries = per_pair.all_summaries(results)
     own = quality.equal_memory(results, summaries, budgets=(16, 48))
     assert {(r.budget, r.family): r.name for r in own.itertuples()} == {
         (48, "binary"): "BIN", (48, "binary+rescore"): "BIN+R4Flat"}
@@ -70,7 +70,7 @@ def test_equal_memory_counts_the_trained_state_at_the_n_it_names(results):
 
 
 def test_binary_at_budgets_chooses_on_one_half_tests_on_the_other_and_decides(results):
-    summaries = quality.all_summaries(results)
+    summaries = per_pair.all_summaries(results)
     comparison = quality.binary_at_budgets(results, summaries, budgets=(16, 48), n=10**7).set_index("budget")
     assert comparison.loc[16, "binary is"] == "worse"  # 0.08 lower on every query
     assert comparison.loc[16, "Δ (binary - other)"] == pytest.approx(-0.08)
@@ -79,7 +79,7 @@ def test_binary_at_budgets_chooses_on_one_half_tests_on_the_other_and_decides(re
     # ITQ vs PQ48 on ~20 queries: noise around 0, its interval too wide to call equivalent within 2%
     assert comparison.loc[48, "binary is"] == "inconclusive"
     assert (comparison.level == 1 - 0.05 / 2).all()  # simultaneous over the table's two cells
-    tested_reference = BASE[quality.held_out(results, "toy", "m")[2] == 0].mean()
+    tested_reference = BASE[per_pair.held_out(results, "toy", "m")[2] == 0].mean()
     assert comparison.loc[16, "Δ % of float32"] == pytest.approx(-8 / tested_reference)
     text = quality.budget_verdict(comparison.reset_index(), n=10**7)
     assert text.startswith("Bytes per vector at N = 10,000,000, within 2% of the budget; binary minus the best other "
@@ -100,7 +100,7 @@ def test_pooled_budgets_decide_the_relative_difference_over_collections():
 
 
 def test_binary_at_budgets_at_the_collections_own_n_finds_no_rival_that_fits(results):
-    summaries = quality.all_summaries(results)
+    summaries = per_pair.all_summaries(results)
     assert quality.binary_at_budgets(results, summaries, budgets=(16, 48)).empty  # no PQ code fits at N = 10,000
 
 
@@ -122,24 +122,24 @@ def test_failure_profile_sees_a_loss_concentrated_on_few_queries(results):
 
 
 def test_rescoring_table_and_verdict_find_the_first_factor_equivalent_to_float32(results):
-    table = quality.rescoring_table(quality.all_summaries(results))
+    table = rescoring.rescoring_table(per_pair.all_summaries(results))
     row = table.set_index("first stage").loc["BIN"]
     assert set(row.factor) == {0, 1, 4} and table.loc[table.factor == 4, "bytes read per query"].item() == 40 * 1536
-    text = quality.rescoring_verdict(table)
+    text = rescoring.rescoring_verdict(table)
     assert "- BIN rescored with Flat: toy/m: " in text
     assert "equivalent to float32 from factor 4 (40 candidates, 100.0%, Δ nDCG@10 [" in text
     assert text.startswith("Intervals simultaneous at 97.5% over the 2 rescored rows;")  # one rule, as everywhere
     assert "- ITQ" not in text and "BIN rescored with Flat: toy/m: 91.3% alone," in text
-    curves = quality.rescoring_curves(table)
+    curves = rescoring.rescoring_curves(table)
     assert list(curves[curves.pipeline == "BIN + Flat"].factor) == [0, 1, 4]
 
 
 def test_rescoring_grid_never_rescores_a_codec_by_itself():
-    assert quality.rescoring_grid(["BIN", "SQ8"], ["SQ8"], [2]) == ["BIN", "SQ8", "BIN+R2SQ8"]
+    assert rescoring.rescoring_grid(["BIN", "SQ8"], ["SQ8"], [2]) == ["BIN", "SQ8", "BIN+R2SQ8"]
 
 
 def test_verdict_sorts_codecs_into_tiers_by_their_worst_collection(results):
-    text = quality.verdict(results, quality.all_summaries(results))
+    text = quality.verdict(results, per_pair.all_summaries(results))
     lines = text.splitlines()
     assert lines[0].startswith("**m**, 1 collection, float32 = 1536 bytes/vector")
     assert lines[1].startswith("- 2 codes kept at least 99% of float32's nDCG@10 on every collection: ")
@@ -159,30 +159,30 @@ def test_search_results_are_cached_and_keyed_by_codec_depth_and_code(tmp_path, m
     tiny_collection = write_collection(tmp_path / "data", corpus=corpus, qrels=qrels)
     monkeypatch.setenv("PHASE2_DATA_DIR", str(tiny_collection.parent))
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
-    first = quality.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False)
+    first = searches.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False)
     assert len(list((tmp_path / "cache" / "search").glob("*.ids.npy"))) == 4  # Flat runs as the reference
 
     def no_fit(self, corpus):
         raise AssertionError(f"cache miss: {self.name} was fitted again")
 
     monkeypatch.setattr(Codec, "fit", no_fit)
-    again = quality.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False)
+    again = searches.run_collection("tiny", "minilm-l6", ["BIN", "SQ8", "BIN+R2Flat"], 12, {}, progress=False)
     pd.testing.assert_frame_equal(again.drop(columns="embeddings"), first.drop(columns="embeddings"))
     assert set(first.embeddings) == {'{"docs": {"source": "encoded"}, "queries": {"source": "encoded"}}'}
     assert set(again.embeddings) == {'{"docs": {"source": "cache"}, "queries": {"source": "cache"}}'}
     with pytest.raises(AssertionError, match="cache miss: Flat"):
-        quality.run_collection("tiny", "minilm-l6", ["BIN"], 11, {}, progress=False)  # another depth
+        searches.run_collection("tiny", "minilm-l6", ["BIN"], 11, {}, progress=False)  # another depth
 
     collection = load_beir_dir(tiny_collection)
-    key = quality.search_key(collection, "minilm-l6", "BIN", 12)
-    assert key != quality.search_key(collection, "minilm-l6", "BINc", 12)
-    assert key == quality.search_key(collection, "minilm-l6", "BIN", 12, "corpus")  # nothing trained: one search
-    trained = quality.search_key(collection, "minilm-l6", "SQ8", 12)
-    assert trained != quality.search_key(collection, "minilm-l6", "SQ8", 12, "corpus")
+    key = searches.search_key(collection, "minilm-l6", "BIN", 12)
+    assert key != searches.search_key(collection, "minilm-l6", "BINc", 12)
+    assert key == searches.search_key(collection, "minilm-l6", "BIN", 12, "corpus")  # nothing trained: one search
+    trained = searches.search_key(collection, "minilm-l6", "SQ8", 12)
+    assert trained != searches.search_key(collection, "minilm-l6", "SQ8", 12, "corpus")
     with pytest.raises(ParameterError, match="training: 'queries' is not one of half, corpus"):
-        quality.search_key(collection, "minilm-l6", "SQ8", 12, "queries")
-    monkeypatch.setattr(quality, "_search_code_digest", lambda: "edited codecs.py")
-    assert key != quality.search_key(collection, "minilm-l6", "BIN", 12)
+        searches.search_key(collection, "minilm-l6", "SQ8", 12, "queries")
+    monkeypatch.setattr(searches, "_search_code_digest", lambda: "edited codecs.py")
+    assert key != searches.search_key(collection, "minilm-l6", "BIN", 12)
 
 
 def test_training_flattery_compares_the_reported_half_fit_with_fitting_on_the_whole_corpus(tmp_path, monkeypatch):
@@ -192,25 +192,25 @@ def test_training_flattery_compares_the_reported_half_fit_with_fitting_on_the_wh
     monkeypatch.setenv("PHASE2_DATA_DIR", str(write_collection(tmp_path / "data", corpus=corpus, qrels=qrels).parent))
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
     codecs = ["BIN", "SQ8", "BINc", "BIN+R2SQ8"]
-    assert quality.flattered_codecs(codecs) == ["SQ8", "BINc"]
-    table = quality.training_flattery("tiny", "minilm-l6", codecs, 12).set_index("codec")
-    reported = quality.all_summaries(quality.run_collection("tiny", "minilm-l6", codecs, 12, {}, progress=False))
+    assert learning.flattered_codecs(codecs) == ["SQ8", "BINc"]
+    table = learning.training_flattery("tiny", "minilm-l6", codecs, 12).set_index("codec")
+    reported = per_pair.all_summaries(searches.run_collection("tiny", "minilm-l6", codecs, 12, {}, progress=False))
     reported = reported.set_index("name")
     assert list(table.index) == ["SQ8", "BINc"]
     for name in table.index:
         row = table.loc[name]
-        aware = quality.metrics.TIE_AWARE  # the flattery table decides on tie-aware nDCG@10, as every table does
+        aware = metrics.TIE_AWARE  # the flattery table decides on tie-aware nDCG@10, as every table does
         assert row["nDCG@10 (half)"] == pytest.approx(reported.loc[name, aware])
         gain = (row["nDCG@10 (whole corpus)"] - row["nDCG@10 (half)"]) / reported.loc["Flat", aware]
         assert row["flattery (% of float32)"] == pytest.approx(100 * gain)
         assert row["CI low"] <= row["flattery (% of float32)"] <= row["CI high"]
-    assert "over 2 codec and collection pairs" in quality.flattery_verdict(table.reset_index())
+    assert "over 2 codec and collection pairs" in learning.flattery_verdict(table.reset_index())
 
 
 def test_the_rq1_answer_states_scalar_sign_equal_memory_and_rescoring_numbers(results):
     from phase2 import answers
 
-    summaries = quality.all_summaries(results)
+    summaries = per_pair.all_summaries(results)
     text = answers.quality_answer(summaries, quality.binary_at_budgets(results, summaries, n=10**7),
                                   quality.pooled_retention(results), n=10**7)
     assert text.startswith("Over 1 (collection, model) pairs and exhaustive search.")
@@ -228,12 +228,12 @@ def test_paired_difference_pairs_queries_by_id_not_by_row_order(results):
     """A codec 0.01 below float32 on every query, with large between-query spread: the paired interval is
     tight around -0.01 and stays so when one codec's rows come in another order; unpaired, it would not be."""
     shuffled = results.sample(frac=1.0, random_state=1)  # rows in any order: pairing is by query id
-    mean, low, high = quality.paired_difference(shuffled, "toy", "m", "PQ48")
+    mean, low, high = per_pair.paired_difference(shuffled, "toy", "m", "PQ48")
     assert mean == pytest.approx(-0.01) and low == pytest.approx(-0.01) and high == pytest.approx(-0.01)
-    flat = quality.per_query_table(results, "toy", "m")["Flat"].to_numpy()
-    pq = quality.per_query_table(shuffled, "toy", "m").loc[[f"q{i}" for i in range(40)], "PQ48"].to_numpy()
+    flat = per_pair.per_query_table(results, "toy", "m")["Flat"].to_numpy()
+    pq = per_pair.per_query_table(shuffled, "toy", "m").loc[[f"q{i}" for i in range(40)], "PQ48"].to_numpy()
     unpaired = np.random.default_rng(0).permutation(pq) - flat  # the same values, paired wrongly
-    wrong_low, wrong_high = quality.decisions.paired_bootstrap_ci(unpaired)
+    wrong_low, wrong_high = decisions.paired_bootstrap_ci(unpaired)
     assert wrong_high - wrong_low > 0.05 > high - low
 
 
@@ -247,10 +247,10 @@ def test_dimension_verdict_compares_one_model_with_another_with_a_paired_interva
     best = pd.DataFrame([{"dataset": "toy", "model": m, "budget": b, "family": "binary", "name": n, "nDCG@10": v}
                          for m, b, n, v in (("minilm-l6", 48, "BIN", 0.30), ("minilm-l6", 96, "BIN2t", 0.32),
                                             ("mpnet-base", 48, "ITQ384", 0.33), ("mpnet-base", 96, "BIN", 0.36))])
-    table = quality.dimension_table(best)
+    table = dimension.dimension_table(best)
     assert table.dim.tolist() == [384, 768] and table["best binary ≤ 48 B"].tolist() == ["BIN", "ITQ384"]
-    text = quality.dimension_verdict(two, table)
-    gap = quality.model_gap(two, "BIN", "mpnet-base", "minilm-l6").iloc[-1]
+    text = dimension.dimension_verdict(two, table)
+    gap = dimension.model_gap(two, "BIN", "mpnet-base", "minilm-l6").iloc[-1]
     assert gap.estimate == pytest.approx(100 * 0.05 / BASE.mean()) and gap.low < gap.estimate < gap.high
     assert text.startswith("The full sign code's share of its own model's float32 nDCG@10 (768 bits with mpnet-base, "
                            f"384 with the others), pooled paired difference with its 95% interval: mpnet-base minus "
@@ -258,26 +258,26 @@ def test_dimension_verdict_compares_one_model_with_another_with_a_paired_interva
     assert "they do not show what dimension alone does." in text
     assert text.endswith("At 96 B/vector, the best binary code reached a median nDCG@10 of 0.360 with the 768-d "
                          "model against 0.320 with the 384-d models.")
-    one = quality.dimension_table(best[best.model == "minilm-l6"])
-    assert quality.dimension_verdict(two, one).startswith("Every model here has 384 dimensions")
-    no_fit = quality.dimension_table(best[(best.model == "minilm-l6") | (best.budget == 96)])  # nothing 768-d at 48 B
+    one = dimension.dimension_table(best[best.model == "minilm-l6"])
+    assert dimension.dimension_verdict(two, one).startswith("Every model here has 384 dimensions")
+    no_fit = dimension.dimension_table(best[(best.model == "minilm-l6") | (best.budget == 96)])  # nothing 768-d at 48 B
     assert ("At 48 B/vector, no binary code of the 768-d model fits the budget at the collections' own N. At 96"
-            in quality.dimension_verdict(two, no_fit))
+            in dimension.dimension_verdict(two, no_fit))
 
 
 def test_summaries_are_cached_by_content_and_equal_to_computing_them_again(results, tmp_path, monkeypatch):
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path))
-    fresh = quality.all_summaries(results)
+    fresh = per_pair.all_summaries(results)
     assert len(list((tmp_path / "summaries").glob("*.parquet"))) == 1
-    pd.testing.assert_frame_equal(quality.all_summaries(results), fresh, check_exact=True)
+    pd.testing.assert_frame_equal(per_pair.all_summaries(results), fresh, check_exact=True)
     changed = results.copy()
     changed.loc[changed.index[-1], "value"] += 0.25
-    quality.all_summaries(changed)
+    per_pair.all_summaries(changed)
     assert len(list((tmp_path / "summaries").glob("*.parquet"))) == 2
 
 
 def test_published_comparison_quotes_the_reports_rows_and_only_the_named_models_numbers(results):
-    summaries = quality.all_summaries(results)
+    summaries = per_pair.all_summaries(results)
     none = pd.DataFrame(columns=["dataset", "model", "codec", "nDCG@10 (whole corpus)"])
     text = quality.published_comparison(summaries, none, model="m")
     bin_kept = summaries.set_index("name").loc["BIN", "% float32 nDCG@10"]
@@ -304,26 +304,26 @@ def test_decisions_use_the_tie_aware_ndcg_always_and_mark_where_ties_decide(resu
     extra = []
     for codec, shift in (("Flat", 0.0), ("BIN", 0.05), ("ITQ", 0.001), ("PQ48", 0.0)):
         rows = results[(results.codec == codec) & (results.metric == "nDCG@10")]
-        extra.append(rows.assign(metric=quality.metrics.TIE_AWARE, value=rows.value + shift))
-        extra.append(rows.assign(metric=quality.metrics.TIED_AT_CUTOFF, value=0.5 if shift else 0.0))
-        extra.append(rows.assign(metric=quality.metrics.TIE_RUN_CUT, value=0.0))
+        extra.append(rows.assign(metric=metrics.TIE_AWARE, value=rows.value + shift))
+        extra.append(rows.assign(metric=metrics.TIED_AT_CUTOFF, value=0.5 if shift else 0.0))
+        extra.append(rows.assign(metric=metrics.TIE_RUN_CUT, value=0.0))
     with_ties = pd.concat([results, *extra], ignore_index=True)
-    decided, tie_decided = quality.decision_scores(with_ties, "toy", "m")
+    decided, tie_decided = per_pair.decision_scores(with_ties, "toy", "m")
     assert tie_decided == ["BIN"]
-    plain = quality.per_query_table(results, "toy", "m")
+    plain = per_pair.per_query_table(results, "toy", "m")
     assert np.allclose(decided["BIN"], plain["BIN"] + 0.05)
     assert np.allclose(decided["ITQ"], plain["ITQ"] + 0.001)  # tie-aware always, not only where ties decide
-    summary = quality.summary_table(with_ties, "toy", "m").set_index("name")
+    summary = per_pair.summary_table(with_ties, "toy", "m").set_index("name")
     assert summary.loc["BIN", "ties decide"] and not summary.loc["ITQ", "ties decide"]
     assert summary.loc["BIN", "% float32 nDCG@10"] == pytest.approx(100 * (plain["BIN"] + 0.05).mean() / BASE.mean())
     ties = quality.tie_table(summary.reset_index().assign(dataset="toy", model="m"))
-    assert ties.name.tolist() == ["BIN", "ITQ"] and ties[f"% {quality.metrics.TIED_AT_CUTOFF}"].tolist() == [50.0, 50.0]
+    assert ties.name.tolist() == ["BIN", "ITQ"] and ties[f"% {metrics.TIED_AT_CUTOFF}"].tolist() == [50.0, 50.0]
 
 
 def test_binary_kinds_names_the_best_code_of_each_kind_with_its_pooled_share(results):
-    kinds = quality.binary_kinds(results, quality.all_summaries(results))
+    kinds = quality.binary_kinds(results, per_pair.all_summaries(results))
     assert kinds[["kind", "best code"]].values.tolist() == [["symmetric Hamming on sign bits", "ITQ"]]
-    tests = quality.held_out(results, "toy", "m")[2] == 0  # chosen on one half, pooled on the other
+    tests = per_pair.held_out(results, "toy", "m")[2] == 0  # chosen on one half, pooled on the other
     kept = 100 * CODECS["ITQ"][4][tests].mean() / BASE[tests].mean()
     assert kinds["pooled % float32"].iloc[0] == pytest.approx(kept) and kinds.low.iloc[0] < kept < kinds.high.iloc[0]
 
@@ -351,7 +351,7 @@ def test_tidy_rows_are_those_of_one_dict_per_row():
                      "query_cluster": ""})
         rows.extend({**common, "metric": metric, "value": float(v), "query_id": q, "query_cluster": clusters[q]}
                     for q, v in zip(query_ids, values, strict=True))
-    tidy = quality._tidy(blocks, clusters)
+    tidy = searches._tidy(blocks, clusters)
     text = ["run_id", "metric", "query_id", "query_cluster"]
     assert [c for c, dtype in tidy.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)] == text
     assert all(list(tidy[c].cat.categories) == sorted(set(tidy[c])) for c in text)
@@ -359,12 +359,12 @@ def test_tidy_rows_are_those_of_one_dict_per_row():
 
 
 def test_stack_keeps_categories_over_the_union_of_values():
-    first = quality._tidy([({"run_id": "r", "dataset": "b"}, "nDCG@10", ["q2", "q1"], np.array([0.1, 0.2]))],
+    first = searches._tidy([({"run_id": "r", "dataset": "b"}, "nDCG@10", ["q2", "q1"], np.array([0.1, 0.2]))],
                           {"q1": "c1", "q2": "c2"})
-    second = quality._tidy([({"run_id": "r", "dataset": "a"}, "MRR@10", ["q3"], np.array([0.3]))], {"q3": "c3"})
+    second = searches._tidy([({"run_id": "r", "dataset": "a"}, "MRR@10", ["q3"], np.array([0.3]))], {"q3": "c3"})
     added = pd.DataFrame({"run_id": ["r"], "dataset": ["z"], "metric": ["spread"], "value": [1.0], "query_id": [""],
                           "query_cluster": [""]})
-    stacked = quality.stack([first, second, added])
+    stacked = searches.stack([first, second, added])
     assert list(stacked.dataset.cat.categories) == ["a", "b", "z"]
     assert list(stacked.query_id.cat.categories) == ["", "q1", "q2", "q3"]
     plain = pd.concat([t.astype({c: str for c in t if c != "value"})
@@ -387,12 +387,12 @@ def test_dimension_within_pairs_each_code_with_float32_of_the_same_cut_and_pools
                                         "Flat": flat, "BIN": 0.95 * flat}
     collections = {d: SimpleNamespace(name=d, n_docs=500, query_ids=queries, qrels={q: {q: 1} for q in queries})
                    for d in "abc"}
-    monkeypatch.setattr(quality, "load_dataset", collections.__getitem__)
-    monkeypatch.setattr(quality, "search_values", lambda collection, model, name, *_a, **_k: {
-        "judged": queries, "values": {quality.metrics.TIE_AWARE: found[collection.name, model][name]}})
-    assert quality.truncated_names("minilm-l6", ["BIN"]) == ["T192,Flat", "T192,BIN"]
+    monkeypatch.setattr(searches, "load_dataset", collections.__getitem__)
+    monkeypatch.setattr(searches, "search_values", lambda collection, model, name, *_a, **_k: {
+        "judged": queries, "values": {metrics.TIE_AWARE: found[collection.name, model][name]}})
+    assert dimension.truncated_names("minilm-l6", ["BIN"]) == ["T192,Flat", "T192,BIN"]
     pairs = [(d, m) for m in ("minilm-l6", "mpnet-base") for d in "abc"]
-    table = quality.dimension_within(pairs, ["BIN"], 100)
+    table = dimension.dimension_within(pairs, ["BIN"], 100)
     within = table[(table.comparison == "d against d/2") & (table.model == "minilm-l6")]
     assert list(within.study) == ["a", "b", "c", "pooled"]
     for dataset, row in within.set_index("study").iloc[:3].iterrows():
@@ -408,7 +408,7 @@ def test_dimension_within_pairs_each_code_with_float32_of_the_same_cut_and_pools
     v = found["a", "mpnet-base"], found["a", "minilm-l6"]
     assert across.loc["a", "estimate"] == pytest.approx(100 * (v[0]["T384,BIN"].mean() / v[0]["T384,Flat"].mean()
                                                                - v[1]["BIN"].mean() / v[1]["Flat"].mean()))
-    text = quality.dimension_within_verdict(table)
+    text = dimension.dimension_within_verdict(table)
     assert "minilm-l6 BIN" in text and "pooled over 3 collections (more kept at 384)" in text
     assert "mpnet-base's first 384 dimensions against minilm-l6's 384, BIN" in text and "minilm-l6 keeps more" in text
-    assert quality.dimension_within_verdict(table.iloc[:0]) == "No model was searched at half its dimension."
+    assert dimension.dimension_within_verdict(table.iloc[:0]) == "No model was searched at half its dimension."

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from phase2 import chapters, embeddings, quality, stores
+from phase2 import chapters, embeddings, searches, stores
 from phase2.__main__ import main
 from phase2.datasets import load_beir_dir, load_dataset
 from phase2.errors import EmbeddingStoreError
@@ -125,7 +125,7 @@ def test_smoke_collection_exported_and_read_back_gives_the_same_quality_rows(tmp
     records the verified store in its ``embeddings`` column."""
     require_dataset("cranfield")
     c = load_dataset("cranfield")
-    direct = quality.run_collection("cranfield", "minilm-l6", ["BIN"], 100, {}, progress=False)
+    direct = searches.run_collection("cranfield", "minilm-l6", ["BIN"], 100, {}, progress=False)
     assert main(["embeddings", "export", "--model", "minilm-l6", "--dataset", "cranfield", "--to",
                  str(tmp_path / "s")]) == 0
     monkeypatch.setenv("PHASE2_EMBEDDING_STORES", str(tmp_path / "s"))
@@ -133,7 +133,7 @@ def test_smoke_collection_exported_and_read_back_gives_the_same_quality_rows(tmp
     for part in stores.PARTS:
         np.testing.assert_array_equal(embeddings.embed(c, "minilm-l6", part, progress=False),
                                       np.load(tmp_path / "s" / "minilm-l6" / "cranfield" / f"{part}.npy"))
-    stored = quality.run_collection("cranfield", "minilm-l6", ["BIN"], 100, {}, progress=False)
+    stored = searches.run_collection("cranfield", "minilm-l6", ["BIN"], 100, {}, progress=False)
     assert direct.drop(columns="embeddings").equals(stored.drop(columns="embeddings"))
     source = json.loads(stored.embeddings.iloc[0])
     assert source["docs"]["source"] == "store" and source["docs"]["min_cosine"] >= 0.9999

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import advisor, answers, bench, geometry, quality
+from phase2 import advisor, answers, bench, geometry, metrics
 
 # method -> (family, build_params, query params, bytes/vector, store bytes/vector, recall, recall se,
 #            {n_vectors: queries/s})
@@ -206,7 +206,7 @@ def geometry_run() -> pd.DataFrame:
         for codec, percent in kept.items():
             common = {"dataset": dataset, "model": "m", "codec": codec, "codec_label": codec, "family": "binary",
                       "bytes_per_vector": 48, "rescore_bytes_per_vector": 0, "fixed_bytes": 0, "n_vectors": 100}
-            for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", quality.OVERLAP):
+            for metric in ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", metrics.OVERLAP):
                 rows += [{**common, "metric": metric, "value": 0.5 * percent / 100, "query_id": f"q{i}",
                           "query_cluster": f"q{i}"} for i in range(20)]
                 rows.append({**common, "metric": metric, "value": 0.5 * percent / 100, "query_id": "",
