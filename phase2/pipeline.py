@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -157,6 +160,27 @@ def upstream_chapters(notebook: Path, before: list[str]) -> list[str]:
     return list(reads)
 
 
+@contextmanager
+def _stderr_into(stream) -> Iterator[None]:
+    """File descriptor 2 of this process into ``stream`` while a kernel starts and runs: the kernel inherits it, and
+    native code (faiss's C++ warnings) writes there, past the kernel's own streams."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(stream.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def chapter_log(output: Path) -> Path:
+    """Where a chapter's run writes what its kernel printed (progress, warnings of the libraries and of native code),
+    beside its executed notebook: the console keeps one line per chapter."""
+    return output.with_suffix(".log")
+
+
 def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool = False,
                     upstream: tuple[str, ...] = ()) -> bool:
     """Execute with papermill into ``output`` unless an up-to-date result is there; True if it ran."""
@@ -164,13 +188,16 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
         return False
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".partial-{output.name}")
+    log = chapter_log(output)
     try:
-        papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
-                                   progress_bar=False, log_output=True, kernel_name="python3",
-                                   extra_arguments=KERNEL_ARGUMENTS)
+        with open(log, "w") as console, _stderr_into(console):  # progress bars, warnings of libraries and native code
+            papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
+                                       progress_bar=False, log_output=False, stdout_file=console,
+                                       stderr_file=console, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
     except papermill.PapermillExecutionError as exc:
         raise ChapterError(f"chapter {notebook.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-                           f"the executed notebook, with the error, is at {partial}") from None
+                           f"the executed notebook, with the error, is at {partial}; what it printed is in {log}"
+                           ) from None
     nb = nbformat.read(partial, as_version=4)
     parts = execution_parts(notebook, parameters, upstream)
     nb.metadata["phase2"] = {"key": _key(parts), "parts": parts, "parameters": parameters}

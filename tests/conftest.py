@@ -121,12 +121,15 @@ def cold_cache(root: Path, collections=("cranfield",), model: str = "minilm-l6")
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory) -> SimpleNamespace:
     """The book built on the smoke profile exactly as a user builds it, every chapter executed now
-    (``--force``) with its results in a scratch directory: ``html``, ``executed`` notebooks, ``results``."""
+    (``--force``) with its results in a scratch directory: ``html``, ``executed`` notebooks, ``results`` and what
+    it printed (``console``)."""
     results = tmp_path_factory.mktemp("smoke-results")
-    subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke", "--force"], check=True,
-                   cwd=PROJECT_ROOT, env={**os.environ, "PHASE2_RESULTS_DIR": str(results)})
+    proc = subprocess.run([sys.executable, "-m", "phase2", "book", "--profile", "smoke", "--force"],
+                          cwd=PROJECT_ROOT, env={**os.environ, "PHASE2_RESULTS_DIR": str(results)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return SimpleNamespace(html=PROJECT_ROOT / "_build" / "html", results=results,
-                           executed=pipeline.executed_dir("smoke") / "chapters")
+                           executed=pipeline.executed_dir("smoke") / "chapters", console=proc.stdout + proc.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -113,6 +113,17 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     assert "default" in text and "smoke" in text
 
 
+def test_the_smoke_build_prints_one_line_as_each_chapter_starts_and_ends(smoke_build):
+    lines = smoke_build.console.splitlines()
+    chapters = [line for line in lines if re.match(r"\d+/\d+ \w+: ", line)]
+    assert len(chapters) == 2 * len(CHAPTERS) and all(line.strip() for line in lines), smoke_build.console[-3000:]
+    others = [line for line in lines if line not in chapters]
+    assert all(re.match(r"precompute: |html: |book \(smoke profile\) built in ", line) for line in others), others
+    for notebook in CHAPTERS:  # what the kernels printed (progress, faiss's native warnings) went to each log
+        assert pipeline.chapter_log(smoke_build.executed / notebook.name).is_file()
+    assert "please provide at least" in pipeline.chapter_log(smoke_build.executed / "throughput.ipynb").read_text()
+
+
 def test_nbval_reexecution_reproduces_checked_tables(executed, tmp_path):
     """nbval re-runs every executed chapter in a new cache (only embeddings and compiled kernels copied in) and an
     empty published-results folder, so the checked outputs are recomputed, not read back from the searches the
