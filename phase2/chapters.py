@@ -4,16 +4,24 @@ A chapter's first code cell is its ``parameters`` cell: typed literals only,
 ``name: type = value  # help``. papermill injects new values in a cell that
 starts with ``# Parameters``. :func:`check_parameters` compares the two, so a
 misspelt name (which papermill would only warn about) or a value of the wrong
-type stops the chapter with a clear message.
+type stops the chapter with a clear message, and returns the chapter's
+:class:`Chapter`: what numbers its tables and figures and where it writes files.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
 
-from phase2 import stores
+import altair as alt
+import pandas as pd
+
+from phase2 import charts, pages, results, stores
 from phase2.errors import ParameterError
+from phase2.storage import atomic_write_bytes
 
 _INJECTED_MARKER = "# Parameters"
 
@@ -24,8 +32,39 @@ def injected_names(source: str) -> list[str]:
             for t in node.targets if isinstance(t, ast.Name)]
 
 
-def check_parameters(namespace: dict) -> dict:
-    """Validate names and types of the chapter's parameters; return ``{name: value}``.
+@dataclass
+class Chapter:
+    """One run of a chapter: its checked ``parameters`` and the ``folder`` it runs in (its executed notebook's, where
+    it writes files), and the counters that number its tables and figures in the order it displays them."""
+
+    parameters: dict
+    folder: Path
+    _tables: count = field(default_factory=lambda: count(1), repr=False)
+    _figures: count = field(default_factory=lambda: count(1), repr=False)
+
+    def table(self, content, caption: str, label: str) -> pages.Table:
+        """The chapter's next table: ``display(chapter.table(frame, "What it holds.", "label"))``; the text refers
+        to it as ``[Table](#tab-label)``."""
+        return pages.table(content, caption, label, next(self._tables))
+
+    def figure(self, chart: alt.TopLevelMixin, caption: str, label: str) -> charts.Figure:
+        """The chapter's next figure: ``display(chapter.figure(chart, "What to look at.", "label"))``; the text
+        refers to it as ``[Figure](#fig-label)``."""
+        return charts.figure(chart, caption, label, next(self._figures))
+
+    def downloads(self, name: str, tables: dict[str, pd.DataFrame]) -> str:
+        """The tables behind the chapter's charts, written beside it, as the links it ends with
+        (:func:`phase2.results.chart_downloads`)."""
+        return results.chart_downloads(name, tables, self.folder)
+
+    def write(self, name: str, text: str) -> None:
+        """A file the book build reads from beside the executed chapter (the front page's answers)."""
+        atomic_write_bytes(self.folder / name, text.encode())
+
+
+def check_parameters(namespace: dict) -> Chapter:
+    """Validate names and types of the chapter's parameters; return the chapter's :class:`Chapter`, which holds them
+    (``{name: value}``) and runs in the kernel's working directory (papermill's, beside the executed notebook).
 
     Declared parameters are the annotated names of the notebook's namespace
     (``__annotations__``: only the parameters cell annotates). Injected names are
@@ -51,7 +90,7 @@ def check_parameters(namespace: dict) -> dict:
         if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
             raise ParameterError(f"parameter {name!r} must be {type_name}, got {type(value).__name__} {value!r}")
         values[name] = value
-    return values
+    return Chapter(values, Path.cwd())
 
 
 def split_names(value: str, valid, what: str) -> list[str]:

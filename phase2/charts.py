@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from itertools import count
 
 import altair as alt
 import pandas as pd
@@ -57,7 +56,6 @@ def interactive(spec: dict, **metadata) -> dict:
 
 alt.renderers.register("phase2", interactive)
 alt.renderers.enable("phase2")
-_FIGURES = count(1)  # one kernel per chapter: figures are numbered within their chapter
 
 
 @dataclass(frozen=True)
@@ -78,10 +76,10 @@ class Figure:
                 "text/plain": f"Figure {self.number}. {self.caption}"}
 
 
-def figure(chart: alt.TopLevelMixin, caption: str, label: str) -> Figure:
-    """The chapter's next figure: ``display(charts.figure(chart, "What to look at.", "label"))``; the text refers
-    to it as ``[Figure](#fig-label)``."""
-    return Figure(next(_FIGURES), chart, caption, pages.check_label("fig", label))  # a bad label fails here
+def figure(chart: alt.TopLevelMixin, caption: str, label: str, number: int) -> Figure:
+    """Figure ``number`` of a chapter (chapters number them through :meth:`phase2.chapters.Chapter.figure`); the
+    text refers to it as ``[Figure](#fig-label)``."""
+    return Figure(number, chart, caption, pages.check_label("fig", label))  # a bad label fails here
 
 
 def retained_vs_bytes(summary: pd.DataFrame) -> alt.FacetChart:

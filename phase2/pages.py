@@ -12,7 +12,6 @@ import copy
 import html
 import re
 from dataclasses import dataclass
-from itertools import count
 
 import nbformat
 import pandas as pd
@@ -56,9 +55,6 @@ def anchor(kind: str, label: str, number: int) -> str:
     return f'id="{kind}-{check_label(kind, label)}" data-number="{number}"'
 
 
-_TABLES = count(1)  # one kernel per chapter: tables are numbered within their chapter
-
-
 @dataclass(frozen=True)
 class Table:
     """A table with its number, a caption saying what it holds, and a label the text refers to it by."""
@@ -78,13 +74,13 @@ class Table:
                 "text/plain": f"Table {self.number}. {self.caption}\n{plain}"}
 
 
-def table(content, caption: str, label: str) -> Table:
-    """The chapter's next table: ``display(pages.table(frame, "What it holds.", "label"))``; the text refers to it
-    as ``[Table](#tab-label)``."""
+def table(content, caption: str, label: str, number: int) -> Table:
+    """Table ``number`` of a chapter (chapters number them through :meth:`phase2.chapters.Chapter.table`); the text
+    refers to it as ``[Table](#tab-label)``."""
     check_label("tab", label)  # a bad label fails here, where it is written
     if not isinstance(content, pd.DataFrame | HTML):
         raise TypeError(f"table {label!r}: a DataFrame or an HTML object, got {type(content).__name__}")
-    return Table(next(_TABLES), content, caption, label)
+    return Table(number, content, caption, label)
 
 
 def resolve_references(notebook: nbformat.NotebookNode, name: str) -> None:

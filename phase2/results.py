@@ -188,15 +188,15 @@ def read_export(path: Path) -> pd.DataFrame:
     return table.astype({c["name"]: c["dtype"] for c in columns})
 
 
-def chart_downloads(chapter: str, tables: dict[str, pd.DataFrame]) -> str:
-    """Write the tables behind a chapter's charts as CSV and JSON into ``data/`` beside the executed notebook
-    (the kernel's working directory) and return the HTML links a chapter ends with; the book build copies
-    the files beside the chapter's page."""
+def chart_downloads(chapter: str, tables: dict[str, pd.DataFrame], folder: Path) -> str:
+    """Write the tables behind a chapter's charts as CSV and JSON into ``data/`` under ``folder`` (beside the
+    executed notebook: :meth:`phase2.chapters.Chapter.downloads`) and return the HTML links a chapter ends with;
+    the book build copies the files beside the chapter's page."""
     links = []
     for name, table in tables.items():
         stem = f"{chapter}-{name}"
         for fmt in EXPORT_FORMATS:
-            write_export(table.reset_index(drop=True), Path.cwd() / DOWNLOADS_URL / f"{stem}.{fmt}")
+            write_export(table.reset_index(drop=True), folder / DOWNLOADS_URL / f"{stem}.{fmt}")
         links.append(f"{name} ({len(table):,} rows): " + " · ".join(
             f'<a href="{DOWNLOADS_URL}/{stem}.{fmt}" download>{fmt.upper()}</a>' for fmt in EXPORT_FORMATS))
     return "<p><b>Download the tables behind this chapter's charts</b>: " + "; ".join(links) + ".</p>"

@@ -1,5 +1,7 @@
 """Parameter checks that run inside chapters, and profile resolution, without a kernel."""
 
+from pathlib import Path
+
 import pytest
 
 from phase2 import chapters, pipeline
@@ -19,7 +21,8 @@ def namespace(injected: str = "", **values):
 
 def test_valid_values_pass_and_ints_widen_to_float():
     ns = namespace('# Parameters\nk = 200\nscale = 2\n', k=200, scale=2)
-    assert chapters.check_parameters(ns) == {"dataset": "cranfield", "k": 200, "scale": 2.0}
+    chapter = chapters.check_parameters(ns)
+    assert chapter.parameters == {"dataset": "cranfield", "k": 200, "scale": 2.0} and chapter.folder == Path.cwd()
 
 
 def test_unknown_injected_name_is_named_with_the_valid_ones():

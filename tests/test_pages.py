@@ -1,9 +1,11 @@
 """The reader's view of a chapter: code folded behind "show code", the injected parameters as one line."""
 
+from pathlib import Path
+
 import nbformat
 import pandas as pd
 
-from phase2 import pages
+from phase2 import chapters, pages
 
 
 def executed_chapter() -> nbformat.NotebookNode:
@@ -71,8 +73,9 @@ def test_charts_carry_their_spec_a_static_svg_and_a_numbered_caption():
 
     chart = alt.Chart(pd.DataFrame({"a": [1, 2], "b": ["</script>", "x"]})).mark_point().encode(
         x="a:Q", tooltip=["b:N"])
-    first, second = charts.figure(chart, "Look <here>.", "first"), charts.figure(chart, "Then here.", "second")
-    assert second.number == first.number + 1
+    chapter = chapters.Chapter({}, Path("."))
+    first, second = chapter.figure(chart, "Look <here>.", "first"), chapter.figure(chart, "Then here.", "second")
+    assert (first.number, second.number) == (1, 2)  # numbered by the chapter, in the order it displays them
     page = first._repr_mimebundle_()["text/html"]
     assert page.count("</script>") == 1  # the data's own "</script>" is escaped inside the spec
     spec = re.search(r'class="phase2-spec">(.*?)</script>', page, re.S)[1]
@@ -88,25 +91,27 @@ def test_tables_are_numbered_captioned_and_anchored():
     import pytest
 
     frame = pd.DataFrame({"bytes": [48, 1536]}, index=["BIN", "Flat"])
-    first = pages.table(frame, "Bytes <per> vector.", "bytes")
-    second = pages.table(pages.html_table(frame), "The same as HTML.", "bytes-html")
-    assert second.number == first.number + 1
+    chapter = chapters.Chapter({}, Path("."))
+    first = chapter.table(frame, "Bytes <per> vector.", "bytes")
+    second = chapter.table(pages.html_table(frame), "The same as HTML.", "bytes-html")
+    assert (first.number, second.number) == (1, 2)
+    assert chapters.Chapter({}, Path(".")).table(frame, "Another chapter's first.", "bytes").number == 1
     bundle = first._repr_mimebundle_()
     assert bundle["text/html"].startswith(f'<figure class="phase2-table" id="tab-bytes" data-number="{first.number}"')
     assert f"<strong>Table {first.number}.</strong> Bytes &lt;per&gt; vector." in bundle["text/html"]
     assert "<td>1536</td>" in bundle["text/html"] and bundle["text/plain"].startswith(f"Table {first.number}. Bytes")
     assert "<td>1536</td>" in second._repr_mimebundle_()["text/html"]
     with pytest.raises(ValueError, match="Table label"):
-        pages.table(frame, "x", "Bad Label")
+        chapter.table(frame, "x", "Bad Label")
     with pytest.raises(TypeError, match="'bytes'"):
-        pages.table([1, 2], "x", "bytes")
+        chapter.table([1, 2], "x", "bytes")
 
 
 def test_the_text_refers_to_figures_and_tables_by_number():
     import pytest
 
     nb = executed_chapter()
-    shown = pages.table(pd.DataFrame({"a": [1]}), "Shown.", "shown")._repr_mimebundle_()
+    shown = pages.table(pd.DataFrame({"a": [1]}), "Shown.", "shown", 3)._repr_mimebundle_()
     nb.cells[4].source = 'pages.table(frame, "Shown.", "shown")\nif many:\n    figure(chart, "Pairs.", "pairs")'
     nb.cells[4].outputs = [nbformat.v4.new_output("display_data", data=shown)]
     nb.cells[0].source = "# Title\n\n[Table](#tab-shown) holds it; [Figure](#fig-pairs) draws the pairs."
