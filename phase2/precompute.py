@@ -27,13 +27,10 @@ from functools import cache
 import pandas as pd
 from tqdm import tqdm
 
-from phase2 import chapters, codecs, dimension, learning, pipeline, published, rescoring, searches
+from phase2 import chapters, codecs, dimension, learning, pipeline, plans, published, searches
 from phase2.datasets import Collection, available_datasets, load_dataset
 from phase2.embeddings import MODELS, embed
 from phase2.errors import ParameterError
-
-SEARCHING_CHAPTERS = ("quality_vs_memory", "rescoring", "geometry")
-"""Chapters whose exhaustive searches are precomputed; the others read results or time things."""
 
 GPU_RESOURCE = "GPU"
 """Dask worker resource an embedding task asks for when a worker of the cluster declares it
@@ -107,37 +104,18 @@ def chapter_values(chapter: str, profile: str) -> dict:
     return values
 
 
-def _searches(chapter: str, values: dict) -> tuple[list[str], int]:
-    """The codec names a chapter searches, float32 first as :func:`phase2.searches.run_collection` adds it, and
-    the depth; mirrors the chapter's own setup cell."""
-    from phase2 import geometry
-
-    if chapter == "quality_vs_memory":
-        names, depth = codecs.split_codec_names(values["codecs"]), values["k"]
-    elif chapter == "rescoring":
-        firsts = codecs.split_codec_names(values["first_stages"])
-        seconds = chapters.split_names(values["rescore_with"], ["Flat", "FP16", "BF16", "SQ8", "SQ4"], "rescore_with")
-        names, depth = rescoring.rescoring_grid(firsts, seconds, chapters.split_ints(values["factors"], "factors")), 100
-    else:
-        names, depth = list(geometry.LOSS_CODECS), 100
-    return [searches.REFERENCE, *(n for n in names if n != searches.REFERENCE)], depth
-
-
 def _chapter_searches(profile: str, only: tuple[str, ...] = ()):
     """Per searching chapter of ``profile``: the chapter, its first model, its (collection, model) pairs, the codec
-    names it searches (factory-normalised) and the depth; with ``only`` (:func:`only_filter`), those it keeps."""
+    names it searches (float32 first, as :func:`phase2.searches.run_collection` adds it; factory-normalised) and the
+    depth, from the chapter's own plan (:func:`phase2.plans.chapter_plan`); with ``only`` (:func:`only_filter`),
+    those it keeps."""
     keep = only_filter(only)
-    for chapter in SEARCHING_CHAPTERS:
-        values = chapter_values(chapter, profile)
-        datasets = chapters.split_names(values["dataset"], available_datasets(), "dataset")
-        models = chapters.split_names(values["model"], list(MODELS), "model")
-        stored = chapters.split_names(values["stored_model"], list(MODELS), "stored_model") \
-            if values.get("stored_model") else []
-        pairs, _ = chapters.collection_model_pairs(datasets, models, stored)
-        names, depth = _searches(chapter, values)
-        pairs = [(dataset, model) for dataset, model in pairs if keep(chapter, dataset, model)]
+    for chapter in plans.SEARCHING_CHAPTERS:
+        plan = plans.chapter_plan(chapter, chapter_values(chapter, profile))
+        names = [searches.REFERENCE, *(n for n in plan.names if n != searches.REFERENCE)]
+        pairs = [(dataset, model) for dataset, model in plan.pairs if keep(chapter, dataset, model)]
         if pairs:
-            yield chapter, models[0], pairs, [codecs.make_codec(name).name for name in names], depth
+            yield chapter, plan.models[0], pairs, [codecs.make_codec(name).name for name in names], plan.depth
 
 
 def _learning_searches(profile: str, only: tuple[str, ...] = ()):
@@ -182,7 +160,7 @@ def _truncation_searches(profile: str, only: tuple[str, ...] = ()):
 def only_filter(only: tuple[str, ...]):
     """``keep(chapter, dataset, model)`` for names of searching chapters, collections and models: a search is kept
     when it matches one of the names given of each kind (``cranfield,minilm-l6``: cranfield with MiniLM-L6)."""
-    kinds = {"chapter": list(SEARCHING_CHAPTERS), "collection": available_datasets(), "model": list(MODELS)}
+    kinds = {"chapter": list(plans.SEARCHING_CHAPTERS), "collection": available_datasets(), "model": list(MODELS)}
     chosen: dict[str, set[str]] = {kind: set() for kind in kinds}
     for name in only:
         kind = next((k for k, valid in kinds.items() if name in valid), None)

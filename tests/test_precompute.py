@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import PROJECT_ROOT, pipeline, precompute, published
+from phase2 import PROJECT_ROOT, pipeline, plans, precompute, published
 
 from conftest import cold_cache, require_dataset
 
@@ -110,7 +111,7 @@ def test_chapters_find_every_search_already_precomputed(caches, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(serial, cache)
     before = _searches(cache)
-    for chapter in precompute.SEARCHING_CHAPTERS:
+    for chapter in plans.SEARCHING_CHAPTERS:
         _cli("chapter", chapter, "--profile", "smoke", "--output", str(tmp_path / f"{chapter}.ipynb"), cache=cache,
              results=tmp_path / "results")
     assert _searches(cache) == before
@@ -198,3 +199,23 @@ def test_a_failed_task_does_not_stop_the_others_and_is_reported_at_the_end(tmp_p
     failed = timings[timings.error != ""]
     assert list(failed.codec) == [" ".join(cheapest[0].codecs)] and list(failed.error) == ["RuntimeError: disk full"]
     assert timings[timings.error == ""].seconds.notna().all()
+
+
+@pytest.mark.parametrize("profile", pipeline.profile_names())
+def test_every_searching_chapter_reads_its_plan_from_where_precompute_reads_it(profile):
+    for chapter in plans.SEARCHING_CHAPTERS:
+        code = "\n".join(cell.source for cell in nbformat.read(pipeline.CHAPTERS_DIR / f"{chapter}.ipynb", 4).cells)
+        assert f'plans.chapter_plan("{chapter}", chapter.parameters)' in code
+        plan = plans.chapter_plan(chapter, precompute.chapter_values(chapter, profile))
+        planned = {(c, d, m): (names, depth) for c, _, pairs, names, depth in precompute._chapter_searches(profile)
+                   for d, m in pairs}
+        assert plan.pairs and all(planned[chapter, d, m][1] == plan.depth for d, m in plan.pairs)
+        assert all(set(planned[chapter, d, m][0]) == {"Flat", *(precompute.codecs.make_codec(n).name
+                                                               for n in plan.names)} for d, m in plan.pairs)
+
+
+def test_the_rescoring_stores_are_named_in_one_place():
+    written = '"Flat", "FP16", "BF16", "SQ8", "SQ4"'
+    holders = [path.name for path in [*(PROJECT_ROOT / "phase2").glob("*.py"), *pipeline.CHAPTERS_DIR.glob("*.ipynb")]
+               if written in path.read_text() or written.replace('"', '\\"') in path.read_text()]
+    assert holders == ["plans.py"]
