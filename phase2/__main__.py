@@ -23,10 +23,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from phase2 import pipeline
+from phase2 import advisor, bench, pipeline, precompute, published, reproduction, results
 from phase2.ann import FaissTrainingWarning
+from phase2.bench_registry import REGISTRY
 from phase2.chapters import split_ints
+from phase2.datasets import load_dataset
+from phase2.demo import DEMO_METHODS
+from phase2.demo import run_demo as demo
+from phase2.embeddings import export_store
 from phase2.errors import Phase2Error, PrecomputeError
+from phase2.results import results_dir
+from phase2.storage import atomic_write_bytes
 
 
 def _literal(text: str):
@@ -209,7 +216,6 @@ def _count(text: str) -> int:
 
 
 def _advise_description() -> str:
-    from phase2 import advisor
 
     return ("Answer from the newest throughput measurements (phase2.advisor): the fastest measured scheme that\n"
             "fits the RAM budget and whose recall@10 (lower 95% bound) meets the target, scaled to --docs.\n"
@@ -219,7 +225,6 @@ def _advise_description() -> str:
 
 
 def _demo_description() -> str:
-    from phase2.demo import DEMO_METHODS
 
     listing = "\n".join(f"  {key:<15} {label}" for key, (label, *_rest) in DEMO_METHODS.items())
     return ("Embed one collection (cached after the first run), build each index below, print the top hits of a\n"
@@ -229,7 +234,6 @@ def _demo_description() -> str:
 
 
 def _bench_description() -> str:
-    from phase2.results import results_dir
 
     return ("Timed runs of the benchmark harness (phase2.bench). Each run appends one file\n"
             f"  {results_dir()}/throughput/<run id>.parquet\n"
@@ -238,7 +242,6 @@ def _bench_description() -> str:
 
 
 def run_demo(args: argparse.Namespace) -> None:
-    from phase2.demo import run_demo as demo
 
     if args.examples < 0:
         raise pipeline.ParameterError(f"--examples must be at least 0, got {args.examples}")
@@ -255,8 +258,6 @@ def run_demo(args: argparse.Namespace) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    from phase2 import bench
-    from phase2.bench_registry import REGISTRY
 
     if args.suite == "kernels":
         table = bench.run_kernels(args.n, args.bits, args.threads, n_queries=args.queries, repeats=args.repeats)
@@ -281,7 +282,6 @@ def run_bench(args: argparse.Namespace) -> None:
 
 
 def run_advise(args: argparse.Namespace) -> None:
-    from phase2 import advisor
 
     question = advisor.Question(args.docs, advisor.parse_bytes(args.memory), args.target_recall, args.min_qps,
                                 args.threads, args.rescore_on_disk)
@@ -296,8 +296,6 @@ def run_advise(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from phase2.datasets import load_dataset
-    from phase2.embeddings import export_store
 
     for name in args.dataset:
         print(f"exported: {export_store(load_dataset(name), args.model, args.to)}", flush=True)
@@ -305,8 +303,6 @@ def run_export(args: argparse.Namespace) -> None:
 
 def run_precompute(profile: str, scheduler: str | None, workers: int | None = None, serial: bool = False,
                    only: tuple[str, ...] = ()) -> None:
-    from phase2 import precompute
-    from phase2.storage import atomic_write_bytes
 
     start = time.perf_counter()
     size = workers or precompute.default_workers()
@@ -365,7 +361,6 @@ def run_reproduce(args: argparse.Namespace) -> None:
 
 
 def compare_results(profile: str, recomputed: Path) -> None:
-    from phase2 import bench, published, reproduction
 
     committed = published.committed_dir(profile)
     table = published.compare(recomputed, committed)
@@ -406,7 +401,6 @@ def compare_results(profile: str, recomputed: Path) -> None:
 
 
 def print_status(profile: str) -> None:
-    from phase2 import precompute, published
 
     status = precompute.published_status(profile)
     summary = precompute.status_summary(status)
@@ -420,7 +414,6 @@ def print_status(profile: str) -> None:
 
 
 def results_export(args: argparse.Namespace) -> list[Path]:
-    from phase2 import results
 
     try:
         return results.export_results(args.profile, args.format, args.to)
