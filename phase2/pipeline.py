@@ -29,7 +29,7 @@ import yaml
 
 from phase2 import PROJECT_ROOT, charts, pages, results
 from phase2.errors import ChapterError, ParameterError
-from phase2.storage import atomic_write_bytes
+from phase2.storage import atomic_write_bytes, package_digest
 
 CHAPTERS_DIR = PROJECT_ROOT / "chapters"
 PROFILES_DIR = CHAPTERS_DIR / "profiles"
@@ -103,19 +103,12 @@ def chapter_parameters(notebook: Path, profile_name: str, overrides: dict | None
     return values
 
 
-def _sources_digest() -> str:
-    h = hashlib.sha256()
-    for f in sorted((PROJECT_ROOT / "phase2").glob("*.py")):
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()
-
-
 def execution_parts(notebook: Path, parameters: dict, upstream: tuple[str, ...] = ()) -> dict[str, str]:
     """What a chapter's result depends on, each as a digest: the notebook, its parameters, the ``phase2``
     sources and the keys of the chapters whose results it reads (``upstream``)."""
     return {"notebook": hashlib.sha256(notebook.read_bytes()).hexdigest()[:20],
             "parameters": hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:20],
-            "sources": _sources_digest()[:20],
+            "sources": package_digest()[:20],
             "upstream": hashlib.sha256(json.dumps(list(upstream)).encode()).hexdigest()[:20]}
 
 

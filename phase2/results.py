@@ -16,7 +16,6 @@ with the result of its verification (:mod:`phase2.stores`); empty for rows witho
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import json
 import os
@@ -32,7 +31,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phase2 import PROJECT_ROOT
-from phase2.storage import atomic_write_bytes
+from phase2.storage import atomic_write_bytes, package_digest
 
 COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "threads", "seed", "profile", "chapter",
            "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
@@ -114,11 +113,8 @@ def _run_code(path: Path) -> str:
 
 @functools.cache
 def code_digest() -> str:
-    """A digest of every ``phase2`` source file: the code that computed a run (git's commit misses edits)."""
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    """The code that computed a run (:func:`phase2.storage.package_digest`; git's commit misses edits)."""
+    return package_digest()[:16]
 
 
 def describe_run(table: pd.DataFrame) -> str:

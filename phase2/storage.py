@@ -31,6 +31,15 @@ def source_digest(names) -> str:
     return h.hexdigest()
 
 
+def package_digest() -> str:
+    """sha256 of every ``phase2`` source file, each with its name: the code a chapter executed (its execution key)
+    and a results run was computed by. :func:`source_digest` names the files a cached thing depends on."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)

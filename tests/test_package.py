@@ -57,3 +57,9 @@ def test_the_architecture_page_lists_every_module_from_the_package():
     assert [row.split("|")[1].strip() for row in table[2:]] == [f"`phase2.{m}`" for m in modules]
     assert all(row.count("|") == 4 and row.split("|")[3].strip() for row in table[2:])  # one cell each, none empty
     assert f"```{{include}} {pages.MODULE_TABLE}" in (PACKAGE.parent / "book" / "architecture.md").read_text()
+
+
+def test_the_package_sources_are_hashed_in_one_place():  # storage.package_digest, storage.source_digest
+    hashing = sorted(path.name for path in PACKAGE.glob("*.py")
+                     if "hashlib" in (text := path.read_text()) and 'glob("*.py")' in text)
+    assert hashing == ["storage.py"], hashing
