@@ -22,7 +22,16 @@ QUESTIONS = {
            "binary the right choice?",
 }
 
+EVIDENCE = {"RQ1": "quality_vs_memory", "RQ2": "throughput", "RQ3": "geometry", "RQ4": "regimes"}
+"""The chapter whose results answer each question: the front page links it."""
 _WHERE = {"RAM": "in RAM", "disk": "on disk"}  # where a cell keeps the rescoring store
+
+
+def front_page(texts: dict[str, str]) -> str:
+    """The answers as the front page shows them: each question, the conclusion's computed answer (``texts``, by
+    question), and a link to the chapter that holds its evidence."""
+    return "\n\n".join(f"**{rq}. {QUESTIONS[rq]}**\n\n{text} (Evidence: {{doc}}`../chapters/{EVIDENCE[rq]}`.)"
+                         for rq, text in texts.items()) + "\n"
 
 
 def _kept(summaries: pd.DataFrame, name: str) -> pd.Series:

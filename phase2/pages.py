@@ -160,15 +160,8 @@ def module_table() -> str:
 
 FRONT_PAGE_ANSWERS = "front-page-answers.txt"
 """Written by the conclusion chapter beside its executed notebook, included by the front page
-(``book/index.md``) when the book is staged; ``.txt`` so Sphinx does not take it for a page of its own."""
-EVIDENCE = {"RQ1": "quality_vs_memory", "RQ2": "throughput", "RQ3": "geometry", "RQ4": "regimes"}
-
-
-def front_page_answers(texts: dict[str, str], questions: dict[str, str]) -> str:
-    """The four answers as the front page shows them: each question, the conclusion's computed answer, and a
-    link to the chapter that holds its evidence."""
-    return "\n\n".join(f"**{rq}. {questions[rq]}**\n\n{text} (Evidence: {{doc}}`../chapters/{EVIDENCE[rq]}`.)"
-                         for rq, text in texts.items()) + "\n"
+(``book/index.md``) when the book is staged (:func:`phase2.answers.front_page`); ``.txt`` so Sphinx does not take
+it for a page of its own."""
 
 
 def run_line(parameters: dict) -> str:
