@@ -87,23 +87,23 @@ def quality_in(cache: Path, threads: int, codecs: list[str] | None = None) -> pd
     checks that it really searched (one cached search per codec written there, none before)."""
     parameters, names = smoke_quality_setup()
     names = codecs or names
-    searches = cache / "search"
-    assert not searches.exists(), f"{searches} is not cold"
+    searched = cache / "search"
+    assert not searched.exists(), f"{searched} is not cold"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PHASE2_CACHE_DIR", str(cache))
         table = with_threads(threads, lambda: searches.run_collection(parameters["dataset"], parameters["model"], names,
                                                                      parameters["k"], META, progress=False))
-    assert len(list(searches.glob("*.ids.npy"))) == len(set(names) | {searches.REFERENCE})
+    assert len(list(searched.glob("*.ids.npy"))) == len(set(names) | {searches.REFERENCE})
     return table
 
 
 SUBPROCESS_QUALITY = """
 import sys, pandas as pd
-from phase2 import quality
+from phase2 import searches
 from test_determinism import META, smoke_quality_setup
 parameters, names = smoke_quality_setup()
 searches.run_collection(parameters["dataset"], parameters["model"], names, parameters["k"], META,
-                       progress=False).to_parquet(sys.argv[1])
+                        progress=False).to_parquet(sys.argv[1])
 """
 
 
