@@ -136,13 +136,15 @@ def decision_scores(results: pd.DataFrame, dataset: str, model: str) -> tuple[pd
     no tie straddles the cutoff, and free of the arbitrary order of tied rows where one does; hand-made tables
     without tie-aware rows decide on row order). Also the codecs whose row-order mean differs from the tie-aware
     one by more than the equivalence margin (``ties decide``: where row order alone would have moved a verdict)."""
-    plain = per_query_table(results, dataset, model)
-    if not (results.metric == metrics.TIE_AWARE).any():
-        return plain, []
-    aware = per_query_table(results, dataset, model, metrics.TIE_AWARE).reindex(index=plain.index,
-                                                                                columns=plain.columns)
+    row_order = per_query_table(results, dataset, model)  # splits this table (_SPLIT) if it is not the last one split
+    if "tie-aware" not in _SPLIT[2]:  # asked of the whole table once, not on every call
+        _SPLIT[2]["tie-aware"] = bool((results.metric == metrics.TIE_AWARE).any())
+    if not _SPLIT[2]["tie-aware"]:
+        return row_order, []
+    aware = per_query_table(results, dataset, model, metrics.TIE_AWARE).reindex(index=row_order.index,
+                                                                                columns=row_order.columns)
     margin = decisions.MARGIN_SHARE * aware[REFERENCE].mean()
-    return aware, [c for c in plain if abs(aware[c].mean() - plain[c].mean()) > margin]
+    return aware, [c for c in row_order if abs(aware[c].mean() - row_order[c].mean()) > margin]
 
 
 def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.Series:
@@ -158,10 +160,10 @@ def query_cluster_labels(results: pd.DataFrame, dataset: str, model: str) -> pd.
 
 
 def difference_interval(per_query: pd.DataFrame, clusters: pd.Series, codec: str,
-                baseline: str = REFERENCE) -> tuple[float, float, float, float]:
+                        baseline: str = REFERENCE) -> tuple[float, float, float, float]:
     """Mean per-query difference, its normal 95% interval from the cluster-bootstrap standard error, and that SE."""
     return mean_interval((per_query[codec] - per_query[baseline]).to_numpy(),
-                          clusters.reindex(per_query.index).to_numpy())
+                         clusters.reindex(per_query.index).to_numpy())
 
 
 def mean_interval(diff: np.ndarray, clusters) -> tuple[float, float, float, float]:
@@ -175,5 +177,5 @@ def mean_interval(diff: np.ndarray, clusters) -> tuple[float, float, float, floa
 def paired_difference(results: pd.DataFrame, dataset: str, model: str, codec: str,
                       baseline: str = REFERENCE) -> tuple[float, float, float]:
     """Mean per-query nDCG@10 difference ``codec - baseline`` with its paired cluster-bootstrap 95% CI."""
-    return difference_interval(per_query_table(results, dataset, model), query_cluster_labels(results, dataset, model),
-                       codec, baseline)[:3]
+    return difference_interval(per_query_table(results, dataset, model),
+                               query_cluster_labels(results, dataset, model), codec, baseline)[:3]

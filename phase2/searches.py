@@ -213,19 +213,24 @@ class TieAwareScores:
     clusters: what the learning curve and the dimension comparisons read."""
 
     def __init__(self, depth: int, published_roots: tuple) -> None:
-        self.depth, self.roots, self._vectors, self._read = depth, published_roots, {}, {}
+        self.depth, self.roots, self._collections, self._vectors, self._read = depth, published_roots, {}, {}, {}
 
     def __call__(self, dataset: str, model: str, name: str, training: str = "half") -> pd.Series:
         key = (dataset, model, name, training)
         if key not in self._read:
-            collection = load_dataset(dataset)
+            collection = self._collection(dataset)
             vectors = self._vectors.setdefault((dataset, model), Vectors(collection, model, progress=False))
             found = search_values(collection, model, name, min(self.depth, collection.n_docs), vectors, self.roots,
                                   training)
             self._read[key] = pd.Series(found["values"][metrics.TIE_AWARE], index=found["judged"])
         return self._read[key]
 
-    @staticmethod
-    def clusters(dataset: str) -> pd.Series:
-        collection = load_dataset(dataset)
+    def clusters(self, dataset: str) -> pd.Series:
+        collection = self._collection(dataset)
         return pd.Series(decisions.query_clusters(collection.query_ids, collection.qrels), index=collection.query_ids)
+
+    def _collection(self, dataset: str) -> Collection:
+        """Each collection loaded (parsed and validated) once, not once per search read."""
+        if dataset not in self._collections:
+            self._collections[dataset] = load_dataset(dataset)
+        return self._collections[dataset]
