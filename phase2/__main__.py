@@ -23,16 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from phase2 import advisor, bench, pipeline, precompute, published, reproduction, results
-from phase2.ann import FaissTrainingWarning
-from phase2.bench_registry import REGISTRY
-from phase2.chapters import split_ints
-from phase2.datasets import load_dataset
+from phase2.book import pipeline
+from phase2.data.datasets import load_dataset
+from phase2.data.embeddings import export_store
 from phase2.demo import DEMO_METHODS
 from phase2.demo import run_demo as demo
-from phase2.embeddings import export_store
 from phase2.errors import Phase2Error, PrecomputeError
-from phase2.results import results_dir
+from phase2.experiments import harness, params, precompute, published, results
+from phase2.experiments.params import split_ints
+from phase2.experiments.results import results_dir
+from phase2.findings import advisor, reproduction, throughput
+from phase2.search.methods import FaissTrainingWarning
+from phase2.search.registry import REGISTRY
 from phase2.storage import atomic_write_bytes
 
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phase2", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    profiles = pipeline.profile_names()
+    profiles = params.profile_names()
 
     book = sub.add_parser("book", help="execute every chapter on a profile, then build the HTML book in _build/html")
     book.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
@@ -87,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     export_results.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (csv)")
     export_results.add_argument("--to", type=Path, required=True, help="directory to write <chapter>.<format> into")
 
-    status = result_commands.add_parser("status", help="each planned search of a profile: current, missing or computed "
-                                                       "by other code or from other inputs (phase2.published)")
+    status = result_commands.add_parser("status", help="each planned search of a profile: current, missing or "
+                                                       "computed by other code or from other inputs "
+                                                       "(phase2.experiments.published)")
     status.add_argument("--profile", default="default", choices=profiles, help="whose results")
     compared = result_commands.add_parser("compare", help="set recomputed results (python -m phase2 reproduce) "
                                                           "against the committed ones, search by search")
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     stores = sub.add_parser("embeddings", help="publish embeddings as a read-only store other machines verify and use")
     store_commands = stores.add_subparsers(dest="action", required=True)
     export = store_commands.add_parser("export", help="write <to>/<model>/<collection>/ from the cache, embedding "
-                                                      "what is missing first (phase2.stores layout)")
+                                                      "what is missing first (phase2.data.embedding_stores layout)")
     export.add_argument("--model", required=True, help="embedding model, e.g. mpnet-base")
     export.add_argument("--dataset", type=_names, required=True, help="collection name(s), comma-separated")
     export.add_argument("--to", type=Path, required=True, help="the store's root directory")
@@ -217,7 +220,8 @@ def _count(text: str) -> int:
 
 def _advise_description() -> str:
 
-    return ("Answer from the newest throughput measurements (phase2.advisor): the fastest measured scheme that\n"
+    return ("Answer from the newest throughput measurements (phase2.findings.advisor): the fastest measured scheme "
+            "that\n"
             "fits the RAM budget and whose recall@10 (lower 95% bound) meets the target, scaled to --docs.\n"
             "Memory scales linearly; queries/s by a power law fitted to the measured sizes; recall is taken at\n"
             "the nearest measured size. Every extrapolation is stated in the answer; --strict refuses it.\n\n"
@@ -235,7 +239,7 @@ def _demo_description() -> str:
 
 def _bench_description() -> str:
 
-    return ("Timed runs of the benchmark harness (phase2.bench). Each run appends one file\n"
+    return ("Timed runs of the benchmark harness (phase2.experiments.harness). Each run appends one file\n"
             f"  {results_dir()}/throughput/<run id>.parquet\n"
             "(set PHASE2_RESULTS_DIR to write elsewhere); nothing is overwritten. The machine should be otherwise\n"
             "idle: medians of repeated timings are kept, and ratios are only quoted within one run.")
@@ -260,8 +264,8 @@ def run_demo(args: argparse.Namespace) -> None:
 def run_bench(args: argparse.Namespace) -> None:
 
     if args.suite == "kernels":
-        table = bench.run_kernels(args.n, args.bits, args.threads, n_queries=args.queries, repeats=args.repeats)
-        summary = bench.kernel_table(table)[["N", "bits", "threads", "k", "ours q/s", "faiss q/s", "speedup",
+        table = harness.run_kernels(args.n, args.bits, args.threads, n_queries=args.queries, repeats=args.repeats)
+        summary = throughput.kernel_table(table)[["N", "bits", "threads", "k", "ours q/s", "faiss q/s", "speedup",
                                              "roof q/s", "ours / roof", "ours simd", "faiss simd"]]
     elif args.list:
         for name, entry in REGISTRY.items():
@@ -269,14 +273,14 @@ def run_bench(args: argparse.Namespace) -> None:
             print(f"{name:<18} query grid: {grid}")
         return
     else:
-        table = bench.run_grid(args.dataset, args.model, args.sizes, args.methods, n_queries=args.queries,
+        table = harness.run_grid(args.dataset, args.model, args.sizes, args.methods, n_queries=args.queries,
                                check_synthetic=not args.no_synthetic_check, repeats=args.repeats,
                                latency_queries=args.latency_queries, latency_budget_s=args.latency_budget,
                                thread_counts=args.threads)
-        points = bench.operating_points(table)
+        points = throughput.operating_points(table)
         summary = points[["data_kind", "n_vectors", "method", "query_params", "search_threads", "recall@10", "qps",
                           "p50_ms", "p99_ms", "bytes_per_vector", "build_s"]]
-    path = bench.save(table)
+    path = harness.save(table)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"))
     print(f"\nresults appended: {path}")
 
@@ -352,9 +356,9 @@ def run_reproduce(args: argparse.Namespace) -> None:
     if only or not args.only:
         run_precompute(args.profile, args.scheduler, args.workers, args.serial, only)
     if measure:
-        notebook = pipeline.CHAPTERS_DIR / "throughput.ipynb"
+        notebook = params.CHAPTERS_DIR / "throughput.ipynb"
         start = time.perf_counter()
-        pipeline.execute_chapter(notebook, pipeline.chapter_parameters(notebook, args.profile),
+        pipeline.execute_chapter(notebook, params.chapter_parameters(notebook, args.profile),
                                  root / "executed" / notebook.name, force=True)
         print(f"throughput measured again in {pipeline.duration(time.perf_counter() - start)}", flush=True)
     compare_results(args.profile, root / "results")
@@ -364,7 +368,7 @@ def compare_results(profile: str, recomputed: Path) -> None:
 
     committed = published.committed_dir(profile)
     table = published.compare(recomputed, committed)
-    runs = sorted((recomputed / bench.CHAPTER).glob("*.parquet"))
+    runs = sorted((recomputed / harness.CHAPTER).glob("*.parquet"))
     if table.empty and not runs:
         raise Phase2Error(f"no recomputed results under {recomputed}: run python -m phase2 reproduce --profile "
                           f"{profile} first")
@@ -380,7 +384,7 @@ def compare_results(profile: str, recomputed: Path) -> None:
                             "results (listed above)")
     if runs:
         mine = pd.read_parquet(runs[-1])
-        theirs, _ = bench.published_run(profile)
+        theirs, _ = harness.published_run(profile)
         if theirs is None:
             raise Phase2Error(f"no committed throughput run of the {profile} profile to compare {runs[-1]} with")
         timing = reproduction.compare_runs(mine, theirs)
@@ -390,8 +394,8 @@ def compare_results(profile: str, recomputed: Path) -> None:
                   + ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
                   + (f" (tolerance x{1 + reproduction.TIMING_TOLERANCE:g} either way; median quotient "
                      f"{g.quotient.median():.2f})" if metric != "recall@10" else ""), flush=True)
-        print(f"recomputed on {bench.machine_line(mine.machine.iloc[0])}; committed on "
-              f"{bench.machine_line(theirs.machine.iloc[0])}", flush=True)
+        print(f"recomputed on {harness.machine_line(mine.machine.iloc[0])}; committed on "
+              f"{harness.machine_line(theirs.machine.iloc[0])}", flush=True)
         differs = timing[(timing.metric == "recall@10") & (timing.outcome != "identical")]
         if len(differs):
             print(differs.to_string(index=False))
@@ -427,11 +431,11 @@ def run_one_chapter(args: argparse.Namespace) -> None:
         raise pipeline.ParameterError(f"unknown chapter {args.name!r}; chapters: {', '.join(notebooks)}")
     notebook = notebooks[args.name]
     if args.list:
-        for name, info in pipeline.declared_parameters(notebook).items():
+        for name, info in params.declared_parameters(notebook).items():
             print(f"{name}: {info['inferred_type_name']} = {info['default']}  # {info['help']}")
         return
     overrides = {name: _literal(value) for name, value in args.parameter}
-    parameters = pipeline.chapter_parameters(notebook, args.profile, overrides)
+    parameters = params.chapter_parameters(notebook, args.profile, overrides)
     output = args.output or pipeline.executed_dir(args.profile) / "custom" / notebook.name
     pipeline.execute_chapter(notebook, parameters, output, force=True)
     print(f"executed: {output}")

@@ -1,6 +1,6 @@
 """The demo: one collection, a handful of indexes, example queries and a comparison table.
 
-Every index comes from the benchmark registry (:mod:`phase2.bench_registry`), so the demo shows
+Every index comes from the benchmark registry (:mod:`phase2.search.registry`), so the demo shows
 the same methods the throughput chapter measures, on a collection small enough to answer in
 seconds: float32 exhaustive search (the reference), int8 scalar quantization, 1-bit sign codes
 with and without float32 rescoring, product quantization and HNSW.
@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from phase2 import metrics
-from phase2.ann import Method, recall_at_k
-from phase2.bench import max_threads, median_seconds, threads
-from phase2.bench_registry import REGISTRY
-from phase2.datasets import Collection, load_dataset
-from phase2.embeddings import embed
+from phase2.data.datasets import Collection, load_dataset
+from phase2.data.embeddings import embed
 from phase2.errors import ParameterError
+from phase2.evaluation import metrics
+from phase2.experiments.timing import max_threads, median_seconds, threads
+from phase2.search.methods import Method, recall_at_k
+from phase2.search.registry import REGISTRY
 
 DEMO_METHODS = {  # key: (label shown, registry name, index in the entry's build list, query arguments)
     "float32": ("float32 flat", "flat", 0, {}),

@@ -23,20 +23,26 @@ def cache_dir() -> Path:
 
 
 def source_digest(names) -> str:
-    """sha256 of the named ``phase2`` source files' bytes, in order: the part of a cache key that changes with the
-    code that computed the cached thing."""
+    """sha256 of the named ``phase2`` sources' bytes, in order: each name a file or a subpackage (its ``.py`` files
+    by name), relative to the package. The part of a cache key that changes with the code that computed the cached
+    thing."""
     h = hashlib.sha256()
+    root = Path(__file__).parent
     for name in names:
-        h.update((Path(__file__).parent / name).read_bytes())
+        path = root / name
+        for file in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            h.update(file.read_bytes())
     return h.hexdigest()
 
 
 def package_digest() -> str:
-    """sha256 of every ``phase2`` source file, each with its name: the code a chapter executed (its execution key)
-    and a results run was computed by. :func:`source_digest` names the files a cached thing depends on."""
+    """sha256 of every ``phase2`` source file, each with its path in the package: the code a chapter executed (its
+    execution key) and a results run was computed by. :func:`source_digest` names the files a cached thing depends
+    on."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from phase2 import PROJECT_ROOT, pipeline
-from phase2.datasets import find_dataset
+from phase2 import PROJECT_ROOT
+from phase2.book import pipeline
+from phase2.data.datasets import find_dataset
 from phase2.errors import DatasetError
 
 CORPUS = [{"_id": "d1", "title": "Wing", "text": "lift on a wing"},
@@ -94,9 +95,9 @@ def cold_cache(root: Path, collections=("cranfield",), model: str = "minilm-l6")
     code's behaviour digest, copied from the project's cache (computed there first if missing): every fit, search
     and chapter result is then computed again. Embeddings are an input here, cached under their own key (the
     determinism contract, 3)."""
-    from phase2 import published
-    from phase2.datasets import load_dataset
-    from phase2.embeddings import embed
+    from phase2.data.datasets import load_dataset
+    from phase2.data.embeddings import embed
+    from phase2.experiments import published
     from phase2.storage import atomic_write_bytes, cache_dir
 
     target = root / "cache"

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import advisor, bench
 from phase2.__main__ import main
-from phase2.ann import FaissTrainingWarning
 from phase2.errors import ParameterError, Phase2Error
+from phase2.experiments import harness
+from phase2.findings import advisor, throughput
+from phase2.search.methods import FaissTrainingWarning
 
 
 def point(n, method, build, family, recall, qps, bytes_per_vector, code_bytes=None, query="{}", se=0.01,
@@ -115,20 +116,21 @@ def test_advise_recommends_a_library_configuration_when_it_is_the_best_measured(
 @pytest.fixture(scope="module")
 def harness_run():
     rng = np.random.default_rng(0)
-    tables, meta = [], bench.new_run("test")
+    tables, meta = [], harness.new_run("test")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FaissTrainingWarning)
         for n in (400, 800):
             corpus = rng.standard_normal((n, 32)).astype(np.float32)
             corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
-            tables.append(bench.run_methods(corpus, corpus[:20], "tiny", "synthetic", ["flat", "bin-flat", "hnsw-flat"],
+            tables.append(harness.run_methods(corpus, corpus[:20], "tiny", "synthetic",
+                                              ["flat", "bin-flat", "hnsw-flat"],
                                             repeats=1, latency_queries=2, thread_counts=[1], meta=meta,
                                             progress=False))
     return pd.concat(tables, ignore_index=True)
 
 
 def test_advise_on_the_harness_own_points(harness_run):
-    points = bench.operating_points(harness_run)
+    points = throughput.operating_points(harness_run)
     advice = advisor.advise(points, advisor.Question(800, 1e9, 0.99, threads=1))
     assert advice.choice is not None and advice.choice["recall low"] >= 0.99
     assert set(advice.candidates.series) == {"flat", "bin-flat", "hnsw-flat(M=32)"}
@@ -148,8 +150,8 @@ def test_cli_answers_and_fails_clearly_without_measurements(capsys, tmp_path, mo
     assert main(["advise", "--docs", "10_000_000", "--memory", "4GB", "--target-recall", "0.7"]) == 2
     assert "the advisor answers from measurements only; run the throughput chapter first" in capsys.readouterr().err
     smoke_run = harness_run.assign(profile="smoke")
-    kernel_row = smoke_run.iloc[:1].assign(data_kind=bench.KERNEL_DATA, source="uniform random codes", dim=1024)
-    bench.save(pd.concat([kernel_row, smoke_run], ignore_index=True))  # as the chapter saves: kernels first
+    kernel_row = smoke_run.iloc[:1].assign(data_kind=harness.KERNEL_DATA, source="uniform random codes", dim=1024)
+    harness.save(pd.concat([kernel_row, smoke_run], ignore_index=True))  # as the chapter saves: kernels first
     assert main(["advise", "--docs", "600", "--memory", "1MB", "--target-recall", "0.9"]) == 2  # default profile
     assert "no results of profile 'default' for chapter 'throughput'" in capsys.readouterr().err
     smoke = ["--profile", "smoke", "--threads", "1"]

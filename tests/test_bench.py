@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import bench, kernels, reproduction, results
+from phase2 import kernels
 from phase2.__main__ import main
-from phase2.ann import FaissBinaryIndex, FaissTrainingWarning, Refined
-from phase2.bench_registry import REGISTRY
 from phase2.errors import ParameterError, Phase2Error
+from phase2.experiments import harness, results, synthetic, timing
+from phase2.findings import reproduction, throughput
+from phase2.search.methods import FaissBinaryIndex, FaissTrainingWarning, Refined
+from phase2.search.registry import REGISTRY
 
 from conftest import require_dataset
 
@@ -35,13 +37,14 @@ def tiny_run() -> pd.DataFrame:
     corpus, queries = unit_rows(600, D, 1), unit_rows(25, D, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FaissTrainingWarning)  # 600 vectors are too few for faiss's k-means
-        return bench.run_methods(corpus, queries, "tiny", "synthetic", k=10, repeats=1, latency_queries=3,
+        return harness.run_methods(corpus, queries, "tiny", "synthetic", k=10, repeats=1, latency_queries=3,
                                  thread_counts=[1, 2], progress=False)
 
 
 def test_every_registered_method_runs_every_setting(tiny_run):
-    assert list(tiny_run.columns) == bench.BENCH_COLUMNS
-    probe, tiny_run = tiny_run[tiny_run.data_kind == bench.DISK_DATA], tiny_run[tiny_run.data_kind != bench.DISK_DATA]
+    assert list(tiny_run.columns) == harness.BENCH_COLUMNS
+    on_disk = tiny_run.data_kind == harness.DISK_DATA
+    probe, tiny_run = tiny_run[on_disk], tiny_run[~on_disk]
     assert set(probe.metric) == {"p50_ms", "p99_ms", "iops_qd1", "iops"} and (probe.value > 0).all()
     assert set(tiny_run.build_params) == set(REGISTRY)
     for name, entry in REGISTRY.items():
@@ -61,7 +64,7 @@ def test_every_registered_method_runs_every_setting(tiny_run):
 
 
 def test_exact_methods_agree_with_ground_truth(tiny_run):
-    points = bench.operating_points(tiny_run)
+    points = throughput.operating_points(tiny_run)
     recall = points.groupby("method")["recall@10"]
     assert recall.min()["flat"] == 1.0
     assert recall.min()["bin-flat"] == recall.min()["bin-flat-faiss"]  # same codes, same distances
@@ -72,7 +75,7 @@ def test_exact_methods_agree_with_ground_truth(tiny_run):
 
 
 def test_a_store_on_disk_ranks_exactly_as_in_ram_and_counts_its_reads(tiny_run):
-    points = bench.operating_points(tiny_run)
+    points = throughput.operating_points(tiny_run)
     for store in ("int8", "f32"):
         ram = points[points.method == f"bin-rescore-{store}"].set_index(["query_params", "search_threads"])
         disk = points[points.method == f"bin-rescore-{store}-disk"].set_index(["query_params", "search_threads"])
@@ -84,7 +87,7 @@ def test_a_store_on_disk_ranks_exactly_as_in_ram_and_counts_its_reads(tiny_run):
         factor = disk.index.get_level_values(0).map(lambda q: json.loads(q)["factor"])
         assert ((disk.reads_per_query > 0) & (disk.reads_per_query <= 10 * factor)).all()
         assert disk.disk_iops.notna().all() and ram.reads_per_query.isna().all()
-    probe = bench.disk_probe(tiny_run)
+    probe = throughput.disk_probe(tiny_run)
     assert len(probe) == 1 and probe["p99 ms (1 in flight)"].iloc[0] >= probe["p50 ms (1 in flight)"].iloc[0]
 
 
@@ -98,7 +101,7 @@ def test_on_disk_and_in_ram_rescoring_return_the_same_ids_at_one_and_two_threads
             ram.set_query_arguments(factor=factor)
             disk.set_query_arguments(factor=factor)
             for count in (1, 2):
-                with bench.threads(count):
+                with timing.threads(count):
                     np.testing.assert_array_equal(ram.query(queries, 10), disk.query(queries, 10))
                     np.testing.assert_array_equal(ram.query(queries[:1], 10), disk.query(queries[:1], 10))
         path = disk.disk.path
@@ -109,13 +112,13 @@ def test_on_disk_and_in_ram_rescoring_return_the_same_ids_at_one_and_two_threads
 
 
 def test_rescoring_store_is_counted_apart_from_the_first_stage(tiny_run):
-    points = bench.operating_points(tiny_run).groupby("method").first()
+    points = throughput.operating_points(tiny_run).groupby("method").first()
     assert points.store_bytes["bin-rescore-f32"] == D * 4 and points.store_bytes["bin-rescore-int8"] == D
     assert points.store_bytes["bin-hnsw-rescore-int8(M=32)"] == D and points.store_bytes["flat"] == 0
     hnsw = points.loc["bin-hnsw-rescore-int8(M=32)"]
     assert hnsw.index_bytes / 600 > hnsw.code_bytes + hnsw.store_bytes  # the graph stays in RAM
     with pytest.raises(Phase2Error, match="predates the column 'store_bytes_per_vector'"):
-        bench.operating_points(tiny_run.drop(columns="store_bytes_per_vector"))
+        throughput.operating_points(tiny_run.drop(columns="store_bytes_per_vector"))
 
 
 def test_index_first_stages_rescore_like_the_scan_and_survive_short_candidate_lists():
@@ -138,7 +141,7 @@ def test_index_first_stages_rescore_like_the_scan_and_survive_short_candidate_li
 
 
 def test_graph_overhead_is_measured(tiny_run):
-    points = bench.operating_points(tiny_run)
+    points = throughput.operating_points(tiny_run)
     per_vector = points.groupby("method").bytes_per_vector.first()
     assert per_vector["flat"] == pytest.approx(D * 4, abs=0.5)  # the serialized header is a few bytes
     assert per_vector["hnsw-flat(M=32)"] > per_vector["flat"] + 32 * 4  # M=32: 64 int32 links on level 0
@@ -146,67 +149,68 @@ def test_graph_overhead_is_measured(tiny_run):
 
 
 def test_results_append_and_never_overwrite(tiny_run, isolated_results):
-    first = bench.save(tiny_run)
+    first = harness.save(tiny_run)
     again = tiny_run.assign(run_id="another-run")
-    second = bench.save(again)
+    second = harness.save(again)
     assert first != second
-    table = results.read_results(bench.CHAPTER, latest=False)
+    table = results.read_results(harness.CHAPTER, latest=False)
     assert set(table.run_id) == {tiny_run.run_id.iloc[0], "another-run"} and len(table) == 2 * len(tiny_run)
     with pytest.raises(FileExistsError):
-        bench.save(tiny_run)
+        harness.save(tiny_run)
 
 
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ParameterError, match="unknown method.*'nope'.*bin-flat"):
-        bench.run_methods(unit_rows(50, 8, 0), unit_rows(2, 8, 1), "tiny", "real", ["flat", "nope"])
+        harness.run_methods(unit_rows(50, 8, 0), unit_rows(2, 8, 1), "tiny", "real", ["flat", "nope"])
 
 
 def test_kernel_benchmark_checks_faiss_and_reports_bandwidth():
-    table = bench.run_kernels(3000, [24, 64], [1], n_queries=9, depths=(5, 50), repeats=1, bandwidth_bytes=1 << 23,
+    table = harness.run_kernels(3000, [24, 64], [1], n_queries=9, depths=(5, 50), repeats=1, bandwidth_bytes=1 << 23,
                               progress=False)
-    summary = bench.kernel_table(table)
+    summary = throughput.kernel_table(table)
     assert list(summary.bits) == [24, 24, 64, 64] and list(summary.k) == [5, 50, 5, 50]  # the arithmetic:
     assert (summary.threads == 1).all()  # test_verdicts.py
     assert (summary[["ours GB/s", "faiss GB/s", "memory read GB/s", "roof q/s"]] > 0).all().all()
     assert set(summary["ours simd"]) == {kernels.SIMD_LEVEL} and (summary["faiss simd"] != "").all()
     with pytest.raises(ParameterError, match="multiples of 8"):
-        bench.run_kernels(100, [20], [1], progress=False)
+        harness.run_kernels(100, [20], [1], progress=False)
 
 
 def test_synthetic_documents_are_unit_norm_seeded_and_as_clustered_as_the_real_ones():
     centres = unit_rows(40, 16, 3)
     real = centres[np.random.default_rng(4).integers(0, 40, 3000)] + 0.15 * unit_rows(3000, 16, 5)
     real = (real / np.linalg.norm(real, axis=1, keepdims=True)).astype(np.float32)
-    model = bench.fit_synthetic(real)
-    a = bench.sample_synthetic(model, 5000, seed=1, chunk=1500)
+    model = synthetic.fit_synthetic(real)
+    a = synthetic.sample_synthetic(model, 5000, seed=1, chunk=1500)
     assert a.dtype == np.float32 and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
-    assert np.array_equal(a, bench.sample_synthetic(model, 5000, seed=1, chunk=1500))
-    assert not np.array_equal(a, bench.sample_synthetic(model, 5000, seed=2, chunk=1500))
+    assert np.array_equal(a, synthetic.sample_synthetic(model, 5000, seed=1, chunk=1500))
+    assert not np.array_equal(a, synthetic.sample_synthetic(model, 5000, seed=2, chunk=1500))
     assert np.abs(a.mean(0) - real.mean(0)).max() < 0.05  # keeps the per-dimension offsets binarization sees
-    same_size = bench.sample_synthetic(model, len(real))
-    assert bench._median_nn_cosine(same_size) == pytest.approx(bench._median_nn_cosine(real), abs=0.02)
-    assert bench.fit_synthetic(real).scale == model.scale
+    same_size = synthetic.sample_synthetic(model, len(real))
+    assert synthetic._median_nn_cosine(same_size) == pytest.approx(synthetic._median_nn_cosine(real), abs=0.02)
+    assert synthetic.fit_synthetic(real).scale == model.scale
 
 
 def test_benchmark_corpus_is_real_until_it_runs_out():
     real = unit_rows(100, 8, 0)
-    sample = bench.benchmark_corpus(real, 40, "real")
+    sample = synthetic.benchmark_corpus(real, 40, "real")
     assert len({r.tobytes() for r in sample} - {r.tobytes() for r in real}) == 0
     with pytest.raises(ParameterError, match="100 vectors, 500 asked"):
-        bench.benchmark_corpus(real, 500, "real")
+        synthetic.benchmark_corpus(real, 500, "real")
     with pytest.raises(ParameterError, match="'real', 'synthetic' or 'extrapolated', got 'fake'"):
-        bench.benchmark_corpus(real, 10, "fake")
-    assert bench.benchmark_corpus(real, 500, "synthetic").shape == (500, 8)
+        synthetic.benchmark_corpus(real, 10, "fake")
+    assert synthetic.benchmark_corpus(real, 500, "synthetic").shape == (500, 8)
 
 
 def test_queries_are_sampled_evenly_across_collections():
     groups = np.repeat([0, 1, 2], [920, 50, 30])  # one collection holds 92% of the queries
-    rows = bench.stratified_rows(groups, 90)
+    rows = synthetic.stratified_rows(groups, 90)
     assert np.bincount(groups[rows]).tolist() == [30, 30, 30] and (np.diff(rows) > 0).all()
-    rows = bench.stratified_rows(groups, 200)  # a share of 66: the two small ones give all they have
+    rows = synthetic.stratified_rows(groups, 200)  # a share of 66: the two small ones give all they have
     assert np.bincount(groups[rows]).tolist() == [120, 50, 30]
-    assert len(bench.stratified_rows(groups, 5000)) == 1000
-    np.testing.assert_array_equal(bench.stratified_rows(groups, 90, seed=3), bench.stratified_rows(groups, 90, seed=3))
+    assert len(synthetic.stratified_rows(groups, 5000)) == 1000
+    np.testing.assert_array_equal(synthetic.stratified_rows(groups, 90, seed=3),
+                                  synthetic.stratified_rows(groups, 90, seed=3))
 
 
 def test_single_query_latency_stops_at_its_budget():
@@ -215,18 +219,18 @@ def test_single_query_latency_stops_at_its_budget():
             time.sleep(0.01)
 
     queries = unit_rows(50, 8, 0)
-    assert len(bench.single_query_seconds(Slow(), queries, 10, budget_s=0.035)) == 4  # the one that crossed counts
-    assert len(bench.single_query_seconds(Slow(), queries[:3], 10, budget_s=10)) == 3
+    assert len(timing.single_query_seconds(Slow(), queries, 10, budget_s=0.035)) == 4  # the one that crossed counts
+    assert len(timing.single_query_seconds(Slow(), queries[:3], 10, budget_s=10)) == 3
 
 
 def test_pareto_front_and_speedup_at_recall():
     points = pd.DataFrame({"data_kind": "real", "n_vectors": 10, "search_threads": 1, "family": "x",
                            "method": ["flat", "a", "a", "a", "b"],
                            "recall@10": [1.0, 0.5, 0.9, 0.8, 0.95], "qps": [10.0, 100, 50, 40, 20]})
-    front = bench.pareto_front(points)
+    front = throughput.pareto_front(points)
     assert list(zip(front.method, front["recall@10"], strict=True)) == [("a", 0.5), ("a", 0.9), ("b", 0.95),
                                                                         ("flat", 1.0)]
-    speed = bench.speedup_at_recall(points, targets=(0.9, 0.99)).set_index(["method", "target_recall@10"])
+    speed = throughput.speedup_at_recall(points, targets=(0.9, 0.99)).set_index(["method", "target_recall@10"])
     assert speed.loc[("a", 0.9), "speedup_vs_flat"] == 5.0
     assert np.isnan(speed.loc[("a", 0.99), "qps"]) and speed.loc[("flat", 0.99), "speedup_vs_flat"] == 1.0
 
@@ -258,7 +262,7 @@ def test_busy_cores_elsewhere_sees_a_spinning_process():
     spinner = subprocess.Popen([sys.executable, "-c", spin])
     try:
         time.sleep(0.3)
-        busy = bench.busy_cores_elsewhere(1.0)
+        busy = timing.busy_cores_elsewhere(1.0)
     finally:
         spinner.kill()
         spinner.wait()
@@ -270,7 +274,7 @@ def test_every_library_answers_on_its_own_threads_and_reports_its_sizes(tiny_run
                                                                  "usearch+phase2", "scann", "rabitqlib", "milvus"}
     built = tiny_run[tiny_run.metric == "build_s"].set_index("method")
     assert (built.disk_bytes > 0).all() and (built.index_bytes > 0).all()
-    points = bench.operating_points(tiny_run)
+    points = throughput.operating_points(tiny_run)
     recall = points.pivot_table(index=["method", "query_params"], columns="search_threads", values="recall@10")
     deterministic = points.groupby("method").deterministic.first()
     same = recall.loc[deterministic[deterministic].index]
@@ -278,9 +282,9 @@ def test_every_library_answers_on_its_own_threads_and_reports_its_sizes(tiny_run
 
 
 def test_usearch_exact_hamming_search_returns_the_kernels_distances():
-    from phase2.ann import sign_codes
     from phase2.kernels import hamming_topk
-    from phase2.libraries import USearchExact
+    from phase2.search.libraries import USearchExact
+    from phase2.search.methods import sign_codes
 
     corpus, queries = unit_rows(500, 64, 5), unit_rows(12, 64, 6)
     corpus[7:11] = corpus[3]  # duplicates: tied distances
@@ -294,18 +298,18 @@ def test_usearch_exact_hamming_search_returns_the_kernels_distances():
 
 
 def test_methods_that_cannot_run_here_are_named_with_the_reason(monkeypatch):
-    from phase2 import bench_registry, libraries
+    from phase2.search import libraries, registry
 
     monkeypatch.setattr(libraries.importlib.util, "find_spec", lambda name: None if name == "scann" else True)
-    lines = bench_registry.not_measured(["flat", "scann", "rabitqlib-hnsw"], [1_000, 100_000])
+    lines = registry.not_measured(["flat", "scann", "rabitqlib-hnsw"], [1_000, 100_000])
     assert lines == ["`scann` at 1,000, 100,000 vectors: the Python package providing `scann` is not installed",
                      "`rabitqlib-hnsw` at 100,000 vectors: not built above 10,000 vectors: its build took 436 s for "
                      "10^5 384-d vectors on 2 cores"]
-    table = bench.run_methods(unit_rows(300, 16, 1), unit_rows(5, 16, 2), "tiny", "synthetic", ["flat", "scann"],
+    table = harness.run_methods(unit_rows(300, 16, 1), unit_rows(5, 16, 2), "tiny", "synthetic", ["flat", "scann"],
                               repeats=1, latency_queries=1, thread_counts=[1], progress=False)
     assert set(table.method) == {"flat"}
-    monkeypatch.setattr(bench_registry, "direct_io_unavailable", lambda: "the file system refuses O_DIRECT reads")
-    assert bench_registry.not_measured(["bin-rescore-int8-disk"], [1_000]) == [
+    monkeypatch.setattr(registry, "direct_io_unavailable", lambda: "the file system refuses O_DIRECT reads")
+    assert registry.not_measured(["bin-rescore-int8-disk"], [1_000]) == [
         "`bin-rescore-int8-disk` at 1,000 vectors: the file system refuses O_DIRECT reads"]
 
 
@@ -318,19 +322,19 @@ def test_library_standing_sets_our_binary_pipelines_against_each_library():
         "library": ["phase2", "phase2", "faiss", "usearch", "usearch+phase2", "scann"],
         "recall@10": [0.96, 0.6, 0.99, 0.95, 0.97, 0.85], "qps": [500.0, 900, 800, 1200, 700, 3000],
         "p50_ms": 1.0, "bytes_per_vector": 100.0})
-    standing = bench.library_standing(points, targets=(0.9, 0.99)).set_index(["target_recall@10", "group"])
-    assert standing.loc[(0.9, bench.OURS), "method"] == "usearch-hnsw-b1-rescore-int8"  # our rescoring counts
+    standing = throughput.library_standing(points, targets=(0.9, 0.99)).set_index(["target_recall@10", "group"])
+    assert standing.loc[(0.9, throughput.OURS), "method"] == "usearch-hnsw-b1-rescore-int8"  # our rescoring counts
     assert standing.loc[(0.9, "usearch"), "method"] == "usearch-hnsw-i8"
-    assert (0.9, "scann") not in standing.index and (0.99, bench.OURS) not in standing.index
-    assert {g for _, g in standing.index} == {bench.OURS, "faiss", "usearch"}
-    text = bench.standing_sentence(standing.reset_index(), targets=(0.9, 0.99))
+    assert (0.9, "scann") not in standing.index and (0.99, throughput.OURS) not in standing.index
+    assert {g for _, g in standing.index} == {throughput.OURS, "faiss", "usearch"}
+    text = throughput.standing_sentence(standing.reset_index(), targets=(0.9, 0.99))
     assert "- recall@10 >= 0.9: the fastest library configuration was `usearch-hnsw-i8` (usearch) at 1,200 q/s" in text
     assert "(0.58x the library's queries/s)" in text
     assert "- recall@10 >= 0.99: the fastest library configuration was `hnsw-sq8` (faiss)" in text
 
 
 def test_milvus_runs_against_the_address_it_is_given(monkeypatch, tmp_path):
-    from phase2.libraries import MILVUS_URI_ENV, MilvusCollection
+    from phase2.search.libraries import MILVUS_URI_ENV, MilvusCollection
 
     monkeypatch.setenv(MILVUS_URI_ENV, str(tmp_path / "server.db"))
     method = MilvusCollection("milvus-flat", "FLAT", {}, "float", 4)
@@ -356,17 +360,17 @@ def regime_points() -> pd.DataFrame:
 
 
 def test_both_regimes_are_set_against_flat_and_the_goals():
-    regimes = bench.latency_regimes(regime_points(), targets=(0.95,)).set_index("method")
+    regimes = throughput.latency_regimes(regime_points(), targets=(0.95,)).set_index("method")
     binary = regimes.loc["bin-rescore-int8"]
     assert (binary.batch_qps, binary.batch_vs_flat, binary.batch_setting) == (1000.0, 5.0, '{"factor": 100}')
     assert (binary.p50_ms, binary.p99_ms, binary.single_vs_flat) == (0.5, 1.0, 20.0)  # flat's best p50: 10 ms
     assert binary.single_setting == '{"factor": 100} at 2 thread(s)'
-    assert "bin-rescore-int8" not in bench.latency_regimes(regime_points(), targets=(0.99,)).method.values
-    text = bench.regimes_sentence(bench.latency_regimes(regime_points()), target=0.95)
+    assert "bin-rescore-int8" not in throughput.latency_regimes(regime_points(), targets=(0.99,)).method.values
+    text = throughput.regimes_sentence(throughput.latency_regimes(regime_points()), target=0.95)
     assert "`bin-rescore-int8` {\"factor\": 100} answered 1,000 q/s, 5.0x float32 flat" in text
     assert "took p50 0.50 ms (p99 1.00 ms), 20.0x faster than flat's best p50" in text
     assert text.endswith("meets the 4x batch goal and meets the 20x single-query goal.")
-    assert bench.regimes_sentence(bench.latency_regimes(regime_points()), target=0.99) == (
+    assert throughput.regimes_sentence(throughput.latency_regimes(regime_points()), target=0.99) == (
         "No binary pipeline reached recall@10 >= 0.99.")
 
 
@@ -375,7 +379,7 @@ def test_scaling_exponents_are_least_squares_slopes_on_log_log_axes():
     points = pd.DataFrame([{"data_kind": "synthetic", "n_vectors": n, "method": m, "family": "x",
                             "query_params": q, "search_threads": 1, "qps": 1e6 * n ** -a}
                            for m, a in (("scan", 1.0), ("graph", 0.25)) for n in sizes for q in ("{}", "z")])
-    exponents = bench.scaling_exponents(points).set_index("method")
+    exponents = throughput.scaling_exponents(points).set_index("method")
     assert exponents.exponent.to_dict() == pytest.approx({"graph": 0.25, "scan": 1.0})
     assert exponents.sizes["scan"] == "10,000, 100,000, 1,000,000"
 
@@ -386,24 +390,24 @@ def test_the_generator_check_reports_each_generator_per_size():
                           "synthetic": [0.6, 0.85, 0.4], "extrapolated": [0.3, 0.9, np.nan]})
     pairs = pairs.assign(difference=pairs.synthetic - pairs.real,
                          extrapolated_difference=pairs.extrapolated - pairs.real)
-    summary = bench.agreement_summary(pairs).set_index(["n_vectors", "generator"])
+    summary = throughput.agreement_summary(pairs).set_index(["n_vectors", "generator"])
     assert summary.loc[(1000, "synthetic"), "mean |difference|"] == pytest.approx(0.075)
     assert summary.loc[(1000, "extrapolated"), "largest at"] == "a"
     assert (2000, "extrapolated") not in summary.index and summary.loc[(2000, "synthetic"), "points"] == 1
-    text = bench.agreement_sentence(summary.reset_index())
+    text = throughput.agreement_sentence(summary.reset_index())
     assert "At N = 1,000, the generator fitted to a small real subset, then drawn at this size" in text
     assert "within 0.100 of real on average over 2 operating points (signed -0.100; largest 0.200, `a`)" in text
 
 
 def test_query_encoding_is_timed_per_query_and_set_beside_search():
     require_dataset("cranfield")
-    runs = bench.run_encoding(["cranfield"], ["minilm-l6"], n_queries=3)
-    assert list(runs.columns) == bench.BENCH_COLUMNS and set(runs.data_kind) == {bench.ENCODING_DATA}
-    encoding = bench.encoding_table(runs)
+    runs = harness.run_encoding(["cranfield"], ["minilm-l6"], n_queries=3)
+    assert list(runs.columns) == harness.BENCH_COLUMNS and set(runs.data_kind) == {harness.ENCODING_DATA}
+    encoding = throughput.encoding_table(runs)
     assert encoding["queries timed"].tolist() == [3.0] and (encoding["encode p50 ms"] > 0).all()
     fixed = pd.DataFrame({"model": ["minilm-l6"], "encode p50 ms": [4.0], "encode p99 ms": [6.0],
                           "queries timed": [200.0]})
-    text = bench.encoding_sentence(fixed, bench.latency_regimes(regime_points()))
+    text = throughput.encoding_sentence(fixed, throughput.latency_regimes(regime_points()))
     assert text == ("Embedding one query took 4.0 ms with minilm-l6 (p50). The fastest single-query search reaching "
                     "recall@10 0.95, `hnsw-sq8(M=32)`, took p50 0.20 ms and float32 flat 10.00 ms: with the fastest "
                     "encoder, search is 4.8% of the request for the fastest search and 71.4% for flat.")
@@ -414,28 +418,29 @@ def test_a_published_run_is_current_for_its_parameters_and_bench_code(tiny_run, 
     for those parameters and while the bench code that measured it is unchanged; it names its machine."""
     monkeypatch.setenv("PHASE2_PUBLISHED_DIR", str(tmp_path))
     run = tiny_run.assign(profile="default")
-    assert bench.published_run("default") == (None, "missing")
-    path = bench.publish(run, "default", {"sizes": "600"})
-    assert path.parent == tmp_path / "throughput" and bench.publish(run, "smoke", {}) is None  # smoke is not published
-    table, state = bench.published_run("default", {"sizes": "600"})
+    assert harness.published_run("default") == (None, "missing")
+    path = harness.publish(run, "default", {"sizes": "600"})
+    assert path.parent == tmp_path / "throughput"
+    assert harness.publish(run, "smoke", {}) is None  # smoke is not published
+    table, state = harness.published_run("default", {"sizes": "600"})
     assert state == "current" and len(table) == len(run)
-    assert bench.published_run("default", {"sizes": "700"})[1] == "other parameters"
-    assert bench.read_run("default", current=True).run_id.iloc[0] == run.run_id.iloc[0]
+    assert harness.published_run("default", {"sizes": "700"})[1] == "other parameters"
+    assert harness.read_run("default", current=True).run_id.iloc[0] == run.run_id.iloc[0]
     json.loads(table.machine.iloc[0])["simd"]  # the SIMD level is recorded with every timing
-    monkeypatch.setattr(bench, "code_digest", lambda: "other")
-    assert bench.published_run("default")[1] == "other code"
+    monkeypatch.setattr(harness, "code_digest", lambda: "other")
+    assert harness.published_run("default")[1] == "other code"
     with pytest.raises(FileNotFoundError, match="measured by other code"):
-        bench.read_run("default", current=True)
-    second = bench.publish(run.assign(run_id="later"), "default", {})
+        harness.read_run("default", current=True)
+    second = harness.publish(run.assign(run_id="later"), "default", {})
     assert sorted(p.name for p in (tmp_path / "throughput").iterdir()) == [second.name]  # one published run
 
 
 def test_machine_line_names_the_simd_level():
     record = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "disk": "ssd"}
-    assert bench.machine_line(json.dumps({**record, "simd": ["avx2", "avx512f", "avx512_vpopcntdq"]})) == \
+    assert harness.machine_line(json.dumps({**record, "simd": ["avx2", "avx512f", "avx512_vpopcntdq"]})) == \
         "AMD EPYC (AVX-512 with VPOPCNTDQ), 2 cores, 23.5 GiB"
-    assert "(AVX2 only)" in bench.machine_line(json.dumps({**record, "simd": ["avx2"]}))
-    assert bench.machine_line("") == "an unrecorded machine"
+    assert "(AVX2 only)" in harness.machine_line(json.dumps({**record, "simd": ["avx2"]}))
+    assert harness.machine_line("") == "an unrecorded machine"
 
 
 def test_compare_runs_sets_speed_ratios_to_flat_against_each_other(tiny_run):

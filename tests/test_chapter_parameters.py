@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from phase2 import chapters, pipeline
+from phase2.book import context, pipeline
 from phase2.errors import ParameterError
+from phase2.experiments import params
 
 PARAMS_CELL = 'dataset: str = "cranfield"  # names\nk: int = 100  # depth\nscale: float = 1.0  # factor'
 
@@ -15,19 +16,19 @@ def namespace(injected: str = "", **values):
     ns = {}
     exec(PARAMS_CELL, ns)  # noqa: S102 - the parameters cell, as the kernel runs it
     ns.update(values)
-    ns["In"] = ["", PARAMS_CELL] + ([injected] if injected else []) + ["chapters.check_parameters(globals())"]
+    ns["In"] = ["", PARAMS_CELL] + ([injected] if injected else []) + ["context.check_parameters(globals())"]
     return ns
 
 
 def test_valid_values_pass_and_ints_widen_to_float():
     ns = namespace('# Parameters\nk = 200\nscale = 2\n', k=200, scale=2)
-    chapter = chapters.check_parameters(ns)
+    chapter = context.check_parameters(ns)
     assert chapter.parameters == {"dataset": "cranfield", "k": 200, "scale": 2.0} and chapter.folder == Path.cwd()
 
 
 def test_unknown_injected_name_is_named_with_the_valid_ones():
     with pytest.raises(ParameterError, match=r"unknown parameter\(s\) 'datset'; .* dataset, k, scale"):
-        chapters.check_parameters(namespace('# Parameters\ndatset = "scifact"\n', datset="scifact"))
+        context.check_parameters(namespace('# Parameters\ndatset = "scifact"\n', datset="scifact"))
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
@@ -37,60 +38,60 @@ def test_unknown_injected_name_is_named_with_the_valid_ones():
 ])
 def test_wrong_type_is_named(name, value, message):
     with pytest.raises(ParameterError, match=message):
-        chapters.check_parameters(namespace(f"# Parameters\n{name} = {value!r}\n", **{name: value}))
+        context.check_parameters(namespace(f"# Parameters\n{name} = {value!r}\n", **{name: value}))
 
 
 def test_without_input_history_types_are_still_checked():
     ns = namespace(k="ten")
     del ns["In"]
     with pytest.raises(ParameterError, match="parameter 'k' must be int"):
-        chapters.check_parameters(ns)
+        context.check_parameters(ns)
 
 
 def test_outside_a_kernel_it_says_so():
     with pytest.raises(RuntimeError, match="notebook kernel"):
-        chapters.check_parameters({})
+        context.check_parameters({})
 
 
 def test_split_names():
-    assert chapters.split_names(" a, b ", ["a", "b", "c"], "dataset") == ["a", "b"]
+    assert params.split_names(" a, b ", ["a", "b", "c"], "dataset") == ["a", "b"]
     with pytest.raises(ParameterError, match="dataset: unknown 'x'; valid: a, b"):
-        chapters.split_names("a,x", ["a", "b"], "dataset")
+        params.split_names("a,x", ["a", "b"], "dataset")
     with pytest.raises(ParameterError, match="names an entry twice"):
-        chapters.split_names("a,a", ["a"], "dataset")
+        params.split_names("a,a", ["a"], "dataset")
     with pytest.raises(ParameterError, match="empty"):
-        chapters.split_names(" , ", ["a"], "dataset")
+        params.split_names(" , ", ["a"], "dataset")
 
 
 def test_check_range():
-    chapters.check_range("k", 100, 100)
+    params.check_range("k", 100, 100)
     with pytest.raises(ParameterError, match="parameter 'k' must be >= 100, got 0"):
-        chapters.check_range("k", 0, 100)
+        params.check_range("k", 0, 100)
 
 
 def test_profiles_only_name_parameters_some_chapter_declares():
-    declared = {name for nb in pipeline.chapter_notebooks() for name in pipeline.declared_parameters(nb)}
-    for name in pipeline.profile_names():
-        profile = pipeline.load_profile(name)
+    declared = {name for nb in pipeline.chapter_notebooks() for name in params.declared_parameters(nb)}
+    for name in params.profile_names():
+        profile = params.load_profile(name)
         assert set(profile["parameters"]) <= declared, name
         for nb in pipeline.chapter_notebooks():
-            assert pipeline.chapter_parameters(nb, name)["profile"] == name
+            assert params.chapter_parameters(nb, name)["profile"] == name
 
 
 def test_unknown_profile_and_override_are_named():
     with pytest.raises(ParameterError, match="unknown profile 'huge'; profiles in .*: default, full, smoke"):
-        pipeline.load_profile("huge")
-    notebook = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
+        params.load_profile("huge")
+    notebook = params.CHAPTERS_DIR / "quality_vs_memory.ipynb"
     with pytest.raises(ParameterError, match="command line: unknown parameter.*'depth'.*its parameters are: dataset"):
-        pipeline.chapter_parameters(notebook, "smoke", {"depth": 5})
+        params.chapter_parameters(notebook, "smoke", {"depth": 5})
 
 
 def test_split_floats():
-    assert chapters.split_floats("0.8, 0.9,1", "targets", 0.01, 1.0) == [0.8, 0.9, 1.0]
+    assert params.split_floats("0.8, 0.9,1", "targets", 0.01, 1.0) == [0.8, 0.9, 1.0]
     for bad, message in [("0.9,x", "expected comma-separated numbers"), ("", "expected numbers between"),
                          ("1.5", "expected numbers between 0.01 and 1.0, got '1.5'")]:
         with pytest.raises(ParameterError, match=message):
-            chapters.split_floats(bad, "targets", 0.01, 1.0)
+            params.split_floats(bad, "targets", 0.01, 1.0)
 
 
 def write_notebook(path, reads=None):
@@ -120,5 +121,5 @@ def test_the_report_chapters_declare_what_they_read():
     order = [nb.stem for nb in pipeline.chapter_notebooks()]
     for notebook in pipeline.chapter_notebooks():
         pipeline.upstream_chapters(notebook, order[:order.index(notebook.stem)])  # each reads only earlier ones
-    regimes = pipeline.CHAPTERS_DIR / "regimes.ipynb"
+    regimes = params.CHAPTERS_DIR / "regimes.ipynb"
     assert pipeline.upstream_chapters(regimes, order) == ["throughput"]

@@ -14,6 +14,7 @@ from phase2.codecs import (
     fitted_for_search,
     inapplicable_reason,
     make_codec,
+    pipelines,
     split_codec_names,
     topk_by_score,
     training_rows,
@@ -403,7 +404,7 @@ def test_rescoring_pipelines_share_one_fit_of_their_first_stage_and_its_codes():
     from phase2 import codecs
 
     x, other = unit_vectors(400, 64, 1), unit_vectors(400, 64, 2)
-    codecs._fitted_first_stages.clear()
+    pipelines._fitted_first_stages.clear()
     first = make_codec("ITQ+R2Flat").fit(x)
     again = make_codec("ITQ+R10SQ8").fit(x)
     assert again.first is first.first  # fitted once for both

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from phase2 import datasets
+from phase2.data import datasets
 from phase2.errors import DatasetError
 
 from conftest import CORPUS, QRELS, QUERIES, require_dataset, write_collection

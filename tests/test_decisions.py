@@ -8,7 +8,7 @@ from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from phase2 import decisions
+from phase2.evaluation import decisions
 
 
 @pytest.mark.parametrize(("level", "z"), [(0.95, 1.959964), (0.8, 1.281552)])

@@ -30,8 +30,8 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from phase2 import pipeline, searches
 from phase2.codecs import CODECS, SignBinary, make_codec, split_codec_names
+from phase2.experiments import params, searches
 
 from conftest import cold_cache, require_dataset, require_threads
 
@@ -71,10 +71,10 @@ def test_codes_and_search_are_identical_across_runs_and_thread_counts(name):
 
 def smoke_quality_setup() -> tuple[dict, list[str]]:
     """The quality chapter's parameters on the smoke profile, and its codec list."""
-    notebook = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
-    declared = pipeline.declared_parameters(notebook)
+    notebook = params.CHAPTERS_DIR / "quality_vs_memory.ipynb"
+    declared = params.declared_parameters(notebook)
     parameters = {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
-    parameters.update(pipeline.chapter_parameters(notebook, "smoke"))
+    parameters.update(params.chapter_parameters(notebook, "smoke"))
     return parameters, split_codec_names(parameters["codecs"])
 
 
@@ -99,7 +99,7 @@ def quality_in(cache: Path, threads: int, codecs: list[str] | None = None) -> pd
 
 SUBPROCESS_QUALITY = """
 import sys, pandas as pd
-from phase2 import searches
+from phase2.experiments import searches
 from test_determinism import META, smoke_quality_setup
 parameters, names = smoke_quality_setup()
 searches.run_collection(parameters["dataset"], parameters["model"], names, parameters["k"], META,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from phase2 import disk
+from phase2.search import disk
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,10 @@ import re
 
 import pytest
 
-from phase2 import PROJECT_ROOT, answers, bench, codecs, metrics, pipeline, published, results
+from phase2 import PROJECT_ROOT, codecs
+from phase2.evaluation import metrics
+from phase2.experiments import harness, params, published, results
+from phase2.findings import answers
 
 SPEC = PROJECT_ROOT / "book" / "spec.md"
 
@@ -19,8 +22,8 @@ def listed(block: str) -> list[str]:
 @pytest.mark.parametrize(("block", "defined"), [
     ("codec-patterns", [*codecs.CODECS, *codecs.PATTERNS]),
     ("quality-columns", results.COLUMNS),
-    ("bench-columns", bench.BENCH_COLUMNS),
-    ("profiles", pipeline.profile_names()),
+    ("bench-columns", harness.BENCH_COLUMNS),
+    ("profiles", params.profile_names()),
     ("published-columns", ["query_id", *published.EVALUATED]),
 ])
 def test_spec_lists_match_the_code(block, defined):
@@ -44,9 +47,10 @@ def test_the_front_page_asks_the_questions_the_conclusion_answers():
 
 
 def test_the_glossary_names_every_codec_method_and_metric():
-    from phase2 import bench_registry, codecs
+    from phase2 import codecs
+    from phase2.search import registry
 
     glossary = (PROJECT_ROOT / "book" / "glossary.md").read_text()
-    names = [*codecs.CODECS, *codecs.PATTERNS, *bench_registry.REGISTRY, *metrics.METRICS, metrics.TIE_AWARE,
+    names = [*codecs.CODECS, *codecs.PATTERNS, *registry.REGISTRY, *metrics.METRICS, metrics.TIE_AWARE,
              metrics.TIED_AT_CUTOFF, metrics.TIE_RUN_CUT, metrics.OVERLAP]
     assert [name for name in names if f"`{name}`" not in glossary] == []

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phase2 import embeddings
-from phase2.datasets import load_beir_dir
+from phase2.data import embeddings
+from phase2.data.datasets import load_beir_dir
 from phase2.errors import ParameterError
 
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from phase2 import decisions, geometry
+from phase2.evaluation import decisions
+from phase2.findings import geometry
 
 
 def unit(x):

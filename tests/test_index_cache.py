@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_bench import D, unit_rows
 
-from phase2 import index_cache
-from phase2.ann import FaissTrainingWarning
-from phase2.bench_registry import REGISTRY
+from phase2.search import index_cache
+from phase2.search.methods import FaissTrainingWarning
+from phase2.search.registry import REGISTRY
 
 
 @pytest.fixture

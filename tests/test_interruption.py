@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import results, storage
-from phase2.datasets import load_beir_dir
+from phase2 import storage
+from phase2.data.datasets import load_beir_dir
+from phase2.experiments import results
 
 # Runs in a child process: makes the final fsync of the chosen write announce itself and hang,
 # so the parent can kill the child while the bytes are written but not yet renamed into place.
@@ -55,7 +56,7 @@ def run_child(code: str, env: dict, hang_on: int = 0, sig=None) -> str:
     return ""
 
 
-EMBED_BOTH = ("from phase2.datasets import load_beir_dir\nfrom phase2.embeddings import embed\n"
+EMBED_BOTH = ("from phase2.data.datasets import load_beir_dir\nfrom phase2.data.embeddings import embed\n"
               "c = load_beir_dir({path!r})\nembed(c, 'minilm-l6', 'docs', progress=False)\n"
               "embed(c, 'minilm-l6', 'queries', progress=False)")
 
@@ -77,7 +78,7 @@ def test_killed_while_caching_embeddings_recomputes_only_what_is_missing(tiny_co
     run_child(code, env)  # the next run
     assert docs_file.stat().st_mtime_ns == before, "docs were cached and must not be recomputed"
     c = load_beir_dir(tiny_collection)
-    from phase2.embeddings import embedding_key, get_model_spec
+    from phase2.data.embeddings import embedding_key, get_model_spec
 
     queries_file = next(cache.glob("*__queries__*.npy"))
     key = embedding_key(get_model_spec("minilm-l6"), c, "queries")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from phase2 import metrics
-from phase2.datasets import load_dataset
+from phase2.data.datasets import load_dataset
+from phase2.evaluation import metrics
 
 from conftest import require_dataset
 
@@ -96,7 +96,7 @@ def test_tie_order_moves_real_binary_ndcg_within_a_bound():
     relevant-first and relevant-last; our rule (ascending row) and trec_eval's (descending id) lie inside,
     within 0.005 of each other, and the whole span is under 0.03 of mean nDCG@10 (measured: about 0.02)."""
     require_dataset("cranfield")
-    from phase2.embeddings import embed
+    from phase2.data.embeddings import embed
 
     c = load_dataset("cranfield")
     docs, queries = embed(c, "minilm-l6", "docs", progress=False), embed(c, "minilm-l6", "queries", progress=False)

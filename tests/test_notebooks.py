@@ -11,19 +11,20 @@ import pandas as pd
 import papermill
 import pytest
 
-from phase2 import bench, charts, pipeline
 from phase2.__main__ import main
+from phase2.book import charts, pipeline
+from phase2.experiments import harness, params
 
 from conftest import cold_cache
 
 CHAPTERS = pipeline.chapter_notebooks()
-QUALITY = pipeline.CHAPTERS_DIR / "quality_vs_memory.ipynb"
-THROUGHPUT = pipeline.CHAPTERS_DIR / "throughput.ipynb"
-RESCORING = pipeline.CHAPTERS_DIR / "rescoring.ipynb"
-GEOMETRY = pipeline.CHAPTERS_DIR / "geometry.ipynb"
-REGIMES = pipeline.CHAPTERS_DIR / "regimes.ipynb"
-CONCLUSION = pipeline.CHAPTERS_DIR / "conclusion.ipynb"
-REPRODUCTION = pipeline.CHAPTERS_DIR / "reproduction.ipynb"
+QUALITY = params.CHAPTERS_DIR / "quality_vs_memory.ipynb"
+THROUGHPUT = params.CHAPTERS_DIR / "throughput.ipynb"
+RESCORING = params.CHAPTERS_DIR / "rescoring.ipynb"
+GEOMETRY = params.CHAPTERS_DIR / "geometry.ipynb"
+REGIMES = params.CHAPTERS_DIR / "regimes.ipynb"
+CONCLUSION = params.CHAPTERS_DIR / "conclusion.ipynb"
+REPRODUCTION = params.CHAPTERS_DIR / "reproduction.ipynb"
 
 
 def markdown_outputs(path) -> str:
@@ -79,7 +80,7 @@ def test_smoke_profile_executes_every_chapter_and_writes_results(executed):
     assert ("- BIN rescored with Flat: cranfield/minilm-l6: 80.4% alone, equivalent to float32 from "
             "factor") in text
     (throughput_run,) = (results / "throughput").glob("*.parquet")
-    assert bench.KERNEL_DATA in set(pd.read_parquet(throughput_run).data_kind)  # the kernel comparison is kept too
+    assert harness.KERNEL_DATA in set(pd.read_parquet(throughput_run).data_kind)  # the kernel comparison is kept too
     text = markdown_outputs(chapters / THROUGHPUT.name)
     assert "this project's Hamming scan ran at" in text and "of the scan's arithmetic roof" in text
     assert "Recall@10 >= 0.9" in text

@@ -11,8 +11,8 @@ import faiss
 import numpy as np
 import pytest
 
-from phase2.ann import Refined, exact_topk, recall_at_k
 from phase2.codecs import make_codec, random_rotation
+from phase2.search.methods import Refined, exact_topk, recall_at_k
 
 
 def unit_rows(n: int, d: int, seed: int) -> np.ndarray:
@@ -219,8 +219,8 @@ ORACLE_TEXTS = [{"_id": "d1", "title": "Wing", "text": "lift on a wing at high a
 
 @pytest.mark.parametrize("model", ["minilm-l6", pytest.param("mpnet-base", marks=pytest.mark.models)])
 def test_encoder_oracle_against_transformers_automodel(model, tmp_path, monkeypatch):
-    from phase2 import embeddings
-    from phase2.datasets import load_beir_dir
+    from phase2.data import embeddings
+    from phase2.data.datasets import load_beir_dir
 
     from conftest import require_model_weights, write_collection
 
@@ -245,8 +245,8 @@ def test_smoke_chapter_rows_for_cranfield_flat_and_bin_equal_numpy_rankings_scor
     import pandas as pd
     import pytrec_eval
 
-    from phase2.datasets import load_dataset
-    from phase2.embeddings import embed
+    from phase2.data.datasets import load_dataset
+    from phase2.data.embeddings import embed
 
     from conftest import require_dataset
 

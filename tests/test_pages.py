@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from phase2 import chapters, pages
+from phase2.book import context, pages
 
 
 def executed_chapter() -> nbformat.NotebookNode:
@@ -69,11 +69,12 @@ def test_charts_carry_their_spec_a_static_svg_and_a_numbered_caption():
     import pandas as pd
     import yaml
 
-    from phase2 import PROJECT_ROOT, charts
+    from phase2 import PROJECT_ROOT
+    from phase2.book import charts
 
     chart = alt.Chart(pd.DataFrame({"a": [1, 2], "b": ["</script>", "x"]})).mark_point().encode(
         x="a:Q", tooltip=["b:N"])
-    chapter = chapters.Chapter({}, Path("."))
+    chapter = context.Chapter({}, Path("."))
     first, second = chapter.figure(chart, "Look <here>.", "first"), chapter.figure(chart, "Then here.", "second")
     assert (first.number, second.number) == (1, 2)  # numbered by the chapter, in the order it displays them
     page = first._repr_mimebundle_()["text/html"]
@@ -91,11 +92,11 @@ def test_tables_are_numbered_captioned_and_anchored():
     import pytest
 
     frame = pd.DataFrame({"bytes": [48, 1536]}, index=["BIN", "Flat"])
-    chapter = chapters.Chapter({}, Path("."))
+    chapter = context.Chapter({}, Path("."))
     first = chapter.table(frame, "Bytes <per> vector.", "bytes")
     second = chapter.table(pages.html_table(frame), "The same as HTML.", "bytes-html")
     assert (first.number, second.number) == (1, 2)
-    assert chapters.Chapter({}, Path(".")).table(frame, "Another chapter's first.", "bytes").number == 1
+    assert context.Chapter({}, Path(".")).table(frame, "Another chapter's first.", "bytes").number == 1
     bundle = first._repr_mimebundle_()
     assert bundle["text/html"].startswith(f'<figure class="phase2-table" id="tab-bytes" data-number="{first.number}"')
     assert f"<strong>Table {first.number}.</strong> Bytes &lt;per&gt; vector." in bundle["text/html"]

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import PROJECT_ROOT, pipeline, plans, precompute, published
+from phase2 import PROJECT_ROOT
+from phase2.book import pipeline
+from phase2.experiments import params, plans, precompute, published
 
 from conftest import cold_cache, require_dataset
 
@@ -83,7 +85,7 @@ def test_the_committed_results_hold_the_smoke_slice_bit_for_bit(caches):
 def test_a_few_more_committed_searches_recompute_bit_for_bit(tmp_path, monkeypatch):
     """Three committed searches beyond cranfield, chosen by a hash of their paths among the MiniLM models' searches
     of collections where documents x queries stay under 2 x 10^6 (CI time), recomputed from a cold cache."""
-    from phase2.datasets import load_dataset
+    from phase2.data.datasets import load_dataset
 
     committed_root = published.committed_dir("default")
     committed = {name: path for name, path in _published(committed_root).items()
@@ -147,13 +149,13 @@ def test_every_planned_search_can_be_fitted_on_its_collection_and_model():
     unit vectors: the small halves, where minimum sizes bite), so a codec whose stated minimum is wrong fails here,
     not hours into a build."""
     from phase2.codecs import Rescored, make_codec, training_size
-    from phase2.datasets import load_dataset
-    from phase2.embeddings import MODELS
+    from phase2.data.datasets import load_dataset
+    from phase2.data.embeddings import MODELS
 
     for name in SHARED:
         require_dataset(name)
     smallest: dict[tuple[str, int], int] = {}
-    for profile in pipeline.profile_names():
+    for profile in params.profile_names():
         for task in precompute.plan(profile)[1]:
             n, dim = load_dataset(task.dataset).n_docs, MODELS[task.model].dim
             for name in task.codecs:
@@ -201,12 +203,12 @@ def test_a_failed_task_does_not_stop_the_others_and_is_reported_at_the_end(tmp_p
     assert timings[timings.error == ""].seconds.notna().all()
 
 
-@pytest.mark.parametrize("profile", pipeline.profile_names())
+@pytest.mark.parametrize("profile", params.profile_names())
 def test_every_searching_chapter_reads_its_plan_from_where_precompute_reads_it(profile):
     for chapter in plans.SEARCHING_CHAPTERS:
-        code = "\n".join(cell.source for cell in nbformat.read(pipeline.CHAPTERS_DIR / f"{chapter}.ipynb", 4).cells)
+        code = "\n".join(cell.source for cell in nbformat.read(params.CHAPTERS_DIR / f"{chapter}.ipynb", 4).cells)
         assert f'plans.chapter_plan("{chapter}", chapter.parameters)' in code
-        plan = plans.chapter_plan(chapter, precompute.chapter_values(chapter, profile))
+        plan = plans.chapter_plan(chapter, params.chapter_values(chapter, profile))
         planned = {(c, d, m): (names, depth) for c, _, pairs, names, depth in precompute._chapter_searches(profile)
                    for d, m in pairs}
         assert plan.pairs and all(planned[chapter, d, m][1] == plan.depth for d, m in plan.pairs)
@@ -216,6 +218,6 @@ def test_every_searching_chapter_reads_its_plan_from_where_precompute_reads_it(p
 
 def test_the_rescoring_stores_are_named_in_one_place():
     written = '"Flat", "FP16", "BF16", "SQ8", "SQ4"'
-    holders = [path.name for path in [*(PROJECT_ROOT / "phase2").glob("*.py"), *pipeline.CHAPTERS_DIR.glob("*.ipynb")]
+    holders = [path.name for path in [*(PROJECT_ROOT / "phase2").glob("*.py"), *params.CHAPTERS_DIR.glob("*.ipynb")]
                if written in path.read_text() or written.replace('"', '\\"') in path.read_text()]
     assert holders == ["plans.py"]

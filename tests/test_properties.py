@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from phase2 import metrics
 from phase2.codecs import make_codec
+from phase2.evaluation import metrics
 from phase2.kernels import hamming_topk
 
 from test_kernels import reference_topk

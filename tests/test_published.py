@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import published, searches
 from phase2.codecs import SignBinary
-from phase2.datasets import load_dataset
-from phase2.embeddings import embed
+from phase2.data.datasets import load_dataset
+from phase2.data.embeddings import embed
+from phase2.experiments import published, searches
 
 from conftest import cold_cache, require_dataset
 

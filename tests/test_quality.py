@@ -4,10 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import decisions, dimension, learning, metrics, per_pair, quality, rescoring, searches
 from phase2.codecs import Codec
-from phase2.datasets import load_beir_dir
+from phase2.data.datasets import load_beir_dir
 from phase2.errors import ParameterError
+from phase2.evaluation import decisions, metrics
+from phase2.experiments import plans, searches
+from phase2.findings import dimension, learning, per_pair, quality, rescoring
 
 from conftest import write_collection
 
@@ -135,7 +137,7 @@ def test_rescoring_table_and_verdict_find_the_first_factor_equivalent_to_float32
 
 
 def test_rescoring_grid_never_rescores_a_codec_by_itself():
-    assert rescoring.rescoring_grid(["BIN", "SQ8"], ["SQ8"], [2]) == ["BIN", "SQ8", "BIN+R2SQ8"]
+    assert plans.rescoring_grid(["BIN", "SQ8"], ["SQ8"], [2]) == ["BIN", "SQ8", "BIN+R2SQ8"]
 
 
 def test_verdict_sorts_codecs_into_tiers_by_their_worst_collection(results):
@@ -192,7 +194,7 @@ def test_training_flattery_compares_the_reported_half_fit_with_fitting_on_the_wh
     monkeypatch.setenv("PHASE2_DATA_DIR", str(write_collection(tmp_path / "data", corpus=corpus, qrels=qrels).parent))
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
     codecs = ["BIN", "SQ8", "BINc", "BIN+R2SQ8"]
-    assert learning.flattered_codecs(codecs) == ["SQ8", "BINc"]
+    assert plans.flattered_codecs(codecs) == ["SQ8", "BINc"]
     table = learning.training_flattery("tiny", "minilm-l6", codecs, 12).set_index("codec")
     reported = per_pair.all_summaries(searches.run_collection("tiny", "minilm-l6", codecs, 12, {}, progress=False))
     reported = reported.set_index("name")
@@ -208,7 +210,7 @@ def test_training_flattery_compares_the_reported_half_fit_with_fitting_on_the_wh
 
 
 def test_the_rq1_answer_states_scalar_sign_equal_memory_and_rescoring_numbers(results):
-    from phase2 import answers
+    from phase2.findings import answers
 
     summaries = per_pair.all_summaries(results)
     text = answers.quality_answer(summaries, quality.binary_at_budgets(results, summaries, n=10**7),
@@ -390,7 +392,7 @@ def test_dimension_within_pairs_each_code_with_float32_of_the_same_cut_and_pools
     monkeypatch.setattr(searches, "load_dataset", collections.__getitem__)
     monkeypatch.setattr(searches, "search_values", lambda collection, model, name, *_a, **_k: {
         "judged": queries, "values": {metrics.TIE_AWARE: found[collection.name, model][name]}})
-    assert dimension.truncated_names("minilm-l6", ["BIN"]) == ["T192,Flat", "T192,BIN"]
+    assert plans.truncated_names("minilm-l6", ["BIN"]) == ["T192,Flat", "T192,BIN"]
     pairs = [(d, m) for m in ("minilm-l6", "mpnet-base") for d in "abc"]
     table = dimension.dimension_within(pairs, ["BIN"], 100)
     within = table[(table.comparison == "d against d/2") & (table.model == "minilm-l6")]

@@ -10,7 +10,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from phase2 import PROJECT_ROOT, pipeline, results
+from phase2 import PROJECT_ROOT
+from phase2.book import pipeline
+from phase2.experiments import results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

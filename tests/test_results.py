@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from phase2 import results
+from phase2.experiments import results
 
 
 def one_run(run_meta, value=0.5):

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from phase2 import chapters, embeddings, searches, stores
 from phase2.__main__ import main
-from phase2.datasets import load_beir_dir, load_dataset
+from phase2.data import embedding_stores, embeddings
+from phase2.data.datasets import load_beir_dir, load_dataset
 from phase2.errors import EmbeddingStoreError
+from phase2.experiments import params, searches
 
 from conftest import require_dataset, require_model_weights, under_ci
 
@@ -26,7 +27,8 @@ def published(tiny_collection, tmp_path, monkeypatch):
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "export-cache"))
     assert main(["embeddings", "export", "--model", "minilm-l6", "--dataset", "tiny", "--to", str(tmp_path / "s")]) == 0
     collection = load_beir_dir(tiny_collection)
-    expected = {part: embeddings.embed(collection, "minilm-l6", part, progress=False) for part in stores.PARTS}
+    expected = {part: embeddings.embed(collection, "minilm-l6", part, progress=False)
+                for part in embedding_stores.PARTS}
     monkeypatch.setenv("PHASE2_EMBEDDING_STORES", str(tmp_path / "s"))
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
     return collection, tmp_path / "s" / "minilm-l6" / "tiny", expected
@@ -37,15 +39,15 @@ def test_a_store_round_trips_through_export_and_lookup(published, tmp_path, monk
     assert sorted(p.name for p in directory.iterdir()) == ["docs.ids.json", "docs.npy", "manifest.json",
                                                           "queries.ids.json", "queries.npy"]
     manifest = json.loads((directory / "manifest.json").read_text())
-    assert manifest["parts"]["docs"]["sha256"] == stores.array_sha256(expected["docs"])
-    assert manifest["parts"]["queries"]["ids_sha256"] == stores.ids_sha256(collection.query_ids)
+    assert manifest["parts"]["docs"]["sha256"] == embedding_stores.array_sha256(expected["docs"])
+    assert manifest["parts"]["queries"]["ids_sha256"] == embedding_stores.ids_sha256(collection.query_ids)
     assert (manifest["model"], manifest["dim"], manifest["max_seq_length"]) == ("minilm-l6", 384, 256)
 
     def no_encoding_beyond_the_sample(*args):
         raise AssertionError("the store was not used")
 
     monkeypatch.setattr(embeddings, "save_array", no_encoding_beyond_the_sample)  # nothing goes to the cache
-    for part in stores.PARTS:
+    for part in embedding_stores.PARTS:
         np.testing.assert_array_equal(embeddings.embed(collection, "minilm-l6", part, progress=False), expected[part])
         record = embeddings.provenance("tiny", "minilm-l6", part)
         assert record["source"] == "store" and record["re-encoded"] == "now" and record["min_cosine"] >= 0.9999
@@ -61,7 +63,7 @@ def test_a_store_round_trips_through_export_and_lookup(published, tmp_path, monk
 
 def rewrite_manifest_hash(directory, part, array):
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["parts"][part]["sha256"] = stores.array_sha256(array)
+    manifest["parts"][part]["sha256"] = embedding_stores.array_sha256(array)
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -114,10 +116,10 @@ def test_searches_are_keyed_by_the_stored_vectors(published, tmp_path, monkeypat
 
 
 def test_stored_models_run_only_where_a_store_holds_them(published, tmp_path):
-    pairs, line = chapters.collection_model_pairs(["tiny", "other"], ["minilm-l3"], ["minilm-l6"])
+    pairs, line = params.collection_model_pairs(["tiny", "other"], ["minilm-l3"], ["minilm-l6"])
     assert pairs == [("tiny", "minilm-l3"), ("tiny", "minilm-l6"), ("other", "minilm-l3")]
     assert line.startswith(f"No embedding store holds minilm-l6 for other (looked in {tmp_path / 's'}, ")
-    assert chapters.collection_model_pairs(["tiny"], ["minilm-l6"], ["minilm-l6"]) == ([("tiny", "minilm-l6")], "")
+    assert params.collection_model_pairs(["tiny"], ["minilm-l6"], ["minilm-l6"]) == ([("tiny", "minilm-l6")], "")
 
 
 def test_smoke_collection_exported_and_read_back_gives_the_same_quality_rows(tmp_path, monkeypatch):
@@ -130,7 +132,7 @@ def test_smoke_collection_exported_and_read_back_gives_the_same_quality_rows(tmp
                  str(tmp_path / "s")]) == 0
     monkeypatch.setenv("PHASE2_EMBEDDING_STORES", str(tmp_path / "s"))
     monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path / "cache"))
-    for part in stores.PARTS:
+    for part in embedding_stores.PARTS:
         np.testing.assert_array_equal(embeddings.embed(c, "minilm-l6", part, progress=False),
                                       np.load(tmp_path / "s" / "minilm-l6" / "cranfield" / f"{part}.npy"))
     stored = searches.run_collection("cranfield", "minilm-l6", ["BIN"], 100, {}, progress=False)
@@ -146,7 +148,7 @@ def test_smoke_collection_exported_and_read_back_gives_the_same_quality_rows(tmp
 def test_the_published_mpnet_store_verifies():
     """The store in ../shared/embeddings, when this machine has it: every check passes on cranfield."""
     spec = embeddings.get_model_spec("mpnet-base")
-    directory = stores.locate("mpnet-base", "cranfield")
+    directory = embedding_stores.locate("mpnet-base", "cranfield")
     if directory is None:
         if under_ci():
             pytest.fail("CI has ../shared/embeddings, which should hold mpnet-base for cranfield", pytrace=False)

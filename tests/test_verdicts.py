@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phase2 import advisor, answers, bench, geometry, metrics
+from phase2.evaluation import metrics
+from phase2.experiments import harness
+from phase2.findings import advisor, answers, geometry, throughput
 
 # method -> (family, build_params, query params, bytes/vector, store bytes/vector, recall, recall se,
 #            {n_vectors: queries/s})
@@ -32,7 +34,7 @@ ON_DISK = {"bin-rescore-int8-disk": (100.0, 1e6)}  # reads per query, the disk's
 
 def operating_points(rescore_qps: float | None = None, rescore_recall: float | None = None,
                      threads: int = 2) -> pd.DataFrame:
-    """Points as :func:`phase2.bench.operating_points` returns them, synthetic data at 10^4 and 10^5."""
+    """Points as :func:`phase2.findings.throughput.operating_points` returns them, synthetic data at 10^4 and 10^5."""
     rows = []
     for method, (family, build, query, size, store, recall, se, qps) in METHODS.items():
         for n, speed in qps.items():
@@ -121,20 +123,21 @@ def kernel_runs() -> pd.DataFrame:
         for k, slower in ((10, 1.0), (1000, 2.0)):
             for method, qps, level in (("bin-flat", ours, "avx2"), ("bin-flat-faiss", theirs, "AVX2")):
                 for value in qps:
-                    common = {"data_kind": bench.KERNEL_DATA, "n_vectors": 1_000_000, "dim": bits,
+                    common = {"data_kind": harness.KERNEL_DATA, "n_vectors": 1_000_000, "dim": bits,
                               "search_threads": threads, "method": method, "query_params": f"k={k}",
                               "library": "phase2" if method == "bin-flat" else "faiss", "build_params": f"simd={level}"}
                     rows += [{**common, "metric": "qps", "value": value / slower},
                              {**common, "metric": "scan_GBps", "value": value / slower * bits / 8 * 1e6 / 1e9}]
         for method, metric, value in (("memory read", "read_GBps", read), ("scan roof", "qps", roof)):
-            rows.append({"data_kind": bench.KERNEL_DATA, "n_vectors": 1_000_000, "dim": bits, "search_threads": threads,
+            rows.append({"data_kind": harness.KERNEL_DATA, "n_vectors": 1_000_000, "dim": bits,
+                         "search_threads": threads,
                          "method": method, "metric": metric, "value": value, "query_params": "",
                          "library": "phase2" if method == "scan roof" else "", "build_params": ""})
     return pd.DataFrame(rows)
 
 
 def test_kernel_table_takes_medians_and_divides_by_the_other_kernel_and_the_roof():
-    table = bench.kernel_table(kernel_runs()).set_index(["threads", "k"])
+    table = throughput.kernel_table(kernel_runs()).set_index(["threads", "k"])
     assert table.loc[(1, 10), ["ours q/s", "faiss q/s", "speedup"]].tolist() == [400.0, 200.0, 2.0]
     assert table.loc[(2, 10), ["ours q/s", "faiss q/s", "speedup"]].tolist() == [900.0, 300.0, 3.0]
     assert table.loc[(2, 1000), ["ours q/s", "roof q/s", "ours / roof"]].tolist() == [450.0, 1500.0, 0.3]
@@ -154,7 +157,7 @@ def speed_points() -> pd.DataFrame:
 
 
 def test_speed_answer_states_the_kernel_the_scan_and_the_fastest_at_the_target():
-    text = answers.speed_answer(bench.kernel_table(kernel_runs()), speed_points())
+    text = answers.speed_answer(throughput.kernel_table(kernel_runs()), speed_points())
     assert text == (
         "At N = 1,000,000 random codes (384 bits, 1, 2 threads; identical distances), this project's Hamming scan "
         "ran at avx2 and faiss `IndexBinaryFlat` at AVX2. At top-10 ours answered 2.00x to 3.00x faiss's queries/s "
@@ -169,9 +172,9 @@ def test_speed_answer_states_the_kernel_the_scan_and_the_fastest_at_the_target()
 
 
 def test_bench_verdict_lines():
-    text = bench.verdict(bench.kernel_table(kernel_runs()), speed_points(), targets=(0.9, 0.99))
+    text = throughput.verdict(throughput.kernel_table(kernel_runs()), speed_points(), targets=(0.9, 0.99))
     lines = text.splitlines()
-    assert lines[0] == "- **Kernel.** " + bench.kernel_sentence(bench.kernel_table(kernel_runs()))
+    assert lines[0] == "- **Kernel.** " + throughput.kernel_sentence(throughput.kernel_table(kernel_runs()))
     assert lines[1] == ("- **Exhaustive search, N = 100,000 (synthetic), 2 thread(s).** 1-bit codes with our "
                         "kernel answered 20.0x the queries/s of float32 flat search (faiss, BLAS), using 3.1% "
                         "of its memory; but they return only 0.60 of the exact top 10.")
@@ -179,18 +182,18 @@ def test_bench_verdict_lines():
                         "flat); the fastest binary pipeline, `bin-rescore-int8`, reached 500 q/s (0.06x the fastest).")
     assert lines[3] == "- **Recall@10 >= 0.99, N = 100,000:** fastest was `flat` at 100 q/s (1.0x float32 flat); no " \
                        "binary pipeline reached this recall."
-    fast = bench.kernel_table(kernel_runs().assign(value=lambda t: np.where(
+    fast = throughput.kernel_table(kernel_runs().assign(value=lambda t: np.where(
         (t.method == "bin-flat") & (t.metric == "qps"), t.value * 2.5, t.value)))
-    sentence = bench.kernel_sentence(fast)
+    sentence = throughput.kernel_sentence(fast)
     assert "(meets the 3x goal)" in sentence and "misses the 0.6 goal in 1 of 2 settings" in sentence
 
 
 def test_synthetic_agreement_pairs_the_same_setting_at_the_same_size():
-    agreement = bench.synthetic_agreement(speed_points()).set_index("method")
+    agreement = throughput.synthetic_agreement(speed_points()).set_index("method")
     assert set(agreement.n_vectors) == {10_000}  # 10^5 has no real corpus to compare with
     assert agreement.loc["bin-flat", "difference"] == pytest.approx(0.05)
     assert agreement.loc["flat", "difference"] == 0.0 and len(agreement) == len(METHODS)
-    only_synthetic = bench.synthetic_agreement(operating_points())
+    only_synthetic = throughput.synthetic_agreement(operating_points())
     assert only_synthetic.empty and "synthetic" in only_synthetic.columns
 
 

@@ -1,0 +1,127 @@
+"""A chapter's parameters: declared in its notebook's ``parameters`` cell, set by a profile
+(``chapters/profiles/<name>.toml``), and parsed and checked here, by the chapter's setup cell and by the plans
+that precompute reads alike."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import papermill
+
+from phase2 import PROJECT_ROOT
+from phase2.data import embedding_stores
+from phase2.errors import ParameterError
+
+CHAPTERS_DIR = PROJECT_ROOT / "chapters"
+PROFILES_DIR = CHAPTERS_DIR / "profiles"
+_PROFILE_KEYS = {"description", "parameters", "chapters"}
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def load_profile(name: str) -> dict:
+    """A profile file: ``description``, ``[parameters]`` for every chapter, ``[chapters.<name>]`` overrides."""
+    path = PROFILES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ParameterError(f"unknown profile {name!r}; profiles in {PROFILES_DIR}: {', '.join(profile_names())}")
+    try:
+        profile = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(f"{path}: invalid TOML ({exc})") from None
+    extra = set(profile) - _PROFILE_KEYS
+    if extra:
+        raise ParameterError(f"{path}: unknown top-level keys {sorted(extra)}; allowed: {sorted(_PROFILE_KEYS)}")
+    return profile
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters a chapter declares, as papermill reads them (name -> type, default, help)."""
+    return papermill.inspect_notebook(str(notebook))
+
+
+def chapter_parameters(notebook: Path, profile_name: str, overrides: dict | None = None) -> dict:
+    """Values for the parameters this chapter declares: the profile's name and ``[parameters]``,
+    then its ``[chapters.<name>]`` section, then ``overrides``; an undeclared name is an error."""
+    profile = load_profile(profile_name)
+    declared = declared_parameters(notebook)
+    chapter = notebook.stem
+    values = {"profile": profile_name} if "profile" in declared else {}
+    values.update({k: v for k, v in profile.get("parameters", {}).items() if k in declared})
+    for source, extra in ((f"profile section [chapters.{chapter}]", profile.get("chapters", {}).get(chapter, {})),
+                          ("command line", overrides or {})):
+        unknown = [k for k in extra if k not in declared]
+        if unknown:
+            raise ParameterError(f"{source}: unknown parameter(s) {', '.join(map(repr, unknown))} for chapter "
+                                 f"{chapter!r}; its parameters are: {', '.join(declared)}")
+        values.update(extra)
+    return values
+
+
+def chapter_values(chapter: str, profile: str) -> dict:
+    """Every parameter of a chapter as the book runs it on ``profile``: its declared defaults, then the profile's."""
+    notebook = CHAPTERS_DIR / f"{chapter}.ipynb"
+    declared = declared_parameters(notebook)
+    values = {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
+    values.update(chapter_parameters(notebook, profile))
+    return values
+
+
+def split_names(value: str, valid, what: str) -> list[str]:
+    """A comma-separated list of names, each checked against ``valid``."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ParameterError(f"{what}: empty; choose from {', '.join(valid)}")
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise ParameterError(f"{what}: unknown {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
+    if len(set(names)) != len(names):
+        raise ParameterError(f"{what}: {value!r} names an entry twice")
+    return names
+
+
+def check_range(name: str, value: int | float, low: float, high: float | None = None) -> None:
+    """``low <= value (<= high)``, or a ParameterError naming the parameter."""
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ParameterError(f"parameter {name!r} must be {bound}, got {value!r}")
+
+
+def split_ints(value: str, what: str, low: int = 1) -> list[int]:
+    """A comma-separated list of integers (``_`` separators allowed), each at least ``low``."""
+    try:
+        numbers = [int(v.strip().replace("_", "")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"{what}: expected comma-separated integers, got {value!r}") from None
+    if not numbers or min(numbers) < low:
+        raise ParameterError(f"{what}: expected integers >= {low}, got {value!r}")
+    return numbers
+
+
+def split_floats(value: str, what: str, low: float, high: float) -> list[float]:
+    """A comma-separated list of numbers, each in ``[low, high]``."""
+    try:
+        numbers = [float(v.strip().replace("_", "")) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"{what}: expected comma-separated numbers, got {value!r}") from None
+    if not numbers or min(numbers) < low or max(numbers) > high:
+        raise ParameterError(f"{what}: expected numbers between {low} and {high}, got {value!r}")
+    return numbers
+
+
+def collection_model_pairs(datasets: list[str], models: list[str],
+                           stored: list[str]) -> tuple[list[tuple[str, str]], str]:
+    """(collection, model) pairs a chapter runs: every collection with every model of ``models``, and each model
+    of ``stored`` on the collections whose embeddings a published store holds (:mod:`phase2.data.embedding_stores`),
+    never embedded here. Also a line naming what no store holds (empty when nothing is missing)."""
+    extra = [m for m in stored if m not in models]
+    pairs = [(d, m) for d in datasets for m in [*models, *(m for m in extra if embedding_stores.locate(m, d))]]
+    missing = {m: [d for d in datasets if (d, m) not in pairs] for m in extra}
+    where = ", ".join(str(root) for root in embedding_stores.store_roots())
+    line = " ".join(f"No embedding store holds {m} for {', '.join(ds)} (looked in {where}): those collections run "
+                    f"without {m}, which takes hours to embed here (`make book PROFILE=full` does it)."
+                    for m, ds in missing.items() if ds)
+    return pairs, line

@@ -1,0 +1,169 @@
+"""Float scores against codes: the asymmetric search of sign bits through per-byte lookup tables, and the
+re-ranking of each query's candidates by a finer store (float32 vectors, uint8 codes or sign bits)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+
+from phase2.kernels.heaps import NO_ROW, check_k, merge, replace_top, slices
+
+
+@njit(types.void(types.float32[:, ::1], types.uint8[:, ::1], types.float32[:, :, ::1], types.int64[:, :, ::1]),
+      parallel=True, cache=True)
+def _asymmetric_kernel(tables, database, heap_cost, heap_rows):
+    r"""Blocked top-k of float queries against sign codes through per-byte lookup tables.
+
+    ``tables[q, 256 * p + v]`` is :math:`\sum_{t<8} \pm q_{8p+t}` for byte value ``v`` at byte ``p``
+    (``+`` where bit ``t`` is set), so the score of row ``j`` is :math:`\sum_p T_q[p, x_{j,p}]`,
+    summed in byte order. The heaps keep the ``k`` smallest ``(-score, j)``.
+    """
+    n_slices = heap_cost.shape[0]
+    n_queries = tables.shape[0]
+    n_rows, n_bytes = database.shape
+    slice_rows = (n_rows + n_slices - 1) // n_slices
+    block_rows = max(16, 16384 // n_bytes)
+    for s in prange(n_slices):
+        stop = min(n_rows, (s + 1) * slice_rows)
+        for start in range(s * slice_rows, stop, block_rows):
+            end = min(stop, start + block_rows)
+            for qi in range(n_queries):
+                table = tables[qi]
+                keys = heap_cost[s, qi]
+                rows = heap_rows[s, qi]
+                top = keys[0]
+                for j in range(start, end):
+                    score = np.float32(0)
+                    for p in range(n_bytes):
+                        score += table[256 * p + database[j, p]]
+                    if -score < top:
+                        replace_top(keys, rows, -score, np.int64(j))
+                        top = keys[0]
+
+
+@njit(types.void(types.float32[::1], types.int64[::1], types.float32, types.int64), inline="always")
+def _offer(keys, rows, cost, row):  # pragma: no cover - compiled
+    """Put ``(cost, row)`` in the max-heap of the ``k`` smallest pairs unless it is worse than the root or
+    ``row`` is already held (a candidate list with repeats). A repeat that was evicted never returns: the
+    root only gets smaller, and it was at most the evicted pair."""
+    if cost > keys[0] or (cost == keys[0] and row >= rows[0]):
+        return
+    for t in range(keys.shape[0]):
+        if rows[t] == row:
+            return
+    replace_top(keys, rows, cost, row)
+
+
+@njit([types.void(types.float32[:, ::1], store, types.int64[:, ::1], types.float32[:, :, ::1], types.int64[:, :, ::1])
+       for store in (types.float32[:, ::1], types.uint8[:, ::1])],
+      parallel=True, boundscheck=False, fastmath={"reassoc"}, cache=True)
+def _rescore_kernel(queries, store, candidates, heap_cost, heap_rows):  # pragma: no cover - compiled
+    r"""Per query (threads split the queries), the ``k`` best candidates by :math:`s_r = q \cdot x_r`.
+
+    A store as wide as the queries holds :math:`x_r` itself (float32 vectors or uint8 codes). A store an
+    eighth as wide holds packed sign bits, :math:`x_{r,8p+t} = 2 b - 1` for bit ``7 - t`` of byte ``p``
+    (``np.packbits`` order; the queries are zero-padded to eight times its width).
+    ``heap_cost[0, q]``/``heap_rows[0, q]`` is the max-heap of the ``k`` smallest ``(-s_r, r)``; negative
+    rows (a first stage that found fewer) are skipped. Sums are reassociated by LLVM into vector lanes: one
+    fixed order, the same on every run and thread count."""
+    n_queries, n_candidates = candidates.shape
+    width = store.shape[1]
+    packed = queries.shape[1] != width
+    for qi in prange(n_queries):
+        q = queries[qi]
+        for i in range(n_candidates):
+            row = candidates[qi, i]
+            if row < 0:
+                continue
+            acc = np.float32(0)
+            if packed:
+                for p in range(width):
+                    byte = np.uint8(store[row, p])
+                    for t in range(8):
+                        acc += q[8 * p + t] * np.float32(2 * ((byte >> (7 - t)) & 1) - 1)
+            else:
+                for d in range(width):
+                    acc += q[d] * np.float32(store[row, d])
+            _offer(heap_cost[0, qi], heap_rows[0, qi], -acc, row)
+
+
+
+def sign_lookup_tables(queries: np.ndarray) -> np.ndarray:
+    """Per query and code byte, the score contribution of each of the 256 byte values (see the kernel)."""
+    n, dim = queries.shape
+    n_bytes = -(-dim // 8)
+    padded = np.zeros((n, n_bytes * 8), np.float32)
+    padded[:, :dim] = queries
+    signs = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32) * 2 - 1  # [256, 8]
+    tables = np.einsum("npt,vt->npv", padded.reshape(n, n_bytes, 8), signs, optimize=False)
+    return np.ascontiguousarray(tables.reshape(n, n_bytes * 256), dtype=np.float32)
+
+
+def asymmetric_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of float ``queries`` against sign codes, score ``sum_i q_i * (+1 if bit_i else -1)``.
+
+    Returns ``(scores float32 [nq, k], ids int64 [nq, k])``, score descending, ties by row.
+    Padding bits of the last byte count as zeros of a zero query component, so they add nothing.
+    """
+    if not isinstance(queries, np.ndarray) or queries.ndim != 2 or queries.dtype != np.float32:
+        raise ValueError(f"queries must be a 2-D float32 array, got {getattr(queries, 'dtype', type(queries))}")
+    if not isinstance(database, np.ndarray) or database.dtype != np.uint8 or database.ndim != 2:
+        raise ValueError("database codes must be a 2-D uint8 array of packed bits")
+    if database.shape[1] != -(-queries.shape[1] // 8):
+        raise ValueError(f"code width mismatch: {queries.shape[1]}-d queries need {-(-queries.shape[1] // 8)} "
+                         f"bytes per code, database has {database.shape[1]}")
+    check_k(database, k)
+    n_slices = slices(database.shape[0])
+    heap_cost = np.full((n_slices, len(queries), k), np.inf, np.float32)
+    heap_rows = np.full((n_slices, len(queries), k), NO_ROW, np.int64)
+    if len(queries):
+        _asymmetric_kernel(sign_lookup_tables(queries), np.ascontiguousarray(database), heap_cost, heap_rows)
+    cost, rows = merge(heap_cost, heap_rows, k)
+    return -cost, rows
+
+
+RESCORE_STORES = ("float32", "uint8", "signs")
+
+
+def rescore_topk(queries: np.ndarray, store: np.ndarray, candidates: np.ndarray, k: int,
+                 kind: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank each query's candidate rows by a finer score and keep the best ``k``: the second stage of a
+    binary pipeline, parallel over queries.
+
+    ``kind`` says what ``store`` holds: ``float32`` vectors (score ``q . x``), ``uint8`` scalar codes
+    (score ``q . c``; pass ``q * step`` as the query so it ranks like the decoded vector) or packed
+    ``signs`` (score ``sum_i q_i * (+1 if bit_i else -1)``: the float query against the binary codes).
+    Candidates may repeat (a row counts once) and hold -1 for "none". Returns ``(scores float32 [nq, k],
+    ids int64 [nq, k])``, score descending, ties by row; a query with fewer than ``k`` distinct candidates
+    is padded with score -inf and id -1.
+    """
+    if kind not in RESCORE_STORES:
+        raise ValueError(f"store kind must be one of {RESCORE_STORES}, got {kind!r}")
+    if not isinstance(queries, np.ndarray) or queries.ndim != 2:
+        raise ValueError(f"queries must be a 2-D array, got {getattr(queries, 'shape', type(queries).__name__)}")
+    expected = np.float32 if kind == "float32" else np.uint8
+    if not isinstance(store, np.ndarray) or store.ndim != 2 or store.dtype != expected:
+        raise ValueError(f"a {kind} store must be a 2-D {np.dtype(expected).name} array, got "
+                         f"{getattr(store, 'dtype', type(store).__name__)} with shape {getattr(store, 'shape', None)}")
+    width = -(-queries.shape[1] // 8) if kind == "signs" else queries.shape[1]
+    if store.shape[1] != width:
+        raise ValueError(f"{queries.shape[1]}-d queries need {width} {'bytes' if kind == 'signs' else 'values'} per "
+                         f"{kind} store row, the store has {store.shape[1]}")
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    if candidates.ndim != 2 or candidates.shape[0] != queries.shape[0]:
+        raise ValueError(f"candidates {candidates.shape} must be 2-D with one row per query ({queries.shape[0]})")
+    if candidates.size and (candidates.min() < -1 or candidates.max() >= len(store)):
+        raise ValueError(f"candidate rows must lie in [0, {len(store)}) or be -1 for none")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    heap_cost = np.full((1, len(queries), k), np.inf, np.float32)
+    heap_rows = np.full((1, len(queries), k), NO_ROW, np.int64)
+    if kind == "signs":
+        padded = np.zeros((len(queries), 8 * width), np.float32)
+        padded[:, :queries.shape[1]] = queries
+        queries = padded
+    _rescore_kernel(np.ascontiguousarray(queries, dtype=np.float32), np.ascontiguousarray(store), candidates,
+                    heap_cost, heap_rows)
+    cost, rows = merge(heap_cost, heap_rows, k)
+    empty = rows == NO_ROW
+    return np.where(empty, -np.inf, -cost).astype(np.float32), np.where(empty, -1, rows)
