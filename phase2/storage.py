@@ -46,6 +46,22 @@ def package_digest() -> str:
     return h.hexdigest()
 
 
+def array_digest(array: np.ndarray) -> str:
+    """sha256 of an array's bytes in C order (not its shape or type: a key that needs them names them beside it)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()
+
+
+def files_digest(paths) -> str:
+    """sha256 of files in order, each as its name, a NUL and its bytes: what a collection's fingerprint is."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)

@@ -150,7 +150,8 @@ def test_cli_answers_and_fails_clearly_without_measurements(capsys, tmp_path, mo
     assert main(["advise", "--docs", "10_000_000", "--memory", "4GB", "--target-recall", "0.7"]) == 2
     assert "the advisor answers from measurements only; run the throughput chapter first" in capsys.readouterr().err
     smoke_run = harness_run.assign(profile="smoke")
-    kernel_row = smoke_run.iloc[:1].assign(data_kind=harness.KERNEL_DATA, source="uniform random codes", dim=1024)
+    kernel_row = smoke_run.iloc[:1].assign(suite="kernels", data_kind=harness.KERNEL_DATA,
+                                           source="uniform random codes", dim=1024)
     harness.save(pd.concat([kernel_row, smoke_run], ignore_index=True))  # as the chapter saves: kernels first
     assert main(["advise", "--docs", "600", "--memory", "1MB", "--target-recall", "0.9"]) == 2  # default profile
     assert "no results of profile 'default' for chapter 'throughput'" in capsys.readouterr().err

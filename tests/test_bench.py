@@ -42,9 +42,10 @@ def tiny_run() -> pd.DataFrame:
 
 
 def test_every_registered_method_runs_every_setting(tiny_run):
-    assert list(tiny_run.columns) == harness.BENCH_COLUMNS
-    on_disk = tiny_run.data_kind == harness.DISK_DATA
+    assert list(tiny_run.columns) == harness.COLUMNS and set(tiny_run.suite) == {"methods", "disk probe"}
+    on_disk = tiny_run.suite == "disk probe"
     probe, tiny_run = tiny_run[on_disk], tiny_run[~on_disk]
+    assert probe[["data_kind", "n_vectors", "family"]].isna().all().all()  # no columns of another suite filled
     assert set(probe.metric) == {"p50_ms", "p99_ms", "iops_qd1", "iops"} and (probe.value > 0).all()
     assert set(tiny_run.build_params) == set(REGISTRY)
     for name, entry in REGISTRY.items():
@@ -402,7 +403,7 @@ def test_the_generator_check_reports_each_generator_per_size():
 def test_query_encoding_is_timed_per_query_and_set_beside_search():
     require_dataset("cranfield")
     runs = harness.run_encoding(["cranfield"], ["minilm-l6"], n_queries=3)
-    assert list(runs.columns) == harness.BENCH_COLUMNS and set(runs.data_kind) == {harness.ENCODING_DATA}
+    assert list(runs.columns) == harness.COLUMNS and set(runs.suite) == {"query encoding"}
     encoding = throughput.encoding_table(runs)
     assert encoding["queries timed"].tolist() == [3.0] and (encoding["encode p50 ms"] > 0).all()
     fixed = pd.DataFrame({"model": ["minilm-l6"], "encode p50 ms": [4.0], "encode p99 ms": [6.0],

@@ -5,8 +5,9 @@ import re
 import pytest
 
 from phase2 import PROJECT_ROOT, codecs
+from phase2.book import pages
 from phase2.evaluation import metrics
-from phase2.experiments import harness, params, published, results
+from phase2.experiments import params, published
 from phase2.findings import answers
 
 SPEC = PROJECT_ROOT / "book" / "spec.md"
@@ -21,13 +22,15 @@ def listed(block: str) -> list[str]:
 
 @pytest.mark.parametrize(("block", "defined"), [
     ("codec-patterns", [*codecs.CODECS, *codecs.PATTERNS]),
-    ("quality-columns", results.COLUMNS),
-    ("bench-columns", harness.BENCH_COLUMNS),
     ("profiles", params.profile_names()),
     ("published-columns", ["query_id", *published.EVALUATED]),
 ])
 def test_spec_lists_match_the_code(block, defined):
     assert listed(block) == list(defined)
+
+
+def test_the_spec_page_includes_the_generated_schema():
+    assert f"```{{include}} {pages.SCHEMA_TABLE}" in SPEC.read_text()
 
 
 def test_every_citation_has_a_reference():

@@ -105,10 +105,11 @@ def test_diagnostics_travel_through_the_result_rows_unchanged():
     rng = np.random.default_rng(0)
     table = pd.DataFrame([{"dataset": d, "model": m, **{name: rng.uniform() for name in geometry.DIAGNOSTICS}}
                           for d in ("a", "b") for m in ("m1", "m2")])
-    searches = pd.DataFrame([{"dataset": "a", "model": "m1", "codec": "BIN", "family": "binary", "metric": "nDCG@10",
+    searches = pd.DataFrame([{"suite": "searches", "dataset": "a", "model": "m1", "codec": "BIN", "family": "binary",
+                              "metric": "nDCG@10",
                               "value": 0.4, "query_id": ""}])
     rows = geometry.diagnostic_rows(table, {"run_id": "r", "chapter": "geometry"})
-    assert (rows.family == geometry.DIAGNOSTIC_FAMILY).all() and (rows.codec == "").all() and len(rows) == 4 * 9
+    assert (rows.suite == "diagnostics").all() and "codec" not in rows and len(rows) == 4 * 9
     back, rest = geometry.split_results(pd.concat([searches, rows], ignore_index=True))
     pd.testing.assert_frame_equal(back, table)
     pd.testing.assert_frame_equal(rest[searches.columns], searches)

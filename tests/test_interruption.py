@@ -88,20 +88,22 @@ def test_killed_while_caching_embeddings_recomputes_only_what_is_missing(tiny_co
 def test_killed_while_writing_results_keeps_earlier_runs_and_appends_cleanly(tmp_path):
     def run_rows(value):
         meta = results.run_metadata("smoke", "ch", 0)
-        return pd.DataFrame([{**meta, "dataset": "d", "model": "m", "codec": "BIN", "codec_label": "b",
+        return pd.DataFrame([{**meta, "suite": "searches", "dataset": "d", "model": "m", "codec": "BIN",
+                              "codec_label": "b",
                               "family": "binary", "bytes_per_vector": 48, "rescore_bytes_per_vector": 0,
                               "fixed_bytes": 0, "n_vectors": 100, "metric": "nDCG@10", "value": value,
                               "query_id": q, "query_cluster": q, "embeddings": ""} for q in ("", "q1", "q2")])
 
-    results.write_results(run_rows(0.1), tmp_path)
-    code = ("import pandas as pd\nfrom phase2 import results\nfrom pathlib import Path\n"
-            f"df = pd.read_pickle({str(tmp_path / 'rows.pkl')!r})\nresults.write_results(df, Path({str(tmp_path)!r}))")
+    results.write_results(run_rows(0.1), ("searches",), tmp_path)
+    code = ("import pandas as pd\nfrom phase2.experiments import results\nfrom pathlib import Path\n"
+            f"df = pd.read_pickle({str(tmp_path / 'rows.pkl')!r})\n"
+            f"results.write_results(df, ('searches',), Path({str(tmp_path)!r}))")
     run_rows(0.2).to_pickle(tmp_path / "rows.pkl")
     run_child(code, {}, hang_on=1, sig=signal.SIGKILL)
     after_kill = results.read_results("ch", tmp_path, latest=False)
     assert len(after_kill) == 3 and set(after_kill.value) == {0.1}
 
-    results.write_results(run_rows(0.3), tmp_path)
+    results.write_results(run_rows(0.3), ("searches",), tmp_path)
     table = results.read_results("ch", tmp_path, latest=False)
     assert len(table) == 6 and sorted(set(table.value)) == [0.1, 0.3]
     assert not table.duplicated(["run_id", "query_id"]).any()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from phase2 import kernels
-from phase2.kernels import as_words, asymmetric_topk, hamming_topk
+from phase2.kernels import as_words, asymmetric_topk, hamming, hamming_topk
 
 from conftest import require_threads
 
@@ -34,7 +34,7 @@ def random_codes(rng, n, nbytes):
 @pytest.fixture(params=[(1, 1), (1, 3), (3, 1)], ids=["one-unit", "three-row-slices", "three-query-groups"])
 def slices(request, monkeypatch):
     """Work split of a scan: three row slices force the cross-slice merge even on one thread and 40 rows."""
-    monkeypatch.setattr(kernels, "_work_split", lambda n_queries, n_blocks: (min(request.param[0], n_queries),
+    monkeypatch.setattr(hamming, "_work_split", lambda n_queries, n_blocks: (min(request.param[0], n_queries),
                                                                              request.param[1]))
     return request.param
 
@@ -45,11 +45,11 @@ def selection(request, monkeypatch):
     sampled distance, so most queries keep fewer than k rows and are scanned again; or with a buffer of k + 1,
     so the buffer is cut back at nearly every row."""
     if request.param == "seeded":
-        monkeypatch.setattr(kernels, "_starting_rank", lambda n_rows, k: (3, min(k, -(-n_rows // 3))))
+        monkeypatch.setattr(hamming, "_starting_rank", lambda n_rows, k: (3, min(k, -(-n_rows // 3))))
     elif request.param == "forced-fallback":
-        monkeypatch.setattr(kernels, "_starting_rank", lambda n_rows, k: (1, 1))
+        monkeypatch.setattr(hamming, "_starting_rank", lambda n_rows, k: (1, 1))
     elif request.param == "tiny-buffer":
-        monkeypatch.setattr(kernels, "_capacity", lambda k: k + 1)
+        monkeypatch.setattr(hamming, "_capacity", lambda k: k + 1)
     return request.param
 
 
@@ -144,10 +144,10 @@ def test_a_sampled_threshold_on_a_large_database_and_its_fallback_are_exact(monk
     np.testing.assert_array_equal(seeded[0], unseeded[0])
     np.testing.assert_array_equal(seeded[1], unseeded[1])
     rescanned = []
-    original = kernels.hamming_topk
-    monkeypatch.setattr(kernels, "_seed_thresholds",  # too tight: only exact copies pass, every query is short
+    original = hamming.hamming_topk
+    monkeypatch.setattr(hamming, "_seed_thresholds",  # too tight: only exact copies pass, every query is short
                         lambda queries, blocks, n_rows, stride, rank, thresholds: thresholds.fill(1))
-    monkeypatch.setattr(kernels, "hamming_topk", lambda q, db, k, seeded=True: rescanned.append(len(q))
+    monkeypatch.setattr(hamming, "hamming_topk", lambda q, db, k, seeded=True: rescanned.append(len(q))
                         or original(q, db, k, seeded))
     forced = original(queries, blocks, 100)
     assert rescanned == [len(queries)]
@@ -168,6 +168,17 @@ def test_code_blocks_hold_each_code_word_by_word_in_lanes_and_search_like_the_co
     queries = random_codes(rng, 5, 12)
     for got, want in zip(hamming_topk(queries, blocks, 70), reference_topk(queries, codes, 70), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("codes", "said"), [
+    (np.zeros((4, 6), np.float32), "float32 with shape (4, 6)"),
+    (np.zeros(48, np.uint8), "uint8 with shape (48,)"),
+    (np.zeros((4, 0), np.uint8), "uint8 with shape (4, 0)"),
+    ([[1, 2]], "list with shape None"),
+])
+def test_code_blocks_refuse_what_is_not_packed_codes(codes, said):
+    with pytest.raises(ValueError, match=re.escape(f"2-D uint8 array of packed bits, one row per code, got {said}")):
+        kernels.CodeBlocks.of(codes)
 
 
 def test_the_scan_runs_at_the_machines_simd_level():

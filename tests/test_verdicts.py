@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from phase2.evaluation import metrics
-from phase2.experiments import harness
 from phase2.findings import advisor, answers, geometry, throughput
 
 # method -> (family, build_params, query params, bytes/vector, store bytes/vector, recall, recall se,
@@ -123,13 +122,13 @@ def kernel_runs() -> pd.DataFrame:
         for k, slower in ((10, 1.0), (1000, 2.0)):
             for method, qps, level in (("bin-flat", ours, "avx2"), ("bin-flat-faiss", theirs, "AVX2")):
                 for value in qps:
-                    common = {"data_kind": harness.KERNEL_DATA, "n_vectors": 1_000_000, "dim": bits,
+                    common = {"suite": "kernels", "n_vectors": 1_000_000, "dim": bits,
                               "search_threads": threads, "method": method, "query_params": f"k={k}",
                               "library": "phase2" if method == "bin-flat" else "faiss", "build_params": f"simd={level}"}
                     rows += [{**common, "metric": "qps", "value": value / slower},
                              {**common, "metric": "scan_GBps", "value": value / slower * bits / 8 * 1e6 / 1e9}]
         for method, metric, value in (("memory read", "read_GBps", read), ("scan roof", "qps", roof)):
-            rows.append({"data_kind": harness.KERNEL_DATA, "n_vectors": 1_000_000, "dim": bits,
+            rows.append({"suite": "kernels", "n_vectors": 1_000_000, "dim": bits,
                          "search_threads": threads,
                          "method": method, "metric": metric, "value": value, "query_params": "",
                          "library": "phase2" if method == "scan roof" else "", "build_params": ""})

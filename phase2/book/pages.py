@@ -175,6 +175,11 @@ def module_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+SCHEMA_TABLE = "schema-table.txt"
+"""The spec page's table of result columns (:func:`phase2.experiments.schema.schema_table`), written when the book is
+staged and included by ``book/spec.md``."""
+
+
 FRONT_PAGE_ANSWERS = "front-page-answers.txt"
 """Written by the conclusion chapter beside its executed notebook, included by the front page
 (``book/index.md``) when the book is staged (:func:`phase2.findings.answers.front_page`); ``.txt`` so Sphinx does not

@@ -3,7 +3,6 @@ first ``d`` dimensions (``T<d>,<codec>``)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import numpy as np
 from phase2.codecs.base import Codec, one_thread, topk_by_score
 from phase2.codecs.binary import AsymmetricBinary
 from phase2.errors import ParameterError
+from phase2.storage import array_digest
 
 RESCORE_CUTOFF = 10  # the rescored head is factor x 10 candidates: the cutoff of nDCG@10, MRR@10, Recall@10
 
@@ -147,7 +147,7 @@ def _fitted_once(codec: Codec, corpus: np.ndarray) -> Codec:
     """``codec`` fitted on ``corpus``, or the same codec (class and constructor state) fitted on the same bytes
     earlier in this process: fits are deterministic, so its codes are those a new fit would give."""
     key = (type(codec).__qualname__, repr(sorted(vars(codec).items())),
-           hashlib.sha256(np.ascontiguousarray(corpus).data).hexdigest() + str(corpus.shape))
+           array_digest(corpus) + str(corpus.shape) + str(corpus.dtype))
     fitted = _fitted_first_stages.pop(key, None) or codec.fit(corpus)
     _fitted_first_stages[key] = fitted
     while len(_fitted_first_stages) > FITTED_FIRST_STAGES_KEPT:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from phase2 import PROJECT_ROOT
 from phase2.errors import DatasetError
+from phase2.storage import files_digest
 
 CORPUS_FILE = "corpus.jsonl"
 QUERIES_FILE = "queries.jsonl"
@@ -232,13 +233,7 @@ def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str]) -> dict[str,
 
 
 def _fingerprint(files: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return files_digest(files)[:16]
 
 
 def _fetch_from_hub(name: str) -> str | None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from phase2 import PROJECT_ROOT
 from phase2.errors import EmbeddingStoreError
-from phase2.storage import atomic_write_bytes, cache_dir
+from phase2.storage import array_digest, atomic_write_bytes, cache_dir
 
 SAMPLE = 16  # texts re-encoded per part
 MIN_COSINE = 0.9999
@@ -59,7 +59,7 @@ def locate(model: str, collection: str) -> Path | None:
 
 
 def array_sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+    return array_digest(np.asarray(array, dtype=np.float32))
 
 
 def ids_sha256(ids: list[str]) -> str:

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from phase2.data.datasets import load_dataset
 from phase2.data.embeddings import query_encoder
 from phase2.errors import ParameterError
-from phase2.experiments import published
-from phase2.experiments.results import machine, read_results, run_metadata, write_results
+from phase2.experiments import published, schema
+from phase2.experiments.results import read_results, run_metadata, write_results
 from phase2.experiments.synthetic import (
     EXTRAPOLATED,
     benchmark_corpus,
@@ -47,32 +47,17 @@ from phase2.search.registry import REGISTRY
 from phase2.storage import atomic_write_bytes, source_digest
 
 CHAPTER = "throughput"
-BENCH_COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "machine", "seed", "profile",
-                 "chapter", "data_kind", "source", "n_vectors", "dim", "method", "family", "library", "build_params",
-                 "query_params", "deterministic", "search_threads", "code_bytes_per_vector", "index_bytes",
-                 "disk_bytes", "store_bytes_per_vector", "store_on_disk", "metric", "value"]
-"""One row per measured value; ``metric`` is one of recall@10, qps, p50_ms, p99_ms, latency_queries (how many
-single queries the two percentiles rest on), build_s and build_reused (methods; 1 where the index came from
-:mod:`phase2.search.index_cache`, its build_s then measured when it was built)
-or qps, scan_GBps, read_GBps (kernels). ``data_kind`` is ``real``, ``synthetic`` (drawn from a
-model fitted to the real corpus named in ``source``) or ``random codes`` (kernels)."""
-
-
-KERNEL_DATA = "random codes"  # data_kind of the kernel comparison's rows, which share a run with the methods
-DISK_DATA = "disk probe"  # data_kind of the random-read probe's rows, measured where a store was on disk
-ENCODING_DATA = "query encoding"  # data_kind of the rows timing each model's embedding of one query
-PROBES = (KERNEL_DATA, DISK_DATA, ENCODING_DATA)
+SUITES = ("methods", "kernels", "disk probe", "query encoding")
+"""The suites a throughput run holds (:data:`phase2.experiments.schema.SUITES`): one row per measured value."""
+COLUMNS = schema.columns(SUITES)
+KERNEL_DATA = "random codes"  # data_kind of the kernel comparison's codes
 BUILD_METRICS = ("build_s", "build_reused")  # measured once per built index, not per query setting
 BINARY_FAMILIES = ("binary", "binary+rescore")  # the method families that count as binary in every verdict
 
 
 def new_run(profile: str = "") -> dict:
     """Metadata shared by every row of one benchmark run (one run id, one results file)."""
-    meta = run_metadata(profile, CHAPTER, seed=0)
-    meta.pop("threads")  # each row says its own search_threads
-    meta["code"] = code_digest()
-    meta["machine"] = json.dumps(machine(), sort_keys=True)
-    return meta
+    return {**run_metadata(profile, CHAPTER, seed=0), "code": code_digest()}
 
 
 def check_methods(names: Iterable[str]) -> list[str]:
@@ -103,7 +88,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
         truth = exact_topk(corpus, queries, k)
     rows = []
     digest = index_cache.corpus_digest(corpus)
-    base = dict(meta, data_kind=data_kind, source=source, n_vectors=n, dim=d)
+    base = dict(meta, suite="methods", data_kind=data_kind, source=source, n_vectors=n, dim=d)
     probe = None
     single = queries[np.unique(np.linspace(0, len(queries) - 1, min(latency_queries, len(queries))).astype(int))]
     for name in tqdm(names, desc=f"methods on {source}", disable=not progress):
@@ -119,10 +104,8 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                           store_bytes_per_vector=float(method.store_bytes), store_on_disk=method.store_on_disk)
             if method.store_on_disk and probe is None and (probe := _DISK_PROBES.get(meta["run_id"])) is None:
                 probe = _DISK_PROBES[meta["run_id"]] = random_read_probe()  # once per run: it writes 256 MiB
-                rows += [dict(base, data_kind=DISK_DATA, method="random 4 KiB direct read", family="", library="",
-                              build_params="", query_params="", deterministic=False, search_threads=IO_THREADS,
-                              code_bytes_per_vector=0.0, index_bytes=0, disk_bytes=0, store_bytes_per_vector=0.0,
-                              store_on_disk=True, metric=metric, value=value) for metric, value in probe.items()]
+                rows += [dict(meta, suite="disk probe", method="random 4 KiB direct read", search_threads=IO_THREADS,
+                              metric=metric, value=value) for metric, value in probe.items()]
             rows += [dict(common, query_params="", search_threads=max_threads(), metric=metric, value=value)
                      for metric, value in (("build_s", build_s), ("build_reused", float(reused)))]
             for arguments in entry.query_grid:
@@ -145,7 +128,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                         values.update(reads_per_query=reads, disk_iops=probe["iops"])
                     rows += [dict(common, query_params=json.dumps(arguments, sort_keys=True), search_threads=count,
                                   metric=metric, value=value) for metric, value in values.items()]
-    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def run_grid(datasets: Iterable[str], model: str, sizes: Iterable[int], methods: Iterable[str] | None = None, *,
@@ -266,9 +249,8 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
         index = faiss.IndexBinaryFlat(width)
         index.add(database)
         blocks = CodeBlocks.of(database)
-        base = dict(meta, data_kind=KERNEL_DATA, source="uniform random codes", n_vectors=n, dim=width,
-                    deterministic=True, code_bytes_per_vector=width / 8, index_bytes=database.nbytes,
-                    store_bytes_per_vector=0.0, store_on_disk=False, family="binary")
+        base = dict(meta, suite="kernels", data_kind=KERNEL_DATA, source="uniform random codes", n_vectors=n,
+                    dim=width, code_bytes_per_vector=width / 8, index_bytes=database.nbytes, family="binary")
         scanned = n * width / 8 * n_queries / 1e9
         for count in thread_counts:
             for k in depths:
@@ -288,7 +270,7 @@ def run_kernels(n: int, bits: Iterable[int], thread_counts: Iterable[int] | None
                              value=scan_roof(width // 8, count) / n))
             rows.append(dict(base, method="memory read", library="", search_threads=count, build_params="",
                              query_params="", metric="read_GBps", value=read[count]))
-    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def run_encoding(datasets: Iterable[str], models: Iterable[str], n_queries: int = 200, budget_s: float = 10.0,
@@ -305,19 +287,17 @@ def run_encoding(datasets: Iterable[str], models: Iterable[str], n_queries: int 
         encode = query_encoder(model)
         encode(sample[0])  # warm-up: the model's first call loads and compiles
         seconds = seconds_each(encode, sample, budget_s)
-        base = dict(meta, data_kind=ENCODING_DATA, source="+".join(datasets), n_vectors=0, dim=0, method=model,
-                    family="", library="", build_params="", query_params="", deterministic=False,
-                    search_threads=max_threads(), code_bytes_per_vector=0.0, index_bytes=0, disk_bytes=0,
-                    store_bytes_per_vector=0.0, store_on_disk=False)
+        base = dict(meta, suite="query encoding", source="+".join(datasets), method=model,
+                    search_threads=max_threads())
         rows += [dict(base, metric="p50_ms", value=1e3 * float(np.percentile(seconds, 50))),
                  dict(base, metric="p99_ms", value=1e3 * float(np.percentile(seconds, 99))),
                  dict(base, metric="latency_queries", value=float(len(seconds)))]
-    return pd.DataFrame(rows, columns=BENCH_COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def save(table: pd.DataFrame) -> Path:
     """Append one run's table to the results directory; returns the file written."""
-    return write_results(table, columns=BENCH_COLUMNS)
+    return write_results(table, SUITES)
 
 
 SOURCES = ("experiments/harness.py", "experiments/timing.py", "experiments/synthetic.py", "search", "kernels",
@@ -358,7 +338,7 @@ def publish(table: pd.DataFrame, profile: str, parameters: dict) -> Path | None:
     folder = published_runs(profile)
     if folder is None:
         return None
-    arrow = pa.Table.from_pandas(table[BENCH_COLUMNS].reset_index(drop=True), preserve_index=False)
+    arrow = pa.Table.from_pandas(table[COLUMNS].reset_index(drop=True), preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
                                            published.META_KEY: json.dumps({"parameters": parameters},
                                                                           sort_keys=True).encode()})

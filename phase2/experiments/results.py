@@ -1,16 +1,9 @@
 """Tidy result tables with run metadata, one parquet file per run (appending never overwrites).
 
-Schema (one row per measured value): ``run_id, created_utc, git_commit, versions,
-cpu, threads, seed, profile, chapter, dataset, model, codec, codec_label, family,
-bytes_per_vector, rescore_bytes_per_vector, fixed_bytes, n_vectors, metric, value, query_id, query_cluster,
-embeddings``. ``bytes_per_vector`` is what every query scans (must stay in memory); ``rescore_bytes_per_vector``
-is read only for a short candidate list (may live on disk), 0 for single-stage codecs; ``fixed_bytes`` is the
-trained state stored once (codebooks, rotations, ranges) for the ``n_vectors`` vectors searched. ``query_id`` is
-empty for the mean over queries and holds the query id for per-query rows, so a reader never averages
-means with per-query values by accident: filter on ``query_id == ""`` first. ``query_cluster`` names the queries
-resampled together (:func:`phase2.evaluation.decisions.query_clusters`), empty on mean rows. ``embeddings`` says where
-the (dataset, model)'s vectors came from, as JSON per part: the cache, the encoder, or a published store
-with the result of its verification (:mod:`phase2.data.embedding_stores`); empty for rows without a model.
+One row per measured value, in the schema of :mod:`phase2.experiments.schema`: the run's columns (who, when, which
+code, which machine), then those of the row's suite. For the ``searches`` suite ``query_id`` is empty for the mean
+over queries and holds the query id for per-query rows, so a reader never averages means with per-query values by
+accident: filter on ``query_id == ""`` first.
 """
 
 from __future__ import annotations
@@ -31,11 +24,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phase2 import PROJECT_ROOT
+from phase2.experiments import schema
 from phase2.storage import atomic_write_bytes, package_digest
-
-COLUMNS = ["run_id", "created_utc", "git_commit", "code", "versions", "cpu", "threads", "seed", "profile", "chapter",
-           "dataset", "model", "codec", "codec_label", "family", "bytes_per_vector", "rescore_bytes_per_vector",
-           "fixed_bytes", "n_vectors", "metric", "value", "query_id", "query_cluster", "embeddings"]
 
 _VERSIONED = ("phase2", "numpy", "numba", "faiss-cpu", "torch", "sentence-transformers", "transformers")
 
@@ -46,7 +36,8 @@ def results_dir() -> Path:
 
 
 def run_metadata(profile: str, chapter: str, seed: int) -> dict:
-    """What identifies a run and the software and hardware it ran on."""
+    """What identifies a run and the software and hardware it ran on (:data:`phase2.experiments.schema.RUN_COLUMNS`
+    but the rows' ``suite``)."""
     return {
         "run_id": datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8],
         "created_utc": datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -54,6 +45,7 @@ def run_metadata(profile: str, chapter: str, seed: int) -> dict:
         "code": code_digest(),
         "versions": json.dumps({p: _version(p) for p in _VERSIONED}, sort_keys=True),
         "cpu": cpu_name(),
+        "machine": json.dumps(machine(), sort_keys=True),
         "threads": _threads(),
         "seed": seed,
         "profile": profile,
@@ -61,11 +53,10 @@ def run_metadata(profile: str, chapter: str, seed: int) -> dict:
     }
 
 
-def write_results(table: pd.DataFrame, directory: Path | None = None, columns: list[str] = COLUMNS) -> Path:
-    """Add one run's rows as ``<directory>/<chapter>/<run_id>.parquet`` (atomic), in the schema ``columns``."""
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"results table lacks columns {missing}")
+def write_results(table: pd.DataFrame, suites: tuple[str, ...], directory: Path | None = None) -> Path:
+    """Add one run's rows of ``suites`` as ``<directory>/<chapter>/<run_id>.parquet`` (atomic), in the columns
+    :func:`phase2.experiments.schema.check` finds for them; a table that does not fit is a ValueError."""
+    columns = schema.check(table, suites)
     runs = table["run_id"].unique()
     chapters = table["chapter"].unique()
     if len(runs) != 1 or len(chapters) != 1:

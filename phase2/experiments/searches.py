@@ -138,8 +138,8 @@ def run_collection(dataset: str, model: str, codecs: list[str], depth: int, meta
         codec = make_codec(name)
         found = search_values(collection, model, name, depth, vectors, published_roots)
         code_size, rescore_bytes, fixed_bytes = found["sizes"]
-        common = {**meta, "dataset": dataset, "model": model, "codec": codec.name, "codec_label": codec.label,
-                  "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
+        common = {**meta, "suite": "searches", "dataset": dataset, "model": model, "codec": codec.name,
+                  "codec_label": codec.label, "family": codec.family, "bytes_per_vector": code_size - rescore_bytes,
                   "rescore_bytes_per_vector": rescore_bytes, "fixed_bytes": fixed_bytes,
                   "n_vectors": collection.n_docs, "embeddings": found["source"]}
         for metric, per_query in found["values"].items():

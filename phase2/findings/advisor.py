@@ -238,7 +238,7 @@ def measured_points(profile: str = "default", current: bool = False) -> tuple[pd
                           f"(make book, or python -m phase2 chapter throughput --profile {profile})") from None
     points = throughput.operating_points(table)
     kind = scaling_table(points)
-    first = table[~table.data_kind.isin(harness.PROBES)].iloc[0]
+    first = table[table.suite == "methods"].iloc[0]
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
     evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, "
                 f"{first.created_utc[:10]}) on {harness.machine_line(first.machine)}: "

@@ -276,21 +276,19 @@ def prediction_verdict(predictions: pd.DataFrame, predictor: str, target: str) -
                           "not confirm it at 5%." if (high < 0 or low > 0) and found["p sign-flip"] >= 0.05 else "."))
 
 
-DIAGNOSTIC_FAMILY = "diagnostic"
 """``family`` of the result rows that hold a diagnostic (``metric``) of a (dataset, model), with no codec."""
 
 
 def diagnostic_rows(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    """The diagnostics table (one row per dataset and model) as result rows, so later chapters can read it."""
+    """The diagnostics table (one row per dataset and model) as result rows of the ``diagnostics`` suite, so later
+    chapters can read it."""
     long = table.melt(id_vars=["dataset", "model"], value_vars=list(DIAGNOSTICS), var_name="metric")
-    return long.assign(**meta, codec="", codec_label="", family=DIAGNOSTIC_FAMILY, bytes_per_vector=0,
-                       rescore_bytes_per_vector=0, fixed_bytes=0, n_vectors=0, query_id="", query_cluster="",
-                       embeddings="")
+    return long.assign(**meta, suite="diagnostics")
 
 
 def split_results(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A geometry run's results as (diagnostics table, the codecs' search results)."""
-    is_diagnostic = runs.family == DIAGNOSTIC_FAMILY
+    is_diagnostic = runs.suite == "diagnostics"
     table = runs[is_diagnostic].pivot_table(index=["dataset", "model"], columns="metric", values="value",
                                             sort=False).reset_index()
     table.columns.name = None

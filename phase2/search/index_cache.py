@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 from phase2.search.methods import Method
-from phase2.storage import atomic_write_bytes, cache_dir, source_digest
+from phase2.storage import array_digest, atomic_write_bytes, cache_dir, source_digest
 
 MIN_BUILD_S = 10.0
 SOURCES = ("search/methods.py", "search/registry.py")
@@ -28,9 +28,7 @@ _BUILD_CODE = f"{source_digest(SOURCES)[:12]}-faiss{faiss.__version__}"
 
 def corpus_digest(corpus: np.ndarray) -> str:
     """A key of the corpus's shape, type and bytes (about a second per GB)."""
-    digest = hashlib.blake2b(f"{corpus.shape}{corpus.dtype}".encode(), digest_size=16)
-    digest.update(memoryview(np.ascontiguousarray(corpus)).cast("B"))
-    return digest.hexdigest()
+    return f"{'x'.join(map(str, corpus.shape))}{corpus.dtype}-{array_digest(corpus)[:32]}"
 
 
 def index_path(method: Method, digest: str) -> Path:
