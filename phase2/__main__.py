@@ -28,7 +28,7 @@ from phase2.data.datasets import load_dataset
 from phase2.data.embeddings import export_store
 from phase2.demo import DEMO_METHODS
 from phase2.demo import run_demo as demo
-from phase2.errors import Phase2Error, PrecomputeError
+from phase2.errors import ParameterError, Phase2Error, PrecomputeError
 from phase2.experiments import harness, params, precompute, published, results
 from phase2.experiments.params import split_ints
 from phase2.experiments.results import results_dir
@@ -248,7 +248,7 @@ def _bench_description() -> str:
 def run_demo(args: argparse.Namespace) -> None:
 
     if args.examples < 0:
-        raise pipeline.ParameterError(f"--examples must be at least 0, got {args.examples}")
+        raise ParameterError(f"--examples must be at least 0, got {args.examples}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FaissTrainingWarning)
         hits, table = demo(args.dataset, args.model, args.examples, args.indexes, args.threads)
@@ -428,7 +428,7 @@ def results_export(args: argparse.Namespace) -> list[Path]:
 def run_one_chapter(args: argparse.Namespace) -> None:
     notebooks = {nb.stem: nb for nb in pipeline.chapter_notebooks()}
     if args.name not in notebooks:
-        raise pipeline.ParameterError(f"unknown chapter {args.name!r}; chapters: {', '.join(notebooks)}")
+        raise ParameterError(f"unknown chapter {args.name!r}; chapters: {', '.join(notebooks)}")
     notebook = notebooks[args.name]
     if args.list:
         for name, info in params.declared_parameters(notebook).items():

@@ -367,12 +367,12 @@ def test_lsh_codes_equal_faiss_index_lsh_and_search_by_hamming(bits):
 @pytest.mark.parametrize("bits", [1, 2, 4])
 def test_rabitq_search_equals_faiss_index_rabitq(bits):
     docs, queries = unit_vectors(1000, 64, 23), unit_vectors(15, 64, 24)
-    from phase2.codecs import _pinned_simd
+    from phase2.codecs.base import pinned_simd
 
     codec = make_codec(f"RaBitQ{bits}").fit(docs)
     index = faiss.IndexRaBitQ(64, faiss.METRIC_INNER_PRODUCT, bits)
     index.qb = codec.QUERY_BITS
-    with _pinned_simd():  # the codec's level (codecs.FAISS_SIMD): multi-bit codes differ between levels
+    with pinned_simd():  # the codec's level (codecs.FAISS_SIMD): multi-bit codes differ between levels
         index.train(docs)
         index.add(docs)
         expected_codes = index.sa_encode(docs)

@@ -218,6 +218,6 @@ def test_every_searching_chapter_reads_its_plan_from_where_precompute_reads_it(p
 
 def test_the_rescoring_stores_are_named_in_one_place():
     written = '"Flat", "FP16", "BF16", "SQ8", "SQ4"'
-    holders = [path.name for path in [*(PROJECT_ROOT / "phase2").glob("*.py"), *params.CHAPTERS_DIR.glob("*.ipynb")]
+    holders = [path.name for path in [*(PROJECT_ROOT / "phase2").rglob("*.py"), *params.CHAPTERS_DIR.glob("*.ipynb")]
                if written in path.read_text() or written.replace('"', '\\"') in path.read_text()]
     assert holders == ["plans.py"]

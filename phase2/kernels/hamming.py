@@ -65,8 +65,9 @@ class CodeBlocks:
     def of(cls, codes: np.ndarray) -> CodeBlocks:
         """The blocks of packed codes: a 2-D ``uint8`` array, one row per code (anything else is a ValueError)."""
         if not isinstance(codes, np.ndarray) or codes.dtype != np.uint8 or codes.ndim != 2 or not codes.shape[1]:
-            raise ValueError(f"codes must be a 2-D uint8 array of packed bits, one row per code, got "
-                             f"{getattr(codes, 'dtype', type(codes).__name__)} with shape {getattr(codes, 'shape', None)}")
+            kind = getattr(codes, "dtype", type(codes).__name__)
+            raise ValueError(f"codes must be a 2-D uint8 array of packed bits, one row per code, got {kind} with shape "
+                             f"{getattr(codes, 'shape', None)}")
         words = as_words(codes)
         n, n_words = words.shape
         padded = np.zeros((-(-n // LANES) * LANES, n_words), np.uint64)
