@@ -195,12 +195,14 @@ def _repeated_category(values: list[str], lengths: np.ndarray) -> pd.Categorical
 def stack(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """Tables of :func:`run_collection` (and rows added to them) concatenated; a column categorical in any of them
     is categorical in the result, over the union of their values, sorted (``pd.concat`` alone turns categories that
-    differ into ten million strings)."""
+    differ into ten million strings). A column only some tables have (a suite's own) is empty on the others' rows."""
     columns = {column for t in tables for column, dtype in t.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)}
     values = {column: set().union(*(t[column].cat.categories if isinstance(t[column].dtype, pd.CategoricalDtype)
-                                    else t[column].unique() for t in tables)) for column in columns}
+                                    else t[column].dropna().unique() for t in tables if column in t))
+              for column in columns}
     dtypes = {column: pd.CategoricalDtype(pd.Index(sorted(v), dtype=str)) for column, v in values.items()}
-    return pd.concat([t.astype(dtypes) for t in tables], ignore_index=True)
+    stacked = pd.concat([t.astype({c: d for c, d in dtypes.items() if c in t}) for t in tables], ignore_index=True)
+    return stacked.astype(dtypes)  # a column some tables lack is empty on their rows, and stays categorical
 
 
 class TieAwareScores:

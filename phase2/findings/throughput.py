@@ -79,11 +79,12 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def disk_probe(table: pd.DataFrame) -> pd.DataFrame:
-    """The random-read probe of each corpus measured with a store on disk: latency at queue depth 1 and
-    reads/s with :data:`phase2.search.disk.IO_THREADS` in flight (no rows when no store was on disk)."""
+    """The run's random-read probe of this disk (measured once, where a store was first on disk): latency at queue
+    depth 1 and reads/s with :data:`phase2.search.disk.IO_THREADS` in flight, one row (none when no store was on
+    disk)."""
     probe = table[table.suite == "disk probe"]
-    wide = probe.pivot_table(index=["source", "n_vectors"], columns="metric", values="value", aggfunc="median")
-    return wide.reset_index().rename(columns={"iops": f"reads/s ({IO_THREADS} in flight)",
+    wide = probe.pivot_table(index="run_id", columns="metric", values="value", aggfunc="median")
+    return wide.reset_index(drop=True).rename(columns={"iops": f"reads/s ({IO_THREADS} in flight)",
                                               "iops_qd1": "reads/s (1 in flight)", "p50_ms": "p50 ms (1 in flight)",
                                               "p99_ms": "p99 ms (1 in flight)"})
 
