@@ -220,11 +220,10 @@ def _count(text: str) -> int:
 
 def _advise_description() -> str:
 
-    return ("Answer from the newest throughput measurements (phase2.findings.advisor): the fastest measured scheme "
-            "that\n"
-            "fits the RAM budget and whose recall@10 (lower 95% bound) meets the target, scaled to --docs.\n"
-            "Memory scales linearly; queries/s by a power law fitted to the measured sizes; recall is taken at\n"
-            "the nearest measured size. Every extrapolation is stated in the answer; --strict refuses it.\n\n"
+    return ("Answer from the newest throughput measurements (phase2.findings.advisor): the fastest measured\n"
+            "scheme that fits the RAM budget and whose recall@10 (lower 95% bound) meets the target, scaled to\n"
+            "--docs. Memory scales linearly; queries/s by a power law fitted to the measured sizes; recall is\n"
+            "taken at the nearest measured size. Every extrapolation is stated in the answer; --strict refuses it.\n\n"
             + advisor.__doc__.split("\n\n")[0])
 
 
@@ -266,7 +265,7 @@ def run_bench(args: argparse.Namespace) -> None:
     if args.suite == "kernels":
         table = harness.run_kernels(args.n, args.bits, args.threads, n_queries=args.queries, repeats=args.repeats)
         summary = throughput.kernel_table(table)[["N", "bits", "threads", "k", "ours q/s", "faiss q/s", "speedup",
-                                             "roof q/s", "ours / roof", "ours simd", "faiss simd"]]
+                                                  "roof q/s", "ours / roof", "ours simd", "faiss simd"]]
     elif args.list:
         for name, entry in REGISTRY.items():
             grid = ", ".join(str(q) for q in entry.query_grid if q) or "-"
@@ -274,9 +273,9 @@ def run_bench(args: argparse.Namespace) -> None:
         return
     else:
         table = harness.run_grid(args.dataset, args.model, args.sizes, args.methods, n_queries=args.queries,
-                               check_synthetic=not args.no_synthetic_check, repeats=args.repeats,
-                               latency_queries=args.latency_queries, latency_budget_s=args.latency_budget,
-                               thread_counts=args.threads)
+                                 check_synthetic=not args.no_synthetic_check, repeats=args.repeats,
+                                 latency_queries=args.latency_queries, latency_budget_s=args.latency_budget,
+                                 thread_counts=args.threads)
         points = throughput.operating_points(table)
         summary = points[["data_kind", "n_vectors", "method", "query_params", "search_threads", "recall@10", "qps",
                           "p50_ms", "p99_ms", "bytes_per_vector", "build_s"]]

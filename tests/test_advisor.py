@@ -124,8 +124,8 @@ def harness_run():
             corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
             tables.append(harness.run_methods(corpus, corpus[:20], "tiny", "synthetic",
                                               ["flat", "bin-flat", "hnsw-flat"],
-                                            repeats=1, latency_queries=2, thread_counts=[1], meta=meta,
-                                            progress=False))
+                                              repeats=1, latency_queries=2, thread_counts=[1], meta=meta,
+                                              progress=False))
     return pd.concat(tables, ignore_index=True)
 
 

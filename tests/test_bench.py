@@ -38,7 +38,7 @@ def tiny_run() -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FaissTrainingWarning)  # 600 vectors are too few for faiss's k-means
         return harness.run_methods(corpus, queries, "tiny", "synthetic", k=10, repeats=1, latency_queries=3,
-                                 thread_counts=[1, 2], progress=False)
+                                   thread_counts=[1, 2], progress=False)
 
 
 def test_every_registered_method_runs_every_setting(tiny_run):
@@ -167,7 +167,7 @@ def test_unknown_method_names_the_valid_ones():
 
 def test_kernel_benchmark_checks_faiss_and_reports_bandwidth():
     table = harness.run_kernels(3000, [24, 64], [1], n_queries=9, depths=(5, 50), repeats=1, bandwidth_bytes=1 << 23,
-                              progress=False)
+                                progress=False)
     summary = throughput.kernel_table(table)
     assert list(summary.bits) == [24, 24, 64, 64] and list(summary.k) == [5, 50, 5, 50]  # the arithmetic:
     assert (summary.threads == 1).all()  # test_verdicts.py
@@ -307,7 +307,7 @@ def test_methods_that_cannot_run_here_are_named_with_the_reason(monkeypatch):
                      "`rabitqlib-hnsw` at 100,000 vectors: not built above 10,000 vectors: its build took 436 s for "
                      "10^5 384-d vectors on 2 cores"]
     table = harness.run_methods(unit_rows(300, 16, 1), unit_rows(5, 16, 2), "tiny", "synthetic", ["flat", "scann"],
-                              repeats=1, latency_queries=1, thread_counts=[1], progress=False)
+                                repeats=1, latency_queries=1, thread_counts=[1], progress=False)
     assert set(table.method) == {"flat"}
     monkeypatch.setattr(registry, "direct_io_unavailable", lambda: "the file system refuses O_DIRECT reads")
     assert registry.not_measured(["bin-rescore-int8-disk"], [1_000]) == [

@@ -78,7 +78,7 @@ def chapter_plan(chapter: str, values: dict) -> Plan:
     elif chapter == "rescoring":
         seconds = params.split_names(values["rescore_with"], list(RESCORE_STORES), "rescore_with")
         names = rescoring_grid(codecs.split_codec_names(values["first_stages"]), seconds,
-                                         params.split_ints(values["factors"], "factors"))
+                               params.split_ints(values["factors"], "factors"))
         depth = MIN_DEPTH
     elif chapter == "geometry":
         names, depth = list(LOSS_CODECS), MIN_DEPTH

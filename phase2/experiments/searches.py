@@ -202,7 +202,8 @@ def stack(tables: list[pd.DataFrame]) -> pd.DataFrame:
               for column in columns}
     dtypes = {column: pd.CategoricalDtype(pd.Index(sorted(v), dtype=str)) for column, v in values.items()}
     stacked = pd.concat([t.astype({c: d for c, d in dtypes.items() if c in t}) for t in tables], ignore_index=True)
-    return stacked.astype(dtypes)  # a column some tables lack is empty on their rows, and stays categorical
+    lacking = {c: d for c, d in dtypes.items() if not all(c in t for t in tables)}  # concat made them text
+    return stacked.astype(lacking) if lacking else stacked
 
 
 class TieAwareScores:

@@ -84,9 +84,9 @@ def disk_probe(table: pd.DataFrame) -> pd.DataFrame:
     disk)."""
     probe = table[table.suite == "disk probe"]
     wide = probe.pivot_table(index="run_id", columns="metric", values="value", aggfunc="median")
-    return wide.reset_index(drop=True).rename(columns={"iops": f"reads/s ({IO_THREADS} in flight)",
-                                              "iops_qd1": "reads/s (1 in flight)", "p50_ms": "p50 ms (1 in flight)",
-                                              "p99_ms": "p99 ms (1 in flight)"})
+    return wide.reset_index(drop=True).rename(columns={
+        "iops": f"reads/s ({IO_THREADS} in flight)", "iops_qd1": "reads/s (1 in flight)",
+        "p50_ms": "p50 ms (1 in flight)", "p99_ms": "p99 ms (1 in flight)"})
 
 
 def operating_points(table: pd.DataFrame) -> pd.DataFrame:
