@@ -81,6 +81,8 @@ def test_export_round_trip_keeps_every_column_row_and_digit(tmp_path, fmt):
     table = pd.concat([one_run(meta, 0.1 + 1e-17), one_run(meta, float("nan"))], ignore_index=True)
     table.loc[1, "codec_label"] = 'sign bits, "quoted", naïve\nsecond line'
     table.loc[2, "value"] = 1 / 3
+    table["codec"] = pd.Categorical(["BIN", None, "Flat", "BIN"], categories=["Flat", "BIN"])
+    table["deterministic"] = pd.Series([True, None, False, None], dtype=object)
     results.write_results(table, ("searches",), tmp_path / "results")
     results.write_results(one_run(results.run_metadata("default", "ch", 0)), ("searches",), tmp_path / "results")
     (written,) = results.export_results("smoke", fmt, tmp_path / "out", tmp_path / "results")
@@ -88,6 +90,14 @@ def test_export_round_trip_keeps_every_column_row_and_digit(tmp_path, fmt):
     back = results.read_export(written)
     pd.testing.assert_frame_equal(back, results.read_results("ch", tmp_path / "results", profile="smoke"),
                                   check_exact=True)
+
+
+def test_csv_export_refuses_text_it_would_read_back_as_missing(tmp_path):
+    table = one_run(results.run_metadata("smoke", "ch", 0))
+    table.loc[0, "codec_label"] = "NaN"
+    with pytest.raises(ValueError, match="codec_label hold the string 'NaN'.*export as JSON"):
+        results.write_export(table, tmp_path / "ch.csv")
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_of_a_profile_without_results_says_so(tmp_path):

@@ -122,9 +122,11 @@ def export_results(profile: str, fmt: str, to: Path, directory: Path | None = No
     """Write the newest run of ``profile`` of every chapter that has results as ``<to>/<chapter>.<fmt>``, every
     column (run metadata included) and row; :func:`read_export` reads one back with the same dtypes.
 
-    CSV: a header row, ``NaN`` for missing numbers, and a ``<chapter>.schema.json`` beside it naming each
-    column's dtype. JSON: ``{"chapter", "profile", "columns": [{"name", "dtype"}], "rows": [[...], ...]}``,
-    missing numbers as ``null``; floats are written with every digit, so both formats round-trip exactly.
+    CSV: a header row, ``NaN`` for a missing value (a text column holding the text ``NaN`` is refused), and a
+    ``<chapter>.schema.json`` beside it naming each column's dtype (and a categorical column's categories, and
+    whether a column of objects holds flags).
+    JSON: ``{"chapter", "profile", "columns": [{"name", "dtype"}], "rows": [[...], ...]}``, missing values as
+    ``null``; floats are written with every digit, so both formats round-trip exactly.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(EXPORT_FORMATS)}")
@@ -147,7 +149,18 @@ def export_results(profile: str, fmt: str, to: Path, directory: Path | None = No
 def write_export(table: pd.DataFrame, path: Path) -> Path:
     """One table as CSV (with its ``.schema.json``) or JSON, by ``path``'s suffix (see :func:`export_results`)."""
     columns = [{"name": str(c), "dtype": str(table[c].dtype)} for c in table.columns]
+    for column in columns:
+        values = table[column["name"]]
+        if column["dtype"] == "category":
+            column["categories"] = values.cat.categories.tolist()
+        elif column["dtype"] == "object" and values.map(lambda v: v is None or isinstance(v, bool)).all():
+            column["holds"] = "bool or None"  # a suite's flag, empty on other suites' rows
     if path.suffix == ".csv":
+        literal = [c["name"] for c in columns if c["dtype"] in ("category", "object", "str")
+                   and (table[c["name"]].astype(object) == "NaN").any()]
+        if literal:
+            raise ValueError(f"column(s) {', '.join(literal)} hold the string 'NaN', which CSV export writes for a "
+                             "missing value; export as JSON instead")
         atomic_write_bytes(path.with_suffix(".schema.json"), json.dumps({"columns": columns}, indent=1).encode())
         atomic_write_bytes(path, table.to_csv(index=False, na_rep="NaN").encode())
     else:
@@ -164,15 +177,18 @@ def read_export(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         columns = json.loads(path.with_suffix(".schema.json").read_text())["columns"]
         numeric = [c["name"] for c in columns if c["dtype"].startswith(("int", "float"))]
-        flags = [c["name"] for c in columns if c["dtype"] == "bool"]
-        table = pd.read_csv(path, keep_default_na=False, na_values={name: ["NaN"] for name in numeric},
-                            converters={name: {"True": True, "False": False}.__getitem__ for name in flags},
-                            dtype={c["name"]: str for c in columns if c["name"] not in numeric + flags})
+        flags = {c["name"]: {"True": True, "False": False} for c in columns if c["dtype"] == "bool"}
+        flags |= {c["name"]: {"True": True, "False": False, "NaN": None} for c in columns if "holds" in c}
+        table = pd.read_csv(path, keep_default_na=False,
+                            na_values={c["name"]: ["NaN"] for c in columns if c["name"] not in flags},
+                            converters={name: values.__getitem__ for name, values in flags.items()},
+                            dtype={c["name"]: str for c in columns if c["name"] not in [*numeric, *flags]})
     else:
         document = json.loads(path.read_text())
         columns = document["columns"]
         table = pd.DataFrame(document["rows"], columns=[c["name"] for c in columns])
-    return table.astype({c["name"]: c["dtype"] for c in columns})
+    return table.astype({c["name"]: pd.CategoricalDtype(c["categories"]) if "categories" in c else c["dtype"]
+                         for c in columns})
 
 
 def chart_downloads(chapter: str, tables: dict[str, pd.DataFrame], folder: Path) -> str:
