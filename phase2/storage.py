@@ -62,6 +62,19 @@ def files_digest(paths) -> str:
     return h.hexdigest()
 
 
+def tree_digest(root: Path) -> str:
+    """sha256 over every file under ``root`` (or of ``root`` itself, a file), in sorted order, each as its path
+    relative to ``root``, a NUL and its own sha256: what identifies a model's weights."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode() + b"\0")
+        with f.open("rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path = Path(path)

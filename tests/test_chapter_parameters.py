@@ -1,7 +1,11 @@
 """Parameter checks that run inside chapters, and profile resolution, without a kernel."""
 
+import ast
+import re
 from pathlib import Path
 
+import nbformat
+import papermill
 import pytest
 
 from phase2.book import context, pipeline
@@ -123,3 +127,62 @@ def test_the_report_chapters_declare_what_they_read():
         pipeline.upstream_chapters(notebook, order[:order.index(notebook.stem)])  # each reads only earlier ones
     regimes = params.CHAPTERS_DIR / "regimes.ipynb"
     assert pipeline.upstream_chapters(regimes, order) == ["throughput"]
+
+
+RULED_CELL = ('sizes: str = "1000,2000"  # corpus sizes [ints from 100]\n'
+              'bits: str = "384"  # widths, a comment # with a hash [ints from 8, multiples of 8]\n'
+              'extra: str = ""  # more sizes, or empty [ints from 100, or empty]\n'
+              'model: str = "minilm-l6"  # one model [one of models]\n'
+              'methods: str = "all"  # methods [names of methods, or all]\n'
+              'share: float = 0.5  # a share [0.01 to 1]\n'
+              'n: int = 10  # count [at least 10]\n'
+              'note: str = "[not a rule] here"  # free text\n')
+
+
+def test_rules_at_the_end_of_a_declaration_are_read_and_parsed():
+    assert params.is_parameters_cell(RULED_CELL) and not params.is_parameters_cell("x = 1\n")
+    rules = params.declared_rules(RULED_CELL)
+    assert rules == {"sizes": "ints from 100", "bits": "ints from 8, multiples of 8",
+                     "extra": "ints from 100, or empty", "model": "one of models",
+                     "methods": "names of methods, or all", "share": "0.01 to 1", "n": "at least 10"}
+    ns = {}
+    exec(RULED_CELL, ns)  # noqa: S102 - the parameters cell, as the kernel runs it
+    ns["In"] = ["", RULED_CELL, "context.check_parameters(globals())"]
+    parsed = context.check_parameters(ns).parsed
+    assert parsed["sizes"] == [1000, 2000] and parsed["bits"] == [384] and parsed["extra"] == []
+    assert parsed["model"] == ["minilm-l6"] and parsed["methods"] == list(params.DOMAINS["methods"]())
+    assert parsed["share"] == 0.5 and parsed["n"] == 10 and "note" not in parsed
+
+
+@pytest.mark.parametrize(("name", "value", "rule", "message"), [
+    ("bits", "384,20", "ints from 8, multiples of 8", "bits: expected multiples of 8, got '384,20'"),
+    ("sizes", "10", "ints from 100", "sizes: expected integers >= 100, got '10'"),
+    ("sizes", "", "ints from 100", "sizes: expected integers >= 100, got ''"),
+    ("model", "minilm-l6,minilm-l3", "one of models", "model: expected one of minilm-l6"),
+    ("methods", "flat,nope", "names of methods", "methods: unknown 'nope'"),
+    ("share", 1.5, "0.01 to 1", "parameter 'share' must be between 0.01 and 1, got 1.5"),
+    ("n", 9, "at least 10", "parameter 'n' must be >= 10, got 9"),
+])
+def test_a_value_that_breaks_its_rule_is_named(name, value, rule, message):
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        params.parse_value(name, value, rule)
+
+
+def test_a_rule_the_grammar_does_not_know_is_the_declarations_error():
+    with pytest.raises(ValueError, match=r"parameter 'x': unknown rule \[ints > 3\]"):
+        params.parse_value("x", "4", "ints > 3")
+    with pytest.raises(ValueError, match="names no domain"):
+        params.parse_value("x", "a", "names of planets")
+
+
+@pytest.mark.parametrize("profile", params.profile_names())
+def test_every_chapter_follows_its_declared_rules_on_every_profile(profile):
+    """Papermill reads every declaration too (a line with two ``=`` it skips, so a rule never holds one)."""
+    for notebook in pipeline.chapter_notebooks():
+        source = next(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+        assert params.is_parameters_cell(source), notebook.name
+        read = list(papermill.inspect_notebook(str(notebook)))
+        assert read == [n.target.id for n in ast.parse(source).body], notebook.name
+        values = params.chapter_values(notebook.stem, profile)
+        for name, rule in params.declared_rules(source).items():
+            params.parse_value(name, values[name], rule)  # a ParameterError names what breaks its rule

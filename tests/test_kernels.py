@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from phase2 import kernels
-from phase2.kernels import as_words, asymmetric_topk, hamming, hamming_topk
+from phase2.kernels import as_words, asymmetric_topk, hamming, hamming_topk, rescore
 
 from conftest import require_threads
 
@@ -195,6 +195,14 @@ def test_the_scan_runs_at_the_machines_simd_level():
         assert "vpshufb" in assembly and "vpopcntq" not in assembly
     else:
         assert kernels.SIMD_LEVEL == "scalar"
+
+
+def test_re_ranking_prefetches_the_rows_it_reads_next():
+    """Each store kind's re-ranking loop holds ``prefetcht0`` (compiled afresh: numba shows no cached code)."""
+    for signature in rescore._rescore_kernel.signatures:
+        fresh = numba.njit(signature, parallel=True, boundscheck=False, fastmath={"reassoc"}, cache=False)(
+            rescore._rescore_kernel.py_func)
+        assert "prefetcht0" in fresh.inspect_asm(signature), signature
 
 
 @pytest.mark.parametrize(("cpu", "vector"), [("haswell", "vpshufb"), ("x86-64", None)])

@@ -149,7 +149,7 @@ def test_nbval_reexecution_reproduces_checked_tables(executed, tmp_path):
     (THROUGHPUT, {"sizes": "1000,lots"}, "sizes: expected comma-separated integers, got '1000,lots'"),
     (THROUGHPUT, {"sizes": "10"}, "sizes: expected integers >= 100, got '10'"),
     (THROUGHPUT, {"methods": "flat,nope"}, "methods: unknown 'nope'; valid: flat, sq8, pq"),
-    (THROUGHPUT, {"kernel_bits": "384,20"}, "bits must be positive multiples of 8"),
+    (THROUGHPUT, {"kernel_bits": "384,20"}, "kernel_bits: expected multiples of 8, got '384,20'"),
     (THROUGHPUT, {"model": "minilm-l6,minilm-l6"}, "model: 'minilm-l6,minilm-l6' names an entry twice"),
     (RESCORING, {"rescore_with": "Flat,ITQ"}, "rescore_with: unknown 'ITQ'; valid: Flat, FP16, BF16, SQ8, SQ4"),
     (RESCORING, {"factors": "1,0"}, "factors: expected integers >= 1, got '1,0'"),

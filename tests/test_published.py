@@ -8,6 +8,7 @@ import pytest
 from phase2.codecs import SignBinary
 from phase2.data.datasets import load_dataset
 from phase2.data.embeddings import embed
+from phase2.evaluation import metrics
 from phase2.experiments import published, searches
 
 from conftest import cold_cache, require_dataset
@@ -28,7 +29,7 @@ def rows_for(collection, model, codec, depth=100):
     docs, queries = (embed(collection, model, part, progress=False) for part in ("docs", "queries"))
     _, ids, scores, sizes = searches.cached_search(collection, model, codec, depth, docs, queries)
     reference = searches.cached_search(collection, model, searches.REFERENCE, depth, docs, queries)[1]
-    return published.evaluate(collection, ids, scores, reference), sizes
+    return metrics.evaluate(collection, ids, scores, reference), sizes
 
 
 def test_a_published_search_round_trips_with_its_provenance(tmp_path, monkeypatch, small_digest):

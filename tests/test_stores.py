@@ -48,13 +48,15 @@ def test_a_store_round_trips_through_export_and_lookup(published, tmp_path, monk
 
     monkeypatch.setattr(embeddings, "save_array", no_encoding_beyond_the_sample)  # nothing goes to the cache
     for part in embedding_stores.PARTS:
-        np.testing.assert_array_equal(embeddings.embed(collection, "minilm-l6", part, progress=False), expected[part])
-        record = embeddings.provenance("tiny", "minilm-l6", part)
+        embedded = embeddings.embed_record(collection, "minilm-l6", part, progress=False)
+        np.testing.assert_array_equal(embedded.vectors, expected[part])
+        assert embedded.key == embeddings.vectors_key(embeddings.get_model_spec("minilm-l6"), collection, part)
+        record = embedded.provenance
         assert record["source"] == "store" and record["re-encoded"] == "now" and record["min_cosine"] >= 0.9999
         assert record["sample"] == len(expected[part])  # a tiny collection: every text re-encoded
     monkeypatch.setattr(embeddings, "_load_encoder", no_encoding_beyond_the_sample)
-    embeddings.embed(collection, "minilm-l6", "docs", progress=False)  # the passed check is remembered
-    assert embeddings.provenance("tiny", "minilm-l6", "docs")["re-encoded"] == "earlier run"
+    again = embeddings.embed_record(collection, "minilm-l6", "docs", progress=False)  # the passed check is remembered
+    assert again.provenance["re-encoded"] == "earlier run"
     assert not (tmp_path / "cache" / "embeddings").exists()
     before = files_under(directory)
     assert main(["embeddings", "export", "--model", "minilm-l6", "--dataset", "tiny", "--to", str(tmp_path / "s")]) == 0
@@ -154,6 +156,6 @@ def test_the_published_mpnet_store_verifies():
             pytest.fail("CI has ../shared/embeddings, which should hold mpnet-base for cranfield", pytrace=False)
         pytest.skip("no published mpnet-base store for cranfield on the store path")
     require_model_weights(spec)
-    vectors = embeddings.embed(load_dataset("cranfield"), "mpnet-base", "docs", progress=False)
-    record = embeddings.provenance("cranfield", "mpnet-base", "docs")
+    embedded = embeddings.embed_record(load_dataset("cranfield"), "mpnet-base", "docs", progress=False)
+    vectors, record = embedded.vectors, embedded.provenance
     assert vectors.shape == (1400, 768) and record["source"] == "store" and record["min_cosine"] >= 0.9999

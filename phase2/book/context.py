@@ -21,7 +21,7 @@ import pandas as pd
 
 from phase2.book import charts, pages
 from phase2.errors import ParameterError
-from phase2.experiments import results
+from phase2.experiments import params, results
 from phase2.storage import atomic_write_bytes
 
 _INJECTED_MARKER = "# Parameters"
@@ -40,6 +40,9 @@ class Chapter:
 
     parameters: dict
     folder: Path
+    parsed: dict = field(default_factory=dict)
+    """The values of the parameters whose declaration has a rule, as the rule reads them (lists of names or
+    integers): :func:`phase2.experiments.params.parse_value`."""
     _tables: count = field(default_factory=lambda: count(1), repr=False)
     _figures: count = field(default_factory=lambda: count(1), repr=False)
 
@@ -64,8 +67,10 @@ class Chapter:
 
 
 def check_parameters(namespace: dict) -> Chapter:
-    """Validate names and types of the chapter's parameters; return the chapter's :class:`Chapter`, which holds them
-    (``{name: value}``) and runs in the kernel's working directory (papermill's, beside the executed notebook).
+    """Validate names and types of the chapter's parameters, and each value against the rule its declaration ends
+    with (:func:`phase2.experiments.params.parse_value`); return the chapter's :class:`Chapter`, which holds them
+    (``{name: value}``, and ``parsed`` as the rules read them) and runs in the kernel's working directory
+    (papermill's, beside the executed notebook).
 
     Declared parameters are the annotated names of the notebook's namespace
     (``__annotations__``: only the parameters cell annotates). Injected names are
@@ -91,4 +96,7 @@ def check_parameters(namespace: dict) -> Chapter:
         if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
             raise ParameterError(f"parameter {name!r} must be {type_name}, got {type(value).__name__} {value!r}")
         values[name] = value
-    return Chapter(values, Path.cwd())
+    source = next((s for s in namespace.get("In", []) if params.is_parameters_cell(s)), "")
+    parsed = {name: params.parse_value(name, values[name], rule)
+              for name, rule in params.declared_rules(source).items() if name in values}
+    return Chapter(values, Path.cwd(), parsed)

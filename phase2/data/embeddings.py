@@ -30,7 +30,7 @@ from tqdm import tqdm
 from phase2.data import embedding_stores
 from phase2.data.datasets import Collection
 from phase2.errors import EmbeddingStoreError, ParameterError
-from phase2.storage import cache_dir, load_array, save_array
+from phase2.storage import cache_dir, load_array, save_array, tree_digest
 
 
 @dataclass(frozen=True)
@@ -156,17 +156,8 @@ def _joined_split_zip(spec: ModelSpec) -> Path:
 
 @cache
 def _weights_digest(location: str) -> str:
-    """Hash of every file of a local model (a directory or one file), or the hub id itself."""
-    root = Path(location)
-    if not root.exists():
-        return location
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode() + b"\0")
-        with f.open("rb") as fh:
-            h.update(hashlib.file_digest(fh, "sha256").digest())
-    return h.hexdigest()
+    """:func:`phase2.storage.tree_digest` of a local model (a directory or one file), or the hub id itself."""
+    return tree_digest(Path(location)) if Path(location).exists() else location
 
 
 def _encoder_paths(spec: ModelSpec) -> tuple[str, str]:
@@ -232,32 +223,23 @@ class OnnxMeanPoolEncoder:
 CHECKPOINT_TEXTS = 512  # texts between two checkpoints: about 12 minutes of all-mpnet-base-v2 on 2 cores
 
 
-def embedding_key(spec: ModelSpec, collection: Collection, part: str) -> str:
-    """Cache key: weights + collection files + which texts + settings + library versions."""
+def encoding_identity(spec: ModelSpec, collection: Collection) -> dict:
+    """What the collection's vectors by ``spec`` depend on: the model, its weights (and tokenizer), the collection's
+    files and the encoding settings and library versions. The embedding cache's key and a store's remembered
+    verification are both built from it."""
     location, tokenizer = _encoder_paths(spec)
-    payload = {
-        "model": spec.name,
-        "weights": _weights_digest(location),
-        "dataset": collection.name,
-        "dataset_files": collection.fingerprint,
-        "part": part,
-        "batch_size": spec.batch_size,
-        "max_seq_length": spec.max_seq_length,
-        "normalize": True,
-        "versions": _library_versions(spec),
-    }
+    identity = {"model": spec.name, "weights": _weights_digest(location), "dataset": collection.name,
+                "dataset_files": collection.fingerprint, "max_seq_length": spec.max_seq_length, "normalize": True,
+                "versions": _library_versions(spec)}
     if tokenizer:
-        payload["tokenizer"] = _weights_digest(tokenizer)
+        identity["tokenizer"] = _weights_digest(tokenizer)
+    return identity
+
+
+def embedding_key(spec: ModelSpec, collection: Collection, part: str) -> str:
+    """Cache key of encoded vectors: :func:`encoding_identity`, which texts and the batch size."""
+    payload = {**encoding_identity(spec, collection), "part": part, "batch_size": spec.batch_size}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
-_PROVENANCE: dict[tuple[str, str, str], dict] = {}
-
-
-def provenance(collection: str, model: str, part: str) -> dict:
-    """Where this process's last :func:`embed` of the part came from: ``{"source": "store", ...the
-    verification record}``, ``{"source": "cache"}`` or ``{"source": "encoded"}``."""
-    return _PROVENANCE.get((collection, model, part), {"source": "not embedded"})
 
 
 def vectors_key(spec: ModelSpec, collection: Collection, part: str) -> str:
@@ -267,9 +249,25 @@ def vectors_key(spec: ModelSpec, collection: Collection, part: str) -> str:
     return f"store-{stored}" if stored else embedding_key(spec, collection, part)
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """A part's vectors, their :func:`vectors_key`, and where they came from (``provenance``):
+    ``{"source": "store", ...the verification record}``, ``{"source": "cache"}`` or ``{"source": "encoded"}``."""
+
+    vectors: np.ndarray
+    key: str
+    provenance: dict
+
+
 def embed(collection: Collection, model: str, part: str, progress: bool = True) -> np.ndarray:
-    """Unit-norm float32 embeddings of the collection's ``docs`` or (judged) ``queries``: from a verified
-    published store if one holds them, else cached, else encoded.
+    """Unit-norm float32 embeddings of the collection's ``docs`` or (judged) ``queries``: the vectors of
+    :func:`embed_record`."""
+    return embed_record(collection, model, part, progress).vectors
+
+
+def embed_record(collection: Collection, model: str, part: str, progress: bool = True) -> Embedded:
+    """The collection's ``docs`` or (judged) ``queries`` embedded: from a verified published store if one holds
+    them, else cached, else encoded.
 
     Texts are encoded in checkpoints of ``CHECKPOINT_TEXTS``: an interrupted run (hours for the 768-d
     model on two cores) resumes after the last finished checkpoint instead of starting over.
@@ -284,20 +282,16 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
         if not Path(location).exists():
             raise EmbeddingStoreError(f"embedding store {store}: verifying it re-encodes a sample with {spec.name}, "
                                       f"whose weights are not installed ({spec.install_command}; `make models`)")
-        identity = json.dumps([_weights_digest(location), tokenizer and _weights_digest(tokenizer),
-                               collection.fingerprint, spec.max_seq_length, _library_versions(spec)])
         vectors, record = embedding_stores.load_verified(
             store, spec, collection.doc_ids if part == "docs" else collection.query_ids, texts, part,
             lambda sample: _load_encoder(location, tokenizer, spec.max_seq_length)(sample, spec.batch_size, False),
-            identity)
-        _PROVENANCE[(collection.name, spec.name, part)] = {"source": "store", **record}
-        return vectors
+            json.dumps(encoding_identity(spec, collection), sort_keys=True))
+        return Embedded(vectors, vectors_key(spec, collection, part), {"source": "store", **record})
     key = embedding_key(spec, collection, part)
     path = cache_dir() / "embeddings" / f"{collection.name}__{spec.name}__{part}__{key}.npy"
     cached = load_array(path, key)
     if cached is not None:
-        _PROVENANCE[(collection.name, spec.name, part)] = {"source": "cache"}
-        return cached
+        return Embedded(cached, key, {"source": "cache"})
     checkpoints = path.with_suffix(".partial")
     encoder = None
     chunks = []
@@ -319,8 +313,7 @@ def embed(collection: Collection, model: str, part: str, progress: bool = True) 
     vectors = np.concatenate(chunks)
     save_array(path, vectors, key)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    _PROVENANCE[(collection.name, spec.name, part)] = {"source": "encoded"}
-    return vectors
+    return Embedded(vectors, key, {"source": "encoded"})
 
 
 def query_encoder(model: str) -> Callable[[str], np.ndarray]:

@@ -11,12 +11,48 @@ value against pytrec_eval, fed with scores that encode our ranks.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-#: metric name -> (kind, cutoff); the order is the order of tables.
-METRICS = {"nDCG@10": ("ndcg", 10), "Recall@10": ("recall", 10), "Recall@100": ("recall", 100),
-           "MRR@10": ("rr", 10)}
+from phase2.data.datasets import Collection
+
+OVERLAP = "Overlap@10"  # the share of float32's top 10 a code also returns (:func:`overlap_at_k`)
+TIE_AWARE = "nDCG@10 tie-aware"
+TIED_AT_CUTOFF = "tied 10th/11th"
+TIE_RUN_CUT = "tie run cut at depth"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-query metric of a search: its ``name`` (a results column), what it measures, how it is computed
+    (``kind`` at ``cutoff``: trec_eval's ``ndcg``, ``recall`` and ``rr``, or ``tie-aware``, ``tied``,
+    ``tie-run-cut``, ``overlap``) and its direction (``higher_is_better``)."""
+
+    name: str
+    description: str
+    kind: str
+    cutoff: int
+    higher_is_better: bool = True
+
+
+REGISTRY = {metric.name: metric for metric in (
+    Metric("nDCG@10", "graded gain of the top 10, discounted by log2(rank + 1), over the ideal ranking's", "ndcg", 10),
+    Metric("Recall@10", "share of the relevant documents in the top 10", "recall", 10),
+    Metric("Recall@100", "share of the relevant documents in the top 100", "recall", 100),
+    Metric("MRR@10", "reciprocal rank of the first relevant document in the top 10 (0 if none)", "rr", 10),
+    Metric(TIE_AWARE, "nDCG@10 as the expectation over all orderings of tied documents", "tie-aware", 10),
+    Metric(TIED_AT_CUTOFF, "1 when the 10th and 11th results tie", "tied", 10, higher_is_better=False),
+    Metric(TIE_RUN_CUT, "1 when a run of ties at the cutoff reaches the search depth", "tie-run-cut", 10,
+           higher_is_better=False),
+    Metric(OVERLAP, "share of float32's top 10 the code also returns", "overlap", 10),
+)}
+"""Every per-query metric a search is evaluated on, in the order of tables and of a published search's columns.
+A new trec_eval-style metric is one entry here (``Metric("nDCG@5", ..., "ndcg", 5)``)."""
+METRICS = {name: (metric.kind, metric.cutoff) for name, metric in REGISTRY.items()
+           if metric.kind in ("ndcg", "recall", "rr")}
+"""The trec_eval metrics of :data:`REGISTRY` (name -> (kind, cutoff)), computed by :func:`per_query`."""
 
 
 def ranked_doc_ids(ids: np.ndarray, doc_ids: list[str], query_ids: list[str]) -> dict[str, list[str]]:
@@ -65,12 +101,6 @@ def per_query_arrays(ids: np.ndarray, doc_ids: list[str], query_ids: list[str], 
     if scores is not None:
         out.update(_tie_values(judged_ids, present, gains, ids, scores, doc_ids, query_ids, qrels, 10))
     return judged_ids, out
-
-
-OVERLAP = "Overlap@10"  # the share of float32's top 10 a code also returns (:func:`overlap_at_k`)
-TIE_AWARE = "nDCG@10 tie-aware"
-TIED_AT_CUTOFF = "tied 10th/11th"
-TIE_RUN_CUT = "tie run cut at depth"
 
 
 def tie_statistics(ids: np.ndarray, scores: np.ndarray, doc_ids: list[str], query_ids: list[str],
@@ -173,3 +203,14 @@ def overlap_at_k(ids: np.ndarray, reference_ids: np.ndarray, k: int) -> np.ndarr
     a, b = ids[:, :k], reference_ids[:, :k]
     first = ~np.tril(a[:, :, None] == a[:, None, :], k=-1).any(axis=2)  # each id of a counted once, as in a set
     return ((a[:, :, None] == b[:, None, :]).any(axis=2) & first).sum(axis=1) / k
+
+
+def evaluate(collection: Collection, ids: np.ndarray, scores: np.ndarray, reference_ids: np.ndarray) -> pd.DataFrame:
+    """The evaluator: a search's run (its top-k corpus rows ``ids`` and their ``scores`` per query) and the
+    collection's qrels as per-query rows, ``query_id`` (judged queries, qrels order) and every metric of
+    :data:`REGISTRY`, Overlap@10 against the float32 search's ``reference_ids``."""
+    judged, values = per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels, scores=scores)
+    overlap = dict(zip(collection.query_ids, overlap_at_k(ids, reference_ids, 10).tolist(), strict=True))
+    table = pd.DataFrame({"query_id": judged, **{m: np.asarray(values[m], np.float64) for m in values}})
+    table[OVERLAP] = np.array([overlap[q] for q in judged], np.float64)
+    return table[["query_id", *REGISTRY]]

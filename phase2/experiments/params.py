@@ -1,18 +1,33 @@
 """A chapter's parameters: declared in its notebook's ``parameters`` cell, set by a profile
 (``chapters/profiles/<name>.toml``), and parsed and checked here, by the chapter's setup cell and by the plans
-that precompute reads alike."""
+that precompute reads alike.
+
+A parameter's declaration is its line in the parameters cell, ``name: type = default  # help [rule]``: the type
+papermill and :func:`phase2.book.context.check_parameters` check, the help ``--list`` shows, and, where the help
+ends in brackets, the rule its value must follow (:func:`parse_value`): ``at least 10`` or ``0.01 to 1`` for a
+number, ``ints from 100`` (``, multiples of 8``) or ``numbers 0.01 to 1.0`` for a comma-separated list, ``names of
+methods`` (``, or all``) or ``one of models`` for names from :data:`DOMAINS`; ``, or empty`` lets a list be empty.
+The chapter receives the parsed values, so nothing is checked by hand twice. A rule holds no ``=``: papermill's
+parameter reader skips a line with two (``--list`` and the parameter table would lose it)."""
 
 from __future__ import annotations
 
 import ast
+import io
+import re
+import tokenize
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import papermill
 
 from phase2 import PROJECT_ROOT
 from phase2.data import embedding_stores
+from phase2.data.datasets import available_datasets
+from phase2.data.embeddings import MODELS
 from phase2.errors import ParameterError
+from phase2.search.registry import REGISTRY
 
 CHAPTERS_DIR = PROJECT_ROOT / "chapters"
 PROFILES_DIR = CHAPTERS_DIR / "profiles"
@@ -125,3 +140,71 @@ def collection_model_pairs(datasets: list[str], models: list[str],
                     f"without {m}, which takes hours to embed here (`make book PROFILE=full` does it)."
                     for m, ds in missing.items() if ds)
     return pairs, line
+
+
+DOMAINS: dict[str, Callable[[], list[str]]] = {
+    "collections": available_datasets,
+    "models": lambda: list(MODELS),
+    "methods": lambda: list(REGISTRY),
+    "profiles": lambda: profile_names(),
+}
+"""The names a ``names of <domain>`` or ``one of <domain>`` rule takes its values from."""
+_RULE = re.compile(r"\[([^\[\]]+)\]$")
+
+
+def is_parameters_cell(source: str) -> bool:
+    """Whether a cell's source is a parameters cell: typed assignments and nothing else."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, ast.AnnAssign) for node in body)
+
+
+def declared_rules(source: str) -> dict[str, str]:
+    """``{name: rule}`` of a parameters cell: each parameter whose help comment ends in ``[rule]``."""
+    comments = {tok.start[0]: tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT}
+    rules = {}
+    for node in ast.parse(source).body:
+        match = _RULE.search(comments.get(node.lineno, "").rstrip())
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and match:
+            rules[node.target.id] = match[1]
+    return rules
+
+
+def parse_value(name: str, value, rule: str):
+    """``value`` of parameter ``name`` as its ``rule`` reads it (see the module docstring): the number itself, or
+    the list of integers or names; a value that breaks the rule is a ParameterError naming the parameter, and a rule
+    this grammar does not know is a ValueError (the notebook's declaration is wrong)."""
+    body, optional = (rule[: -len(", or empty")], True) if rule.endswith(", or empty") else (rule, False)
+    if optional and value == "":
+        return []
+    if match := re.fullmatch(r"at least (\S+)", body):
+        check_range(name, value, _number(match[1]))
+        return value
+    if match := re.fullmatch(r"(\S+) to (\S+)", body):
+        check_range(name, value, _number(match[1]), _number(match[2]))
+        return value
+    if match := re.fullmatch(r"numbers (\S+) to (\S+)", body):
+        return split_floats(value, name, _number(match[1]), _number(match[2]))
+    if match := re.fullmatch(r"ints from (\d+)(?:, multiples of (\d+))?", body):
+        numbers = split_ints(value, name, low=int(match[1]))
+        if match[2] and any(n % int(match[2]) for n in numbers):
+            raise ParameterError(f"{name}: expected multiples of {match[2]}, got {value!r}")
+        return numbers
+    if match := re.fullmatch(r"(names|one) of (\w+)(, or all)?", body):
+        if match[2] not in DOMAINS:
+            raise ValueError(f"parameter {name!r}: rule [{rule}] names no domain of {', '.join(DOMAINS)}")
+        valid = DOMAINS[match[2]]()
+        if match[3] and value == "all":
+            return valid
+        names = split_names(value, valid, name)
+        if match[1] == "one" and len(names) != 1:
+            raise ParameterError(f"{name}: expected one of {', '.join(valid)}, got {value!r}")
+        return names
+    raise ValueError(f"parameter {name!r}: unknown rule [{rule}]")
+
+
+def _number(text: str) -> int | float:
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)

@@ -3,7 +3,7 @@ plan, so the tasks computed before the book are exactly the searches the chapter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phase2 import codecs
 from phase2.codecs import Rescored, make_codec
@@ -54,7 +54,9 @@ class Plan:
     """A searching chapter's searches: its (collection, model) ``pairs`` (each model on every collection, a stored
     model only where a published store holds it), the line naming the collections no store holds (``missing_stores``,
     empty when none), its ``datasets`` and ``models`` in the order given, the codec factory ``names`` it searches
-    (float32 runs beside them as the reference) and the ``depth`` of each ranked list."""
+    (float32 runs beside them as the reference) and the ``depth`` of each ranked list. The quality chapter's plan
+    also holds its learning curve (the collections, trained codecs and training-set sizes, with the chapter's first
+    model) and the codes it searches on each model's first half of dimensions (``truncation_codecs``)."""
 
     pairs: list[tuple[str, str]]
     missing_stores: str
@@ -62,6 +64,10 @@ class Plan:
     models: list[str]
     names: list[str]
     depth: int
+    learning_datasets: list[str] = field(default_factory=list)
+    learning_codecs: list[str] = field(default_factory=list)
+    learning_sizes: list[int] = field(default_factory=list)
+    truncation_codecs: list[str] = field(default_factory=list)
 
 
 def chapter_plan(chapter: str, values: dict) -> Plan:
@@ -72,9 +78,16 @@ def chapter_plan(chapter: str, values: dict) -> Plan:
     stored = params.split_names(values["stored_model"], list(MODELS), "stored_model") \
         if values.get("stored_model") else []
     pairs, missing_stores = params.collection_model_pairs(datasets, models, stored)
+    extra = {}
     if chapter == "quality_vs_memory":
         params.check_range("k", values["k"], MIN_DEPTH)
         names, depth = codecs.split_codec_names(values["codecs"]), values["k"]
+        extra = {"learning_datasets": params.split_names(values["learning_datasets"], available_datasets(),
+                                                         "learning_datasets") if values["learning_datasets"] else [],
+                 "learning_codecs": codecs.split_codec_names(values["learning_codecs"]),
+                 "learning_sizes": params.split_ints(values["learning_sizes"], "learning_sizes"),
+                 "truncation_codecs": codecs.split_codec_names(values["truncation_codecs"])
+                 if values["truncation_codecs"] else []}
     elif chapter == "rescoring":
         seconds = params.split_names(values["rescore_with"], list(RESCORE_STORES), "rescore_with")
         names = rescoring_grid(codecs.split_codec_names(values["first_stages"]), seconds,
@@ -86,4 +99,4 @@ def chapter_plan(chapter: str, values: dict) -> Plan:
         raise ValueError(f"{chapter!r} is not a searching chapter ({', '.join(SEARCHING_CHAPTERS)})")
     for name in names:
         codecs.make_codec(name)  # an unknown or malformed factory name fails here, before any search
-    return Plan(pairs, missing_stores, datasets, models, names, depth)
+    return Plan(pairs, missing_stores, datasets, models, names, depth, **extra)

@@ -30,7 +30,8 @@ from phase2 import codecs
 from phase2.data.datasets import Collection, available_datasets, load_dataset
 from phase2.data.embeddings import MODELS, embed
 from phase2.errors import ParameterError
-from phase2.experiments import params, plans, published, searches
+from phase2.evaluation import metrics
+from phase2.experiments import plans, published, searches
 from phase2.experiments.params import chapter_values
 
 GPU_RESOURCE = "GPU"
@@ -87,7 +88,7 @@ class SearchTask:
             if published.status_of(root, identity)[0] != "current":
                 if reference is None:
                     reference = cached_search(collection, self.model, REFERENCE, self.depth, docs, queries)[1]
-                published.write_search(root, identity, published.evaluate(collection, ids, scores, reference),
+                published.write_search(root, identity, metrics.evaluate(collection, ids, scores, reference),
                                        sizes, seconds, self.profile)
         return time.perf_counter() - start
 
@@ -115,19 +116,16 @@ def _learning_searches(profile: str, only: tuple[str, ...] = ()):
     """The quality chapter's learning curve (:func:`phase2.findings.learning.learning_curve`): per collection it names,
     with the chapter's first model, the codecs that can be fitted under each of its training rules."""
 
-    values = chapter_values("quality_vs_memory", profile)
-    if not values.get("learning_datasets"):
-        return
+    plan = plans.chapter_plan("quality_vs_memory", chapter_values("quality_vs_memory", profile))
     keep = only_filter(only)
-    model = params.split_names(values["model"], list(MODELS), "model")[0]
-    names = [codecs.make_codec(name).name for name in codecs.split_codec_names(values["learning_codecs"])]
-    sizes = params.split_ints(values["learning_sizes"], "learning_sizes")
-    for dataset in params.split_names(values["learning_datasets"], available_datasets(), "learning_datasets"):
+    model = plan.models[0]
+    names = [codecs.make_codec(name).name for name in plan.learning_codecs]
+    for dataset in plan.learning_datasets:
         if not keep("quality_vs_memory", dataset, model):
             continue
         n_docs, dim = _collection(dataset).n_docs, MODELS[model].dim
-        depth = min(int(values["k"]), n_docs)
-        for training in plans.learning_trainings(n_docs, sizes):
+        depth = min(plan.depth, n_docs)
+        for training in plans.learning_trainings(n_docs, plan.learning_sizes):
             fits = [name for name in names if codecs.make_codec(name).trained
                     and not codecs.inapplicable_reason(name, n_docs, dim, training)]
             yield dataset, model, fits, [training], depth
@@ -139,10 +137,9 @@ def _truncation_searches(profile: str, only: tuple[str, ...] = ()):
     (:func:`phase2.findings.dimension.dimension_within`): per collection and model it searches, float32 and each of its
     ``truncation_codecs`` on the model's first half of dimensions."""
 
-    values = chapter_values("quality_vs_memory", profile)
-    if not values.get("truncation_codecs"):
+    names = plans.chapter_plan("quality_vs_memory", chapter_values("quality_vs_memory", profile)).truncation_codecs
+    if not names:
         return
-    names = codecs.split_codec_names(values["truncation_codecs"])
     for chapter, _, pairs, _, depth in _chapter_searches(profile, only):
         if chapter == "quality_vs_memory":
             for dataset, model in pairs:

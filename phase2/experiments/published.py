@@ -43,8 +43,8 @@ from phase2.storage import atomic_write_bytes, cache_dir, source_digest
 
 PUBLISHED_PROFILES = ("default",)
 """Profiles whose results are committed (``results/<profile>/``); the others write under ``_build/published/``."""
-EVALUATED = (*metrics.METRICS, metrics.TIE_AWARE, metrics.TIED_AT_CUTOFF, metrics.TIE_RUN_CUT, metrics.OVERLAP)
-"""The per-query columns of a published search, in order."""
+EVALUATED = tuple(metrics.REGISTRY)
+"""The per-query columns of a published search, in order (:data:`phase2.evaluation.metrics.REGISTRY`)."""
 BEHAVIOUR_SOURCES = ("codecs", "kernels", "evaluation/metrics.py", "experiments/published.py")
 """The sources whose outputs a published row depends on; :func:`behaviour_digest` runs them on a fixed input."""
 META_KEY = b"phase2"
@@ -109,18 +109,6 @@ def identity_of(collection: Collection, model: str, codec: str, training: str, d
 
 def identity_key(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def evaluate(collection: Collection, ids: np.ndarray, scores: np.ndarray,
-             reference_ids: np.ndarray) -> pd.DataFrame:
-    """A search's per-query rows: ``query_id`` (judged queries, qrels order) and every metric of :data:`EVALUATED`,
-    Overlap@10 against the float32 search's ``reference_ids``."""
-    judged, values = metrics.per_query_arrays(ids, collection.doc_ids, collection.query_ids, collection.qrels,
-                                              scores=scores)
-    overlap = dict(zip(collection.query_ids, metrics.overlap_at_k(ids, reference_ids, 10).tolist(), strict=True))
-    table = pd.DataFrame({"query_id": judged, **{m: np.asarray(values[m], np.float64) for m in EVALUATED[:-1]}})
-    table[metrics.OVERLAP] = np.array([overlap[q] for q in judged], np.float64)
-    return table
 
 
 def write_search(root: Path, identity: dict, rows: pd.DataFrame, sizes: tuple[int, int, int], seconds: float,

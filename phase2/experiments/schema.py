@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from phase2.evaluation import metrics
+
 RUN_COLUMNS = {
     "run_id": "the run: UTC time and a random suffix; one results file per run",
     "created_utc": "when the run started",
@@ -51,8 +53,7 @@ SUITES = {suite.name: suite for suite in (
         "rescore_bytes_per_vector": "read only for the rescored candidates (may live on disk); 0 for one stage",
         "fixed_bytes": "the trained state stored once (codebooks, rotations, ranges, means, as float32)",
         "n_vectors": "the documents searched",
-        "metric": "nDCG@10, Recall@10, Recall@100, MRR@10, Overlap@10, nDCG@10 tie-aware, tied 10th/11th, "
-                  "tie run cut at depth",
+        "metric": "one of " + ", ".join(metrics.REGISTRY) + " (`phase2.evaluation.metrics.REGISTRY`)",
         "value": "the metric's value",
         "query_id": "empty for the mean over queries, else the query",
         "query_cluster": "the queries the bootstrap draws together (same relevant documents); empty on means",

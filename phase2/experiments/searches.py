@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from phase2.codecs import Codec, Float32, checked_training, fitted_for_search, inapplicable_reason, make_codec
 from phase2.data.datasets import Collection, load_dataset
-from phase2.data.embeddings import embed, get_model_spec, provenance, vectors_key
+from phase2.data.embeddings import embed_record, get_model_spec, vectors_key
 from phase2.errors import NotApplicable
 from phase2.evaluation import decisions, metrics
 from phase2.evaluation.metrics import OVERLAP
@@ -87,21 +87,25 @@ class Vectors:
         self.collection, self.model, self.progress, self._pair = collection, model, progress, None
 
     def get(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._pair is None:
-            self._pair = tuple(embed(self.collection, self.model, part, progress=self.progress)
-                               for part in ("docs", "queries"))
-        return self._pair
+        return tuple(record.vectors for record in self._records())
 
     def source(self) -> str:
-        return json.dumps({part: provenance(self.collection.name, self.model, part) for part in ("docs", "queries")},
-                          sort_keys=True)
+        """Where the vectors came from (each part's provenance), as JSON."""
+        docs, queries = self._records()
+        return json.dumps({"docs": docs.provenance, "queries": queries.provenance}, sort_keys=True)
+
+    def _records(self):
+        if self._pair is None:
+            self._pair = tuple(embed_record(self.collection, self.model, part, progress=self.progress)
+                               for part in ("docs", "queries"))
+        return self._pair
 
 
 def search_values(collection: Collection, model: str, name: str, depth: int, vectors: Vectors,
                   published_roots: tuple = (), training: str = "half") -> dict:
     """One search's per-query values: read from the first of ``published_roots`` where it is current
     (:func:`phase2.experiments.published.status_of`), else computed (:func:`cached_search`,
-    :func:`phase2.experiments.published.evaluate`). Returns ``judged`` (query ids, qrels order), ``values`` (metric ->
+    :func:`phase2.evaluation.metrics.evaluate`). Returns ``judged`` (query ids, qrels order), ``values`` (metric ->
     array over ``judged``, Overlap@10 included), ``sizes`` (code, rescore and fixed bytes) and ``source`` (where the
     vectors came from, as JSON)."""
     identity = published.identity_of(collection, model, name, training, depth) if published_roots else {}
@@ -116,7 +120,7 @@ def search_values(collection: Collection, model: str, name: str, depth: int, vec
         docs, queries = vectors.get()
         _, ids, scores, sizes = cached_search(collection, model, name, depth, docs, queries, training)
         reference = ids if name == REFERENCE else cached_search(collection, model, REFERENCE, depth, docs, queries)[1]
-        rows, source = published.evaluate(collection, ids, scores, reference), vectors.source()
+        rows, source = metrics.evaluate(collection, ids, scores, reference), vectors.source()
     return {"judged": rows.query_id.tolist(), "values": {m: rows[m].to_numpy() for m in published.EVALUATED},
             "sizes": sizes, "source": source}
 

@@ -46,7 +46,7 @@ def summary_table(results: pd.DataFrame, dataset: str, model: str) -> pd.DataFra
                                 "rescore_bytes_per_vector": "rescore bytes/vector", "fixed_bytes": "fixed bytes",
                                 "n_vectors": "N"})
     cols = ["name", "codec", "family", "bytes/vector", "rescore bytes/vector", "fixed bytes", "N", "bytes/vector at N",
-            "nDCG@10", "Recall@10", "Recall@100", "MRR@10", OVERLAP, metrics.TIE_AWARE,
+            *metrics.METRICS, OVERLAP, metrics.TIE_AWARE,
             f"% {metrics.TIED_AT_CUTOFF}", f"% {metrics.TIE_RUN_CUT}", "ties decide", "% float32 nDCG@10",
             "Δ nDCG@10 [95% CI]", "Δ nDCG@10", "Δ low", "Δ high", "Δ se"]
     cols = [c for c in cols if c in wide]  # hand-made tables may lack the tie columns

@@ -149,8 +149,7 @@ def library_standing(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95
     families answered by this project's kernel or rescoring), with queries/s, single-query p50 and index bytes
     per vector. A group that never reaches a target has no row for it."""
     libraries_at = points.groupby("n_vectors").library.nunique()
-    largest = points[points.n_vectors == libraries_at[libraries_at == libraries_at.max()].index.max()]
-    largest = largest[largest.data_kind == ("real" if (largest.data_kind == "real").any() else "synthetic")]
+    largest = one_kind(points[points.n_vectors == libraries_at[libraries_at == libraries_at.max()].index.max()])
     largest = largest[largest.search_threads == largest.search_threads.max()]
     ours = largest.family.isin(BINARY_FAMILIES) & largest.library.str.contains("phase2")
     libraries = sorted(library for library in largest.library.unique() if "phase2" not in library)
@@ -197,17 +196,22 @@ def standing_sentence(standing: pd.DataFrame, targets: Iterable[float] = (0.9, 0
     return "\n".join(lines)
 
 
-def _largest(points: pd.DataFrame) -> pd.DataFrame:
-    """The operating points at the largest size, on real data where it was measured there."""
-    largest = points[points.n_vectors == points.n_vectors.max()]
-    return largest[largest.data_kind == ("real" if (largest.data_kind == "real").any() else "synthetic")]
+def one_kind(points: pd.DataFrame) -> pd.DataFrame:
+    """The points of the one corpus a verdict reads: real where any real corpus was measured among them, else
+    synthetic (never the extrapolation check)."""
+    return points[points.data_kind == ("real" if (points.data_kind == "real").any() else "synthetic")]
+
+
+def largest_points(points: pd.DataFrame) -> pd.DataFrame:
+    """The operating points at the largest size, of :func:`one_kind`."""
+    return one_kind(points[points.n_vectors == points.n_vectors.max()])
 
 
 def latency_regimes(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) -> pd.DataFrame:
     """Both regimes at the largest size, per method and recall@10 target: batched queries/s (its fastest
     setting reaching the target, all threads) and single-query latency (its lowest p50 among the settings
     and thread counts reaching it, with that setting's p99), each as a multiple of float32 flat's best."""
-    largest = _largest(points)
+    largest = largest_points(points)
     most = largest.search_threads.max()
     flat = largest[largest.method == "flat"]
     if flat.empty:
@@ -274,7 +278,7 @@ def scaling_exponents(points: pd.DataFrame) -> pd.DataFrame:
 def disk_pipelines(points: pd.DataFrame) -> pd.DataFrame:
     """Each pipeline measured with its store on disk beside the same pipeline with the store in RAM, per
     setting, at the largest size and all threads: recall, q/s, p50/p99 and device reads per query."""
-    largest = _largest(points)
+    largest = largest_points(points)
     largest = largest[largest.search_threads == largest.search_threads.max()]
     disk = largest[largest.store_on_disk.astype(bool)]
     rows = []
@@ -406,9 +410,8 @@ def verdict(kernels: pd.DataFrame, points: pd.DataFrame, targets: Iterable[float
     lines = []
     if len(kernels):
         lines.append(f"- **Kernel.** {kernel_sentence(kernels)}")
-    largest = points[points.n_vectors == points.n_vectors.max()]
-    kind = "synthetic" if (largest.data_kind == "synthetic").all() else "real"
-    largest = largest[largest.data_kind == kind]
+    largest = largest_points(points)
+    kind = largest.data_kind.iloc[0]
     most = largest.search_threads.max()
     at = largest[largest.search_threads == most].set_index("method")
     n = int(largest.n_vectors.iloc[0])

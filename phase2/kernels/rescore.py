@@ -4,9 +4,37 @@ re-ranking of each query's candidates by a finer store (float32 vectors, uint8 c
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from phase2.kernels.heaps import NO_ROW, check_k, merge, replace_top, slices
+
+PREFETCH_AHEAD = 8
+"""Candidates ahead of the one being scored whose store rows are prefetched: re-ranking reads rows at random, and
+without it each row's cache misses stall the core. At 10^6 random 384-d rows, 1,000 queries, 2 threads (AVX-512
+machine): 1,000 uint8 candidates 0.081 -> 0.021 s, 100 candidates 0.0087 -> 0.0029 s, 1,000 float32 candidates
+0.093 -> 0.064 s (medians of 7; 4 and 16 ahead within 15% of 8, 32 slower)."""
+CACHE_LINE = 64
+
+
+@intrinsic
+def _prefetch(typingctx, array, row, column):
+    """``llvm.prefetch`` (read, keep in every cache level) of the line holding ``array[row, column]``: a hint,
+    it changes no result."""
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, view, [args[1], args[2]])
+        byte_pointer = ir.IntType(8).as_pointer()
+        hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ir.VoidType(), [byte_pointer, ir.IntType(32), ir.IntType(32), ir.IntType(32)]), "llvm.prefetch.p0i8")
+        read, keep, data = (ir.Constant(ir.IntType(32), v) for v in (0, 3, 1))
+        builder.call(hint, [builder.bitcast(pointer, byte_pointer), read, keep, data])
+        return context.get_dummy_value()
+
+    return types.void(array, row, column), codegen
 
 
 @njit(types.void(types.float32[:, ::1], types.uint8[:, ::1], types.float32[:, :, ::1], types.int64[:, :, ::1]),
@@ -65,13 +93,18 @@ def _rescore_kernel(queries, store, candidates, heap_cost, heap_rows):  # pragma
     (``np.packbits`` order; the queries are zero-padded to eight times its width).
     ``heap_cost[0, q]``/``heap_rows[0, q]`` is the max-heap of the ``k`` smallest ``(-s_r, r)``; negative
     rows (a first stage that found fewer) are skipped. Sums are reassociated by LLVM into vector lanes: one
-    fixed order, the same on every run and thread count."""
+    fixed order, the same on every run and thread count. The rows of the candidate :data:`PREFETCH_AHEAD` places
+    on are prefetched while a row is scored."""
     n_queries, n_candidates = candidates.shape
     width = store.shape[1]
     packed = queries.shape[1] != width
+    line = CACHE_LINE // store.itemsize
     for qi in prange(n_queries):
         q = queries[qi]
         for i in range(n_candidates):
+            if i + PREFETCH_AHEAD < n_candidates and candidates[qi, i + PREFETCH_AHEAD] >= 0:
+                for column in range(0, width, line):
+                    _prefetch(store, candidates[qi, i + PREFETCH_AHEAD], column)
             row = candidates[qi, i]
             if row < 0:
                 continue
