@@ -180,6 +180,11 @@ SCHEMA_TABLE = "schema-table.txt"
 staged and included by ``book/spec.md``."""
 
 
+METRIC_TABLE = "metric-table.txt"
+"""The glossary's table of search metrics (:func:`phase2.evaluation.metrics.metric_table`), written when the book
+is staged and included by ``book/glossary.md``."""
+
+
 FRONT_PAGE_ANSWERS = "front-page-answers.txt"
 """Written by the conclusion chapter beside its executed notebook, included by the front page
 (``book/index.md``) when the book is staged (:func:`phase2.findings.answers.front_page`); ``.txt`` so Sphinx does not

@@ -29,6 +29,7 @@ import yaml
 from phase2 import PROJECT_ROOT
 from phase2.book import charts, pages
 from phase2.errors import ChapterError
+from phase2.evaluation import metrics
 from phase2.experiments import results, schema
 from phase2.experiments.params import chapter_parameters, load_profile
 from phase2.storage import atomic_write_bytes, package_digest
@@ -211,6 +212,7 @@ def stage_book(profile_name: str) -> Path:
         (src / "_static" / name).write_text(text)
     (src / "book" / pages.MODULE_TABLE).write_text(pages.module_table())
     (src / "book" / pages.SCHEMA_TABLE).write_text(schema.schema_table())
+    (src / "book" / pages.METRIC_TABLE).write_text(metrics.metric_table())
     answers = executed_dir(profile_name) / "chapters" / pages.FRONT_PAGE_ANSWERS
     (src / "book" / pages.FRONT_PAGE_ANSWERS).write_text(
         answers.read_text() if answers.is_file() else "*The answers appear once the conclusion chapter has run.*\n")

@@ -38,21 +38,34 @@ class Metric:
 
 
 REGISTRY = {metric.name: metric for metric in (
-    Metric("nDCG@10", "graded gain of the top 10, discounted by log2(rank + 1), over the ideal ranking's", "ndcg", 10),
-    Metric("Recall@10", "share of the relevant documents in the top 10", "recall", 10),
-    Metric("Recall@100", "share of the relevant documents in the top 100", "recall", 100),
-    Metric("MRR@10", "reciprocal rank of the first relevant document in the top 10 (0 if none)", "rr", 10),
-    Metric(TIE_AWARE, "nDCG@10 as the expectation over all orderings of tied documents", "tie-aware", 10),
-    Metric(TIED_AT_CUTOFF, "1 when the 10th and 11th results tie", "tied", 10, higher_is_better=False),
-    Metric(TIE_RUN_CUT, "1 when a run of ties at the cutoff reaches the search depth", "tie-run-cut", 10,
+    Metric("nDCG@10", "normalized discounted cumulative gain of the top 10 against the graded judgements "
+           "(pytrec_eval)", "ndcg", 10),
+    Metric("Recall@10", "the share of a query's relevant documents found in the top 10", "recall", 10),
+    Metric("Recall@100", "the share of a query's relevant documents found in the top 100", "recall", 100),
+    Metric("MRR@10", "the reciprocal rank of the first relevant document in the top 10 (0 if none)", "rr", 10),
+    Metric(TIE_AWARE, "nDCG@10 as the expectation over every order of documents tied in score (McSherry & Najork, "
+           "2008)", "tie-aware", 10),
+    Metric(TIED_AT_CUTOFF, "1 where the 10th and 11th results have the same score, else 0 (its mean: the share of "
+           "such queries)", "tied", 10, higher_is_better=False),
+    Metric(TIE_RUN_CUT, "1 where the run of ties at the 10th result reaches the last retrieved rank, else 0 (the run "
+           "may go on beyond it; the tie-aware nDCG@10 then uses its visible part)", "tie-run-cut", 10,
            higher_is_better=False),
-    Metric(OVERLAP, "share of float32's top 10 the code also returns", "overlap", 10),
+    Metric(OVERLAP, "the share of float32's top 10 that a codec also returns", "overlap", 10),
 )}
-"""Every per-query metric a search is evaluated on, in the order of tables and of a published search's columns.
-A new trec_eval-style metric is one entry here (``Metric("nDCG@5", ..., "ndcg", 5)``)."""
+"""Every per-query metric a search is evaluated on, in the order of tables and of a published search's columns;
+the glossary's table of them is generated from it (:func:`metric_table`). A new trec_eval-style metric is one entry
+here (``Metric("nDCG@5", ..., "ndcg", 5)``)."""
 METRICS = {name: (metric.kind, metric.cutoff) for name, metric in REGISTRY.items()
            if metric.kind in ("ndcg", "recall", "rr")}
 """The trec_eval metrics of :data:`REGISTRY` (name -> (kind, cutoff)), computed by :func:`per_query`."""
+
+
+def metric_table() -> str:
+    """:data:`REGISTRY` as the glossary's Markdown table: each metric's name, what it measures, its direction."""
+    rows = ["| name | meaning | better |", "| --- | --- | --- |"]
+    rows += [f"| `{m.name}` | {m.description} | {'higher' if m.higher_is_better else 'lower'} |"
+             for m in REGISTRY.values()]
+    return "\n".join(rows) + "\n"
 
 
 def ranked_doc_ids(ids: np.ndarray, doc_ids: list[str], query_ids: list[str]) -> dict[str, list[str]]:
