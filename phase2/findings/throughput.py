@@ -54,7 +54,7 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per code width, thread count and depth: both kernels' queries/s and scan rate, the speedup, our queries/s
     as a share of the scan's arithmetic roof (:func:`scan_roof`), the scan rate as a multiple of the measured
     memory read rate, and the SIMD level each ran at (no rows when the run timed no kernels)."""
-    kernels = table[table.suite == "kernels"]
+    kernels = table[table.suite == "kernels"].astype({"n_vectors": "int64", "dim": "int64"})
     if kernels.empty:
         return pd.DataFrame(columns=KERNEL_COLUMNS)
     keys = ["n_vectors", "dim", "search_threads"]
@@ -95,7 +95,7 @@ def operating_points(table: pd.DataFrame) -> pd.DataFrame:
         if column not in table:
             raise Phase2Error(f"throughput run {table.run_id.iloc[0]} predates the column {column!r}: re-run the "
                               "throughput chapter or `python -m phase2 bench methods`")
-    methods = table[table.suite == "methods"]
+    methods = table[table.suite == "methods"].astype({"n_vectors": "int64"})  # float where stacked with probe rows
     keys = ["data_kind", "n_vectors", "method", "family", "library", "build_params", "query_params", "search_threads"]
     wide = methods[~methods.metric.isin(BUILD_METRICS)].pivot_table(index=keys, columns="metric", values="value",
                                                                     aggfunc="median").reset_index()
