@@ -96,7 +96,9 @@ def check_parameters(namespace: dict) -> Chapter:
         if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
             raise ParameterError(f"parameter {name!r} must be {type_name}, got {type(value).__name__} {value!r}")
         values[name] = value
-    source = next((s for s in namespace.get("In", []) if params.is_parameters_cell(s)), "")
+    source = next((s for s in namespace.get("In", []) if params.is_parameters_cell(s)), None)
+    if source is None:  # a kernel that keeps no history (nbval's): the chapter notebook declaring these names
+        source = params.parameters_cell_declaring(list(namespace.get("__annotations__", {})))
     parsed = {name: params.parse_value(name, values[name], rule)
               for name, rule in params.declared_rules(source).items() if name in values}
     return Chapter(values, Path.cwd(), parsed)

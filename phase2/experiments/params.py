@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
 import papermill
 
 from phase2 import PROJECT_ROOT
@@ -159,6 +160,16 @@ def is_parameters_cell(source: str) -> bool:
     except SyntaxError:
         return False
     return bool(body) and all(isinstance(node, ast.AnnAssign) for node in body)
+
+
+def parameters_cell_declaring(names: list[str]) -> str:
+    """The parameters cell of the chapter notebook that declares exactly ``names``, in order ("" if none does)."""
+    for notebook in sorted(CHAPTERS_DIR.glob("*.ipynb")):
+        cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+        source = cells[0].source if cells else ""
+        if is_parameters_cell(source) and [n.target.id for n in ast.parse(source).body] == names:
+            return source
+    return ""
 
 
 def declared_rules(source: str) -> dict[str, str]:
