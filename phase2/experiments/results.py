@@ -156,8 +156,8 @@ def write_export(table: pd.DataFrame, path: Path) -> Path:
         elif column["dtype"] == "object" and values.map(lambda v: v is None or isinstance(v, bool)).all():
             column["holds"] = "bool or None"  # a suite's flag, empty on other suites' rows
     if path.suffix == ".csv":
-        literal = [c["name"] for c in columns if c["dtype"] in ("category", "object", "str")
-                   and (table[c["name"]].astype(object) == "NaN").any()]
+        literal = [c["name"] for c in columns if "NaN" in c.get("categories", ())
+                   or c["dtype"] in ("object", "str") and (table[c["name"]] == "NaN").any()]
         if literal:
             raise ValueError(f"column(s) {', '.join(literal)} hold the string 'NaN', which CSV export writes for a "
                              "missing value; export as JSON instead")

@@ -145,6 +145,17 @@ def check(table: pd.DataFrame, suites: tuple[str, ...]) -> list[str]:
     return wanted
 
 
+INTEGER_COLUMNS = ("n_vectors", "dim")
+"""Integer counts that a file stores as float when a suite that lacks them (the disk probe, query encoding) leaves
+them empty on its rows: :func:`suite_rows` gives them back as integers."""
+
+
+def suite_rows(table: pd.DataFrame, suite: str) -> pd.DataFrame:
+    """The rows of one suite, its :data:`INTEGER_COLUMNS` as integers again (sizes print as ``1,000,000``)."""
+    rows = table[table.suite == suite]
+    return rows.astype({c: "int64" for c in INTEGER_COLUMNS if c in rows and rows[c].notna().all()})
+
+
 def schema_table() -> str:
     """The schema as Markdown for the spec page: the run columns, then each suite with its columns."""
     lines = ["| column | what it holds |", "|---|---|", *(f"| `{c}` | {h} |" for c, h in RUN_COLUMNS.items())]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from phase2.errors import ParameterError, Phase2Error
-from phase2.experiments import harness
+from phase2.experiments import harness, schema
 from phase2.findings import throughput
 
 _UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
@@ -238,7 +238,7 @@ def measured_points(profile: str = "default", current: bool = False) -> tuple[pd
                           f"(make book, or python -m phase2 chapter throughput --profile {profile})") from None
     points = throughput.operating_points(table)
     kind = scaling_table(points)
-    first = table[table.suite == "methods"].iloc[0]
+    first = schema.suite_rows(table, "methods").iloc[0]
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
     evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, "
                 f"{first.created_utc[:10]}) on {harness.machine_line(first.machine)}: "

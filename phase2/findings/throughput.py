@@ -11,13 +11,14 @@ import pandas as pd
 
 from phase2.errors import Phase2Error
 from phase2.experiments.harness import BINARY_FAMILIES, BUILD_METRICS
+from phase2.experiments.schema import suite_rows
 from phase2.experiments.synthetic import EXTRAPOLATED
 from phase2.search.disk import IO_THREADS
 
 
 def encoding_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per model: p50/p99 milliseconds to embed one query and how many queries they rest on."""
-    rows = table[table.suite == "query encoding"]
+    rows = suite_rows(table, "query encoding")
     return rows.pivot_table(index="method", columns="metric", values="value", aggfunc="median").reset_index().rename(
         columns={"method": "model", "p50_ms": "encode p50 ms", "p99_ms": "encode p99 ms",
                  "latency_queries": "queries timed"})
@@ -54,7 +55,7 @@ def kernel_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per code width, thread count and depth: both kernels' queries/s and scan rate, the speedup, our queries/s
     as a share of the scan's arithmetic roof (:func:`scan_roof`), the scan rate as a multiple of the measured
     memory read rate, and the SIMD level each ran at (no rows when the run timed no kernels)."""
-    kernels = table[table.suite == "kernels"].astype({"n_vectors": "int64", "dim": "int64"})
+    kernels = suite_rows(table, "kernels")
     if kernels.empty:
         return pd.DataFrame(columns=KERNEL_COLUMNS)
     keys = ["n_vectors", "dim", "search_threads"]
@@ -82,7 +83,7 @@ def disk_probe(table: pd.DataFrame) -> pd.DataFrame:
     """The run's random-read probe of this disk (measured once, where a store was first on disk): latency at queue
     depth 1 and reads/s with :data:`phase2.search.disk.IO_THREADS` in flight, one row (none when no store was on
     disk)."""
-    probe = table[table.suite == "disk probe"]
+    probe = suite_rows(table, "disk probe")
     wide = probe.pivot_table(index="run_id", columns="metric", values="value", aggfunc="median")
     return wide.reset_index(drop=True).rename(columns={
         "iops": f"reads/s ({IO_THREADS} in flight)", "iops_qd1": "reads/s (1 in flight)",
@@ -95,7 +96,7 @@ def operating_points(table: pd.DataFrame) -> pd.DataFrame:
         if column not in table:
             raise Phase2Error(f"throughput run {table.run_id.iloc[0]} predates the column {column!r}: re-run the "
                               "throughput chapter or `python -m phase2 bench methods`")
-    methods = table[table.suite == "methods"].astype({"n_vectors": "int64"})  # float where stacked with probe rows
+    methods = suite_rows(table, "methods")
     keys = ["data_kind", "n_vectors", "method", "family", "library", "build_params", "query_params", "search_threads"]
     wide = methods[~methods.metric.isin(BUILD_METRICS)].pivot_table(index=keys, columns="metric", values="value",
                                                                     aggfunc="median").reset_index()
