@@ -22,7 +22,9 @@ from phase2.kernels.hamming import (
     hamming_topk,
     scan_assembly,
 )
+from phase2.kernels.inverted import InvertedBlocks, inverted_assembly, inverted_kernel, inverted_topk
 from phase2.kernels.rescore import RESCORE_STORES, asymmetric_topk, rescore_topk, sign_lookup_tables
 
-__all__ = ["LANES", "RESCORE_STORES", "SEED_SAMPLE", "SIMD_LEVEL", "CodeBlocks", "as_words", "asymmetric_topk",
-           "hamming_kernel", "hamming_topk", "rescore_topk", "scan_assembly", "sign_lookup_tables"]
+__all__ = ["LANES", "RESCORE_STORES", "SEED_SAMPLE", "SIMD_LEVEL", "CodeBlocks", "InvertedBlocks", "as_words",
+           "asymmetric_topk", "hamming_kernel", "hamming_topk", "inverted_assembly", "inverted_kernel", "inverted_topk",
+           "rescore_topk", "scan_assembly", "sign_lookup_tables"]

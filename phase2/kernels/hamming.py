@@ -118,10 +118,51 @@ def _compact(dist, rows, n, k, hist):  # pragma: no cover - compiled
     return kept, np.uint64(t)
 
 
-def _scan_source(n_words: int) -> str:
-    """The scan for ``n_words``-word codes, unrolled over words so each query word is a named scalar."""
+@njit(types.void(types.int16[::1], types.int64, types.int64[::1]), boundscheck=False, cache=True)
+def _first_positions(dist, n, hist):  # pragma: no cover - compiled
+    """The counting sort's offsets: ``hist`` (zeros, one bin per distance) becomes, per distance, the position of
+    its first item when ``dist[:n]`` is sorted stably."""
+    for i in range(n):
+        hist[dist[i]] += 1
+    start = 0
+    for b in range(hist.shape[0]):
+        count = hist[b]
+        hist[b] = start
+        start += count
+
+
+def query_scan_source(n_words: int, blocks: str, holds_code: str) -> str:
+    """Source that scans the blocks ``blocks`` (a range expression) for query ``q`` of work unit ``s``, 16 spaces
+    deep: the query's words as named scalars, each block's :data:`LANES` distances at once (so the popcount
+    vectorises), and every row ``row`` with ``holds_code`` true and a distance below the threshold appended to the
+    unit's buffer, cut back by ``compact`` when full. Shared by the flat scan and the inverted file's."""
     qwords = "\n".join(f"                q{w} = queries[q, {w}]" for w in range(n_words))
     distance = " + ".join(f"popcount(x[{w}, i] ^ q{w})" for w in range(n_words))
+    return f"""{qwords}
+                t = thresholds[s, q]
+                c = counts[s, q]
+                for b in {blocks}:
+                    x = blocks[b]
+                    hits = 0
+                    for i in range({LANES}):
+                        d = {distance}
+                        dist[i] = d
+                        hits += d < t
+                    if hits > 0:
+                        for i in range({LANES}):
+                            row = b * {LANES} + i
+                            if dist[i] < t and {holds_code}:
+                                kept_dist[s, q, c] = np.int16(dist[i])
+                                kept_rows[s, q, c] = np.int32(row)
+                                c += 1
+                                if c == capacity:
+                                    c, t = compact(kept_dist[s, q], kept_rows[s, q], c, k, hist)
+                thresholds[s, q] = t
+                counts[s, q] = c"""
+
+
+def _scan_source(n_words: int) -> str:
+    """The scan for ``n_words``-word codes, unrolled over words so each query word is a named scalar."""
     return f"""
 @njit(types.void(types.uint64[:, ::1], types.uint64[:, :, ::1], types.int64, types.int64, types.int64, types.int64,
                  types.int64, types.int16[:, :, ::1], types.int32[:, :, ::1], types.int64[:, ::1],
@@ -143,27 +184,7 @@ def scan(queries, blocks, n_rows, k, n_slices, n_groups, tile_blocks, kept_dist,
         for tile in range(first_block, last_block, tile_blocks):
             tile_end = min(last_block, tile + tile_blocks)
             for q in range(first_query, last_query):
-{qwords}
-                t = thresholds[s, q]
-                c = counts[s, q]
-                for b in range(tile, tile_end):
-                    x = blocks[b]
-                    hits = 0
-                    for i in range({LANES}):
-                        d = {distance}
-                        dist[i] = d
-                        hits += d < t
-                    if hits > 0:
-                        for i in range({LANES}):
-                            row = b * {LANES} + i
-                            if dist[i] < t and row < n_rows:
-                                kept_dist[s, q, c] = np.int16(dist[i])
-                                kept_rows[s, q, c] = np.int32(row)
-                                c += 1
-                                if c == capacity:
-                                    c, t = compact(kept_dist[s, q], kept_rows[s, q], c, k, hist)
-                thresholds[s, q] = t
-                counts[s, q] = c
+{query_scan_source(n_words, "range(tile, tile_end)", "row < n_rows")}
 """
 
 
@@ -182,9 +203,13 @@ def hamming_kernel(n_words: int):
     The source is generated for ``W`` (one kernel per width, compiled once and cached by numba under the cache
     directory) so that each query word is a scalar broadcast against the block's lanes.
     """
-    source = _module_source(n_words)
-    # A real file (named by its content) lets numba cache the compiled kernel across processes.
-    path = cache_dir() / "kernels" / f"hamming_{n_words}w_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
+    return load_generated(f"hamming_{n_words}w", _module_source(n_words))
+
+
+def load_generated(stem: str, source: str):
+    """Import a generated kernel module. A real file under the cache directory, named by its content, lets numba
+    cache the compiled kernel across processes."""
+    path = cache_dir() / "kernels" / f"{stem}_{hashlib.sha256(source.encode()).hexdigest()[:12]}.py"
     if not path.exists() or path.read_text() != source:
         atomic_write_bytes(path, source.encode())
     spec = importlib.util.spec_from_file_location(f"_phase2_{path.stem}", path)
@@ -204,14 +229,19 @@ from phase2.kernels.hamming import _compact as compact, _popcount64 as popcount
 {_scan_source(n_words)}"""
 
 
-def scan_assembly(n_words: int = 6) -> str:
-    """The machine code of the scan for ``n_words``-word codes as compiled here, compiled afresh (numba does not
-    show cached code): the evidence for :data:`SIMD_LEVEL` (``vpopcntq`` on AVX-512 VPOPCNTDQ, ``vpshufb`` on
-    AVX2)."""
+def generated_assembly(source: str, name: str) -> str:
+    """The machine code of function ``name`` of a generated kernel ``source`` as compiled here, compiled afresh
+    (numba does not show cached code)."""
     namespace: dict = {}
-    exec(compile(_module_source(n_words).replace("cache=True", "cache=False"), f"<scan {n_words}w>", "exec"),
-         namespace)
-    return next(iter(namespace["scan"].inspect_asm().values()))
+    exec(compile(source.replace("cache=True", "cache=False"), f"<{name}>", "exec"), namespace)
+    return next(iter(namespace[name].inspect_asm().values()))
+
+
+def scan_assembly(n_words: int = 6) -> str:
+    """The machine code of the scan for ``n_words``-word codes: the evidence for :data:`SIMD_LEVEL`
+    (``vpopcntq`` on AVX-512 VPOPCNTDQ, ``vpshufb`` on AVX2)."""
+    return generated_assembly(_module_source(n_words), "scan")
+
 
 def as_words(codes: np.ndarray) -> np.ndarray:
     """Packed ``uint8`` codes as C-contiguous ``uint64`` words, zero-padded to 8 bytes."""
@@ -298,13 +328,7 @@ def _finish(kept_dist, kept_rows, counts, k, out_dist, out_rows, short):  # prag
         if total > k:
             _compact(dist, rows, total, k, hist)
             hist[:] = 0
-        for i in range(k):
-            hist[dist[i]] += 1
-        start = 0
-        for b in range(hist.shape[0]):
-            count = hist[b]
-            hist[b] = start
-            start += count
+        _first_positions(dist, k, hist)
         for i in range(k):
             d = dist[i]
             out_dist[q, hist[d]] = d

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import faiss
 import numpy as np
 
-from phase2.kernels import CodeBlocks, hamming_topk, rescore_topk
+from phase2.kernels import CodeBlocks, InvertedBlocks, hamming_topk, inverted_topk, rescore_topk
 from phase2.search.disk import DirectStore
 
 SEED = 0
@@ -248,6 +248,60 @@ class HammingFlat(Method):
     @property
     def code_bytes(self):
         return self.blocks.n_bytes
+
+
+class HammingIVF(Method):
+    """A binary inverted file on this project's scan: float centroids trained as faiss trains IVF-PQ's (k-means on
+    :func:`training_sample`, inner product), each vector's sign code filed under its nearest centroid, and each
+    query's ``nprobe`` nearest lists scanned by :func:`~phase2.kernels.inverted_topk` (code-major blocks, fused
+    threshold, queries in parallel). faiss's ``IndexBinaryIVF`` instead clusters the codes themselves in Hamming
+    space. Query argument: ``nprobe``."""
+
+    family, library, deterministic = "binary", "phase2", False  # k-means runs on threads
+
+    def __init__(self, name: str, n_lists: int) -> None:
+        super().__init__(name)
+        self.n_lists = n_lists
+        self.query_arguments = {"nprobe": 1}
+
+    def fit(self, corpus):
+        quantizer = faiss.IndexFlatIP(corpus.shape[1])
+        trainer = faiss.IndexIVFFlat(quantizer, corpus.shape[1], self.n_lists, faiss.METRIC_INNER_PRODUCT)
+        with faiss_messages_as_warnings():
+            trainer.train(training_sample(corpus))
+        self._file(quantizer, quantizer.search(corpus, 1)[1][:, 0], corpus)
+
+    def _file(self, quantizer: faiss.IndexFlatIP, lists: np.ndarray, corpus: np.ndarray) -> None:
+        self.quantizer, self.lists = quantizer, lists.astype(np.int32)
+        self.inverted = InvertedBlocks.of(sign_codes(corpus), self.lists, self.n_lists)
+
+    def set_query_arguments(self, **arguments):
+        if set(arguments) - {"nprobe"}:
+            raise ValueError(f"{self.name}: unknown query argument(s) {sorted(set(arguments) - {'nprobe'})}")
+        super().set_query_arguments(**{"nprobe": 1, **arguments})
+
+    def query(self, queries, k):
+        probes = self.quantizer.search(queries, min(self.n_lists, self.query_arguments["nprobe"]))[1]
+        return inverted_topk(sign_codes(queries), self.inverted, probes, k)[1]
+
+    def index_bytes(self):
+        return int(self.inverted.nbytes + 4 * self.quantizer.d * self.quantizer.ntotal)
+
+    def state(self):
+        centroids = faiss.serialize_index(self.quantizer)
+        return np.concatenate([np.array([centroids.size], np.int64).view(np.uint8), centroids,
+                               self.lists.view(np.uint8)])
+
+    def restore(self, state, corpus):
+        size = int(state[:8].view(np.int64)[0])
+        lists = state[8 + size:].view(np.int32)
+        if len(lists) != len(corpus):
+            raise ValueError(f"{self.name}: the saved lists hold {len(lists)} rows, the corpus {len(corpus)}")
+        self._file(faiss.deserialize_index(state[8:8 + size]), lists, corpus)
+
+    @property
+    def code_bytes(self):
+        return self.inverted.codes.n_bytes
 
 
 class Refined(Method):

@@ -24,7 +24,7 @@ from phase2.search.libraries import (
     USearchHNSW,
     missing_package,
 )
-from phase2.search.methods import FaissBinaryIndex, FaissIndex, HammingFlat, Method, Refined, nlist
+from phase2.search.methods import FaissBinaryIndex, FaissIndex, HammingFlat, HammingIVF, Method, Refined, nlist
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ far enough for recall@10 of 0.95 (0.957-0.969 at 10^6 synthetic vectors)."""
 DEEP_FACTOR = FACTOR + [{"factor": f} for f in (300, 1000)]
 """The binary scan's in-RAM stores go on to 10,000 candidates, to show where recall@10 crosses 0.99, or that the
 store itself stops it first (int8 codes rank a little differently from float32: faiss's SQ8 alone reached 0.986)."""
+IVF_REFINED = [{"nprobe": p, "factor": f} for p in (16, 32, 64, 128, 256) for f in (10, 25, 100, 300)]
+"""The one grid of every inverted file re-ranked from int8 codes (binary, PQ, RaBitQ), so their comparison at
+equal recall rests on the same settings: up to 256 of the 4,096 lists at 10^6, up to 3,000 candidates."""
 
 REGISTRY: dict[str, Entry] = {
     "flat": Entry(lambda n, d: [FaissIndex("flat", "Flat", "float", 4 * d)]),
@@ -84,6 +87,7 @@ REGISTRY: dict[str, Entry] = {
     "bin-hnsw": Entry(lambda n, d: [FaissBinaryIndex("bin-hnsw(M=32)", "BHNSW32", deterministic=False)], EF_SEARCH),
     "bin-ivf": Entry(lambda n, d: [FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
                                                     deterministic=False)], NPROBE),
+    "bin-ivf-scan": Entry(lambda n, d: [HammingIVF(f"bin-ivf-scan(nlist={nlist(n)})", nlist(n))], NPROBE),
     "bin-rescore-f32": Entry(lambda n, d: [Refined("bin-rescore-f32", "float32")], DEEP_FACTOR),
     "bin-rescore-int8": Entry(lambda n, d: [Refined("bin-rescore-int8", "int8")], DEEP_FACTOR),
     "bin-rescore-asym": Entry(lambda n, d: [Refined("bin-rescore-asym", "signs")], FACTOR),
@@ -100,6 +104,9 @@ REGISTRY: dict[str, Entry] = {
                                     FaissBinaryIndex(f"bin-ivf(nlist={nlist(n)})", f"BIVF{nlist(n)}",
                                                      deterministic=False))],
         [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10)]),
+    "bin-ivf-scan-rescore-int8": Entry(
+        lambda n, d: [Refined(f"bin-ivf-scan-rescore-int8(nlist={nlist(n)})", "int8",
+                              HammingIVF(f"bin-ivf-scan(nlist={nlist(n)})", nlist(n)))], IVF_REFINED),
     # every other compressed family with the same refinement (int8 store in RAM) and factor grid
     "pq-rescore-int8": Entry(lambda n, d: [Refined(f"pq-rescore-int8(m={d // 8})", "int8",
                                                    FaissIndex(f"pq(m={d // 8})", f"PQ{d // 8}np", "pq", d // 8,
@@ -108,7 +115,7 @@ REGISTRY: dict[str, Entry] = {
         lambda n, d: [Refined(f"ivf-pq-rescore-int8(nlist={nlist(n)},m={d // 8})", "int8",
                               FaissIndex(f"ivf-pq(nlist={nlist(n)},m={d // 8})", f"IVF{nlist(n)},PQ{d // 8}np", "ivf",
                                          d // 8, deterministic=False))],
-        [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10, 25)]),
+        IVF_REFINED),
     "hnsw-pq-rescore-int8": Entry(
         lambda n, d: [Refined(f"hnsw-pq-rescore-int8(M=32,m={d // 8})", "int8",
                               FaissIndex(f"hnsw-pq(M=32,m={d // 8})", f"HNSW32,PQ{d // 8}np", "graph", d // 8,
@@ -120,7 +127,7 @@ REGISTRY: dict[str, Entry] = {
         lambda n, d: [Refined(f"ivf-rabitq-rescore-int8(nlist={nlist(n)})", "int8",
                               FaissIndex(f"ivf-rabitq(nlist={nlist(n)})", f"IVF{nlist(n)},RaBitQ", "rabitq", d / 8 + 8,
                                          deterministic=False))],
-        [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10, 25)]),
+        IVF_REFINED),
     "ivf-pq-rescore-int8-disk": Entry(
         lambda n, d: [Refined(f"ivf-pq-rescore-int8-disk(nlist={nlist(n)},m={d // 8})", "int8",
                               FaissIndex(f"ivf-pq(nlist={nlist(n)},m={d // 8})", f"IVF{nlist(n)},PQ{d // 8}np", "ivf",
