@@ -171,7 +171,7 @@ def inverted_kernel(n_words: int):
     lists in ascending order and scans each list for every query that probes it, so a list's blocks are read
     from memory once and stay in cache across its queries. For query :math:`q` and slot :math:`s`,
     :math:`d_s = \sum_w \mathrm{popcount}(q_w \oplus x_{s,w})`, computed for a block's :data:`LANES` codes at
-    once; slot :math:`s` is kept in ``kept_dist[slice, q]``/``kept_slots[slice, q]`` iff :math:`d_s < t`, and a
+    once; slot :math:`s` is kept in ``kept_dist[slice, q]``/``kept_rows[slice, q]`` iff :math:`d_s < t`, and a
     full buffer is cut back to the ``k`` best by :func:`~phase2.kernels.hamming._compact`, which lowers
     :math:`t`, as in the flat scan. Slots reach each buffer in ascending order, so it holds the slice's exact
     top ``k`` of ``(d, slot)``; :func:`_finish` merges the slices.
@@ -247,7 +247,7 @@ def inverted_topk(queries: np.ndarray, index: InvertedBlocks, probes: np.ndarray
             kernel.seed(words[first:first + chunk], index.codes.blocks, index.starts,
                         np.ascontiguousarray(part, np.int64), index.ids, ranks, thresholds)
         kernel.scan(words[first:first + chunk], index.codes.blocks, index.starts, _slice_lists(index, by_list, slices),
-             by_list, asked[order].astype(np.int64), index.ids, k, kept_dist, kept_slots, counts, thresholds)
+                    by_list, asked[order].astype(np.int64), index.ids, k, kept_dist, kept_slots, counts, thresholds)
         _finish(kept_dist, kept_slots, counts, index.ids, k, out_dist[first:first + chunk],
                 out_ids[first:first + chunk])
         short = (ranks > 0) & (counts.sum(axis=0) < k)  # the seed let fewer than k rows through: scan again
