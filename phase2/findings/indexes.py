@@ -30,27 +30,23 @@ def inverted_files(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 
                  & largest.build_params.isin(INVERTED_REFINED)]
     rows = []
     for target in targets:
+        group = []
         for name, runs in at.groupby("build_params", sort=False):
             reached = runs[runs["recall@10"] >= target]
-            best = reached.loc[reached.qps.idxmax()] if len(reached) else None
-            rows.append({"target_recall@10": target, "method": name,
-                         "query_params": best.query_params if best is not None else "",
-                         "recall@10": best["recall@10"] if best is not None else np.nan,
-                         "qps": best.qps if best is not None else np.nan,
-                         "p50_ms": best.p50_ms if best is not None else np.nan,
-                         "bytes_per_vector": runs.bytes_per_vector.iloc[0], "best recall@10": runs["recall@10"].max()})
-    table = pd.DataFrame(rows, columns=COLUMNS[:-2])
-    for column in COLUMNS[-2:]:
-        table[column] = np.nan
-    for _, group in table.groupby("target_recall@10"):
-        others = group[(group.method != BINARY_INVERTED) & group.qps.notna()]
-        binary = group.index[group.method == BINARY_INVERTED]
-        if len(others) and len(binary):
-            faster = others.loc[others.qps.idxmax()]
-            table.loc[binary, "qps vs faster other"] = table.loc[binary, "qps"] / faster.qps
-            table.loc[binary, "memory vs faster other"] = (table.loc[binary, "bytes_per_vector"]
-                                                           / faster.bytes_per_vector)
-    return table
+            best = (reached.loc[reached.qps.idxmax(), ["query_params", "recall@10", "qps", "p50_ms"]].to_dict()
+                    if len(reached) else {"query_params": "", "recall@10": np.nan, "qps": np.nan, "p50_ms": np.nan})
+            group.append({"target_recall@10": target, "method": name, **best,
+                          "bytes_per_vector": runs.bytes_per_vector.iloc[0], "best recall@10": runs["recall@10"].max(),
+                          "qps vs faster other": np.nan, "memory vs faster other": np.nan})
+        others = [row for row in group if row["method"] != BINARY_INVERTED and not np.isnan(row["qps"])]
+        if others:
+            faster = max(others, key=lambda row: row["qps"])
+            for row in group:
+                if row["method"] == BINARY_INVERTED:
+                    row["qps vs faster other"] = row["qps"] / faster["qps"]
+                    row["memory vs faster other"] = row["bytes_per_vector"] / faster["bytes_per_vector"]
+        rows += group
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def inverted_sentence(table: pd.DataFrame, points: pd.DataFrame) -> str:
