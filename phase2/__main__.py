@@ -268,8 +268,8 @@ def run_bench(args: argparse.Namespace) -> None:
                                                   "roof q/s", "ours / roof", "ours simd", "faiss simd"]]
     elif args.list:
         for name, entry in REGISTRY.items():
-            grid = ", ".join(str(q) for q in entry.query_grid if q) or "-"
-            print(f"{name:<18} query grid: {grid}")
+            grid = ", ".join(str(q) for q in entry.grid(10**6) if q) or "-"
+            print(f"{name:<18} query grid at 10^6: {grid}")
         return
     else:
         table = harness.run_grid(args.dataset, args.model, args.sizes, args.methods, n_queries=args.queries,

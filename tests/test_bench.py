@@ -52,8 +52,8 @@ def test_every_registered_method_runs_every_setting(tiny_run):
         rows = tiny_run[(tiny_run.build_params == name) & (tiny_run.metric == "qps")]
         methods = rows.method.nunique()
         assert methods == len(entry.build(600, D))
-        assert len(rows) == methods * len(entry.query_grid) * 2, name  # every setting at 1 and 2 threads
-        assert set(rows.query_params) == {json.dumps(q, sort_keys=True) for q in entry.query_grid}
+        assert len(rows) == methods * len(entry.grid(600)) * 2, name  # every setting at 1 and 2 threads
+        assert set(rows.query_params) == {json.dumps(q, sort_keys=True) for q in entry.grid(600)}
     assert tiny_run.run_id.nunique() == 1 and (tiny_run.index_bytes > 0).all()
     assert set(tiny_run.metric) == {"build_s", "build_reused", "recall@10", "recall@10_se", "qps", "p50_ms", "p99_ms",
                                     "latency_queries", "reads_per_query", "disk_iops"}
@@ -177,7 +177,7 @@ def test_kernel_benchmark_checks_faiss_and_reports_bandwidth():
         harness.run_kernels(100, [20], [1], progress=False)
 
 
-def test_synthetic_documents_are_unit_norm_seeded_and_as_clustered_as_the_real_ones():
+def test_synthetic_documents_are_unit_norm_seeded_and_as_clustered_as_the_real_ones(tmp_path):
     centres = unit_rows(40, 16, 3)
     real = centres[np.random.default_rng(4).integers(0, 40, 3000)] + 0.15 * unit_rows(3000, 16, 5)
     real = (real / np.linalg.norm(real, axis=1, keepdims=True)).astype(np.float32)
@@ -190,6 +190,11 @@ def test_synthetic_documents_are_unit_norm_seeded_and_as_clustered_as_the_real_o
     same_size = synthetic.sample_synthetic(model, len(real))
     assert synthetic._median_nn_cosine(same_size) == pytest.approx(synthetic._median_nn_cosine(real), abs=0.02)
     assert synthetic.fit_synthetic(real).scale == model.scale
+    into = np.lib.format.open_memmap(tmp_path / "docs.npy", "w+", np.float32, (6000, 16))
+    assert synthetic.sample_synthetic(model, 6000, seed=1, chunk=1500, out=into) is into
+    np.testing.assert_array_equal(into[:4500], a[:4500])  # a larger draw begins with the smaller one's whole chunks
+    with pytest.raises(ParameterError, match=r"float32 array of shape \(5000, 16\), got float64 \(5000, 16\)"):
+        synthetic.sample_synthetic(model, 5000, out=np.empty((5000, 16)))
 
 
 def test_benchmark_corpus_is_real_until_it_runs_out():
@@ -312,6 +317,21 @@ def test_methods_that_cannot_run_here_are_named_with_the_reason(monkeypatch):
     monkeypatch.setattr(registry, "direct_io_unavailable", lambda: "the file system refuses O_DIRECT reads")
     assert registry.not_measured(["bin-rescore-int8-disk"], [1_000]) == [
         "`bin-rescore-int8-disk` at 1,000 vectors: the file system refuses O_DIRECT reads"]
+    monkeypatch.setattr(registry, "physical_memory", lambda: 16 << 30)
+    assert registry.not_measured(["flat", "sq8"], [1_000_000, 10_000_000]) == [
+        "`flat` at 10,000,000 vectors: its float32 vectors (14.3 GiB) exceed 75% of this machine's 16.0 GiB of memory"]
+
+
+def test_inverted_files_probe_the_same_share_of_their_lists_at_every_size():
+    from phase2.search import registry
+
+    at = {n: registry.REGISTRY["bin-ivf-scan-rescore-int8"].grid(n) for n in (10**6, 10**7, 600)}
+    assert sorted({g["nprobe"] for g in at[10**6]}) == [16, 32, 64, 128, 256]
+    assert sorted({g["nprobe"] for g in at[10**7]}) == [64, 128, 256, 512, 1024]  # 16,384 lists
+    assert [g["nprobe"] for g in at[600]][::4] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
+    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300}
+    for name in ("ivf-pq-rescore-int8", "ivf-rabitq-rescore-int8"):
+        assert registry.REGISTRY[name].grid(10**7) == at[10**7]
 
 
 def test_library_standing_sets_our_binary_pipelines_against_each_library():

@@ -33,7 +33,7 @@ def test_a_restored_build_answers_exactly_as_the_fresh_one(cache, name):
     assert not reused and fresh.state() is not None
     again, (recorded_s, reused) = built(name, corpus)
     assert reused and recorded_s == pytest.approx(build_s)  # the time measured when it was built
-    arguments = REGISTRY[name].query_grid[-1]
+    arguments = REGISTRY[name].grid(len(corpus))[-1]
     for method in (fresh, again):
         method.set_query_arguments(**arguments)
     np.testing.assert_array_equal(fresh.query(queries, 10), again.query(queries, 10))

@@ -65,6 +65,19 @@ def test_exact_topk_oracle_is_a_float64_argsort():
     np.testing.assert_array_equal(exact_topk(corpus, queries, 10), expected)
 
 
+def test_exact_topk_in_parts_equals_one_search_short_parts_included(monkeypatch):
+    from phase2.search import methods
+
+    corpus, queries = unit_rows(500, 24, 40), unit_rows(30, 24, 41)
+    whole = exact_topk(corpus, queries, 10)
+    monkeypatch.setattr(methods, "TRUTH_ROWS", 128)
+    np.testing.assert_array_equal(exact_topk(corpus, queries, 10), whole)
+    monkeypatch.setattr(methods, "TRUTH_ROWS", 3)  # parts shorter than k, padded with -1 by faiss
+    few = corpus[:7]
+    order = np.argsort(-(queries.astype(np.float64) @ few.T.astype(np.float64)), axis=1, kind="stable")
+    np.testing.assert_array_equal(exact_topk(few, queries, 10), np.hstack([order, np.full((30, 3), -1)]))
+
+
 # --- Refined (the throughput chapter's binary + rescoring pipelines) --------------------------------
 
 def faiss_sq8_decode(docs: np.ndarray) -> np.ndarray:

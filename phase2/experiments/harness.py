@@ -74,18 +74,20 @@ _DISK_PROBES: dict[str, dict[str, float]] = {}  # run id -> this disk's random-r
 def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind: str,
                 methods: Iterable[str] | None = None, *,
                 k: int = 10, repeats: int = 3, latency_queries: int = 100, latency_budget_s: float = 30.0,
-                thread_counts: Iterable[int] | None = None, meta: dict | None = None,
+                thread_counts: Iterable[int] | None = None, meta: dict | None = None, truth: np.ndarray | None = None,
                 progress: bool = True) -> pd.DataFrame:
     """Build and measure each method's grid on one corpus; returns the tidy table (not written).
 
     Single-query latency uses ``latency_queries`` queries spread evenly over the batch (which is ordered by
-    collection), each asked alone, for at most ``latency_budget_s`` per setting and thread count."""
+    collection), each asked alone, for at most ``latency_budget_s`` per setting and thread count. ``truth`` is the
+    queries' exact top-``k`` where the caller has it (computed here otherwise)."""
     names = check_methods(methods if methods is not None else REGISTRY)
     thread_counts = sorted(set(thread_counts or (1, max_threads())))
     meta = meta or new_run()
     n, d = corpus.shape
-    with threads(max_threads()):
-        truth = exact_topk(corpus, queries, k)
+    if truth is None:
+        with threads(max_threads()):
+            truth = exact_topk(corpus, queries, k)
     rows = []
     digest = index_cache.corpus_digest(corpus)
     base = dict(meta, suite="methods", data_kind=data_kind, source=source, n_vectors=n, dim=d)
@@ -93,7 +95,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
     single = queries[np.unique(np.linspace(0, len(queries) - 1, min(latency_queries, len(queries))).astype(int))]
     for name in tqdm(names, desc=f"methods on {source}", disable=not progress):
         entry = REGISTRY[name]
-        if entry.not_run_at(n):  # a missing package or a size too large here: registry.not_measured says so
+        if entry.not_run_at(n, d):  # a missing package or a size too large here: registry.not_measured says so
             continue
         for method in entry.build(n, d):
             with threads(max_threads()):
@@ -108,7 +110,7 @@ def run_methods(corpus: np.ndarray, queries: np.ndarray, source: str, data_kind:
                               metric=metric, value=value) for metric, value in probe.items()]
             rows += [dict(common, query_params="", search_threads=max_threads(), metric=metric, value=value)
                      for metric, value in (("build_s", build_s), ("build_reused", float(reused)))]
-            for arguments in entry.query_grid:
+            for arguments in entry.grid(n):
                 method.set_query_arguments(**arguments)
                 for count in thread_counts:
                     with threads(count):
@@ -199,8 +201,9 @@ def scan_roof(n_bytes: int, count: int, repeats: int = 5) -> float:
     """The arithmetic roof of the Hamming scan at this CPU's SIMD level (:data:`phase2.kernels.SIMD_LEVEL`) on
     ``count`` threads, in (code, query) pairs per second: the compiled scan itself over a tile of 4, 8 or 16 blocks
     that stays in the L1 cache, with a threshold no row passes, so it does only the XOR, popcount, add and compare
-    of every pair (no memory traffic, no selection); the fastest tile counts. Each timing covers 2^28 pairs. A
-    scan of N codes can answer at most roof / N queries per second."""
+    of every pair (no memory traffic, no selection); the fastest of ``repeats`` timings of every tile counts (a
+    median moved by 40% between runs on the 2-core reference machine). Each timing covers 2^28 pairs. A scan of N
+    codes can answer at most roof / N queries per second."""
     rng = np.random.default_rng(1)
     queries = as_words(rng.integers(0, 256, (1 << 16, n_bytes), dtype=np.uint8))
     kept_dist = np.empty((1, len(queries), 1), np.int16)
@@ -218,7 +221,8 @@ def scan_roof(n_bytes: int, count: int, repeats: int = 5) -> float:
                 scan(queries, b.blocks, b.n, 1, 1, count, len(b.blocks), kept_dist, kept_rows, counts, nothing)
 
         with threads(count):
-            seconds, _ = median_seconds(run, repeats)
+            run()  # warm-up
+            seconds = min(seconds_each(lambda _, run=run: run(), range(repeats), float("inf")))
         best = max(best, calls * blocks.n * len(queries) / seconds)
     return best
 

@@ -67,10 +67,18 @@ def fit_synthetic(corpus: np.ndarray, clusters: int = 64, seed: int = 0, steps: 
     return SyntheticModel(corpus, cholesky, (low + high) / 2)
 
 
-def sample_synthetic(model: SyntheticModel, n: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
-    """``n`` unit-norm float32 synthetic documents, generated in seeded chunks."""
+def sample_synthetic(model: SyntheticModel, n: int, seed: int = 0, chunk: int = 100_000,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """``n`` unit-norm float32 synthetic documents, generated in seeded chunks, into ``out`` where given (a file
+    mapped into memory, for corpora larger than RAM). Draws of different ``n`` agree on the whole chunks they
+    share: 10^6 documents are the first 10^6 of 10^7."""
     rng = np.random.default_rng(seed)
-    out = np.empty((n, model.parents.shape[1]), np.float32)
+    shape = (n, model.parents.shape[1])
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ParameterError(f"synthetic documents go into a float32 array of shape {shape}, got {out.dtype} "
+                             f"{out.shape}")
     for start in range(0, n, chunk):
         out[start:start + chunk] = _noisy_copies(model.parents, model.cholesky, model.scale,
                                                  min(chunk, n - start), rng)

@@ -12,7 +12,7 @@ from phase2.findings.throughput import largest_points
 
 BINARY_INVERTED = "bin-ivf-scan-rescore-int8"
 INVERTED_REFINED = (BINARY_INVERTED, "ivf-pq-rescore-int8", "ivf-rabitq-rescore-int8")
-"""The registry names compared (``registry.IVF_REFINED`` is their one grid)."""
+"""The registry names compared (``registry.ivf_refined`` gives their one grid)."""
 GOAL = {"target": 0.95, "memory tolerance": 0.10}
 """The binary-scan issue's goal: at recall@10 0.95, binary IVF + int8 answers at least the queries/s of the faster
 of IVF-PQ and IVF-RaBitQ with int8 refinement, at equal memory (within 10%)."""

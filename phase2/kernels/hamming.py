@@ -342,17 +342,22 @@ databases of more than four times as many rows (smaller ones start with no thres
 _KEPT_BYTES = 64 << 20  # the kept-row buffers of one chunk of queries
 
 
+def seed_rank(mu: np.ndarray | float) -> np.ndarray:
+    r"""The rank in a sample whose distance seeds a query's threshold, for :math:`\mu` expected top-``k`` rows in
+    the sample: :math:`\lceil \mu + 4\sqrt{\mu} + 4 \rceil`, four Poisson standard deviations and four above it,
+    so a query the seed starves (a rescan) is rare."""
+    return np.ceil(mu + 4 * np.sqrt(mu) + 4).astype(np.int64)
+
+
 def _starting_rank(n_rows: int, k: int) -> tuple[int, int] | None:
-    r"""Block stride and rank for :func:`_seed_thresholds`, or None for no starting threshold: the rank is the
-    expected count :math:`\mu` of top-``k`` rows among the sampled rows plus four of its Poisson standard
-    deviations and four, so a short query (a rescan) is rare."""
+    """Block stride and rank (:func:`seed_rank`) for :func:`_seed_thresholds`, or None for no starting
+    threshold."""
     if n_rows <= 4 * SEED_SAMPLE:
         return None
     n_blocks = -(-n_rows // LANES)
     stride = max(1, n_blocks // (SEED_SAMPLE // LANES))
     sampled = len(range(0, n_blocks, stride)) * LANES
-    mu = k * sampled / n_rows
-    rank = int(np.ceil(mu + 4 * np.sqrt(mu) + 4))
+    rank = int(seed_rank(k * sampled / n_rows))
     return (stride, rank) if rank < sampled - LANES else None
 
 

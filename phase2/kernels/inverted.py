@@ -20,6 +20,7 @@ from phase2.kernels.hamming import (
     generated_assembly,
     load_generated,
     query_scan_source,
+    seed_rank,
 )
 
 _KEPT_BYTES = 64 << 20  # the kept-slot buffers of one chunk of queries
@@ -190,14 +191,13 @@ def inverted_assembly(n_words: int = 6) -> str:
 
 
 def _starting_ranks(index: InvertedBlocks, probes: np.ndarray, k: int) -> np.ndarray:
-    r"""Per query, the rank in its sample (the first block of each probed list) that seeds its threshold, or 0
-    for none: the expected count :math:`\mu` of top-``k`` rows among the sampled plus four of its Poisson
-    standard deviations and four, as the flat scan's; 0 where that is not below the sample's size."""
+    """Per query, the rank in its sample (the first block of each probed list) that seeds its threshold
+    (:func:`~phase2.kernels.hamming.seed_rank`, as the flat scan's), or 0 where that is not below the sample's
+    size."""
     probed = probes >= 0
     sizes = np.where(probed, index.sizes[np.maximum(probes, 0)], 0)
     sampled, total = np.minimum(sizes, LANES).sum(axis=1), sizes.sum(axis=1)
-    mu = k * sampled / np.maximum(total, 1)
-    rank = np.ceil(mu + 4 * np.sqrt(mu) + 4).astype(np.int64)
+    rank = seed_rank(k * sampled / np.maximum(total, 1))
     return np.where(rank < sampled, rank, 0)
 
 

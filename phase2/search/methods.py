@@ -172,10 +172,20 @@ class FaissIndex(Method):
         return self.index.search(queries, k)[1]
 
     def index_bytes(self):
+        """The serialized size; a flat index's vectors (what serializing would add is a header of a few bytes)."""
+        if self.is_flat:
+            return int(self.index.code_size * self.index.ntotal)
         return int(faiss.serialize_index(self.index).size)
 
     def state(self):
-        return faiss.serialize_index(self.index)
+        """None for a flat index: it is a copy of the corpus, rebuilt by a copy."""
+        return None if self.is_flat else faiss.serialize_index(self.index)
+
+    @property
+    def is_flat(self) -> bool:
+        """A flat index is its float32 vectors: serializing one would double its memory (to 30.7 GB at 10^7
+        384-d vectors)."""
+        return self.factory == "Flat"
 
     def restore(self, state, corpus):
         self.index = faiss.deserialize_index(state)
@@ -258,11 +268,12 @@ class HammingIVF(Method):
     space. Query argument: ``nprobe``."""
 
     family, library, deterministic = "binary", "phase2", False  # k-means runs on threads
+    DEFAULTS = {"nprobe": 1}
 
     def __init__(self, name: str, n_lists: int) -> None:
         super().__init__(name)
         self.n_lists = n_lists
-        self.query_arguments = {"nprobe": 1}
+        self.query_arguments = dict(self.DEFAULTS)
 
     def fit(self, corpus):
         quantizer = faiss.IndexFlatIP(corpus.shape[1])
@@ -276,9 +287,9 @@ class HammingIVF(Method):
         self.inverted = InvertedBlocks.of(sign_codes(corpus), self.lists, self.n_lists)
 
     def set_query_arguments(self, **arguments):
-        if set(arguments) - {"nprobe"}:
-            raise ValueError(f"{self.name}: unknown query argument(s) {sorted(set(arguments) - {'nprobe'})}")
-        super().set_query_arguments(**{"nprobe": 1, **arguments})
+        if unknown := sorted(set(arguments) - set(self.DEFAULTS)):
+            raise ValueError(f"{self.name}: unknown query argument(s) {unknown}")
+        super().set_query_arguments(**{**self.DEFAULTS, **arguments})
 
     def query(self, queries, k):
         probes = self.quantizer.search(queries, min(self.n_lists, self.query_arguments["nprobe"]))[1]
@@ -403,11 +414,26 @@ class Refined(Method):
         return 0.0 if self._shares_codes() else self.store_row_bytes
 
 
+TRUTH_ROWS = 1 << 21
+"""Corpus rows the ground truth searches at a time: a larger corpus (a file mapped into memory) is never copied
+whole."""
+
+
 def exact_topk(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Ground truth: exact inner-product top-k (faiss ``IndexFlatIP``)."""
-    index = faiss.IndexFlatIP(corpus.shape[1])
-    index.add(corpus)
-    return index.search(queries, k)[1]
+    """Ground truth: exact inner-product top-k (faiss ``IndexFlatIP``), over :data:`TRUTH_ROWS` rows at a time, the
+    parts merged by (score descending, row) as faiss orders ties."""
+    parts_scores, parts_ids = [], []
+    for first in range(0, len(corpus), TRUTH_ROWS):
+        index = faiss.IndexFlatIP(corpus.shape[1])
+        index.add(np.ascontiguousarray(corpus[first:first + TRUTH_ROWS]))
+        scores, ids = index.search(queries, k)
+        parts_scores.append(scores)
+        parts_ids.append(np.where(ids >= 0, ids + first, -1))
+    if len(parts_ids) == 1:
+        return parts_ids[0]
+    scores, ids = np.hstack(parts_scores), np.hstack(parts_ids)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]
+    return np.take_along_axis(ids, order, axis=1)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ a simulated-annealing code reordering that took three minutes per index on this 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,21 +34,39 @@ class Entry:
     library's methods import, and ``max_n`` (with ``why``) the largest corpus this machine builds it for."""
 
     build: Callable[[int, int], list[Method]]
-    query_grid: list[dict] = field(default_factory=lambda: [{}])
+    query_grid: list[dict] | Callable[[int], list[dict]] = field(default_factory=lambda: [{}])
     requires: str | None = None
     max_n: int | None = None
     why: str = ""
     needs_direct_io: bool = False  # its store is read from disk with O_DIRECT (phase2.search.disk)
+    float_copy: bool = False  # it holds the corpus as float32 in RAM: not built where that would not fit
 
-    def not_run_at(self, n: int) -> str | None:
-        """Why this entry is not measured on ``n`` vectors here, or None when it is."""
+    def grid(self, n: int) -> list[dict]:
+        """The query settings swept on ``n`` vectors (a grid of shares of the lists depends on ``n``)."""
+        return self.query_grid(n) if callable(self.query_grid) else self.query_grid
+
+    def not_run_at(self, n: int, d: int = 384) -> str | None:
+        """Why this entry is not measured on ``n`` vectors of dimension ``d`` here, or None when it is."""
         if self.requires and (reason := missing_package(self.requires)):
             return reason
         if self.needs_direct_io and (reason := direct_io_unavailable()):
             return reason
         if self.max_n is not None and n > self.max_n:
             return f"not built above {self.max_n:,} vectors: {self.why}"
+        if self.float_copy and 4 * n * d > MEMORY_SHARE * (ram := physical_memory()):
+            return (f"its float32 vectors ({4 * n * d / 2**30:.1f} GiB) exceed {MEMORY_SHARE:.0%} of this machine's "
+                    f"{ram / 2**30:.1f} GiB of memory")
         return None
+
+
+MEMORY_SHARE = 0.75
+"""The share of physical memory one float32 copy of the corpus may take: the process, the first stage's codes and
+the page cache of the mapped corpus need the rest."""
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (Linux and macOS ``sysconf``)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 EF_SEARCH = [{"efSearch": e} for e in (16, 32, 64, 128, 256)]
@@ -58,12 +77,20 @@ far enough for recall@10 of 0.95 (0.957-0.969 at 10^6 synthetic vectors)."""
 DEEP_FACTOR = FACTOR + [{"factor": f} for f in (300, 1000)]
 """The binary scan's in-RAM stores go on to 10,000 candidates, to show where recall@10 crosses 0.99, or that the
 store itself stops it first (int8 codes rank a little differently from float32: faiss's SQ8 alone reached 0.986)."""
-IVF_REFINED = [{"nprobe": p, "factor": f} for p in (16, 32, 64, 128, 256) for f in (10, 25, 100, 300)]
-"""The one grid of every inverted file re-ranked from int8 codes (binary, PQ, RaBitQ), so their comparison at
-equal recall rests on the same settings: up to 256 of the 4,096 lists at 10^6, up to 3,000 candidates."""
+LIST_SHARES = (256, 128, 64, 32, 16)
+"""The inverted files re-ranked from int8 codes probe 1/256 to 1/16 of their lists at every size: 16 to 256 of the
+4,096 lists at 10^6, 64 to 1,024 of the 16,384 at 10^7 (a fixed ``nprobe`` would probe a quarter of the share there,
+as lists grow with the square root of the corpus)."""
+
+
+def ivf_refined(n: int) -> list[dict]:
+    """The one grid of every inverted file re-ranked from int8 codes (binary, PQ, RaBitQ), so their comparison at
+    equal recall rests on the same settings: :data:`LIST_SHARES` of the lists, up to 3,000 candidates."""
+    probes = sorted({max(1, nlist(n) // share) for share in LIST_SHARES})  # one list at least, each setting once
+    return [{"nprobe": p, "factor": f} for p in probes for f in (10, 25, 100, 300)]
 
 REGISTRY: dict[str, Entry] = {
-    "flat": Entry(lambda n, d: [FaissIndex("flat", "Flat", "float", 4 * d)]),
+    "flat": Entry(lambda n, d: [FaissIndex("flat", "Flat", "float", 4 * d)], float_copy=True),
     "sq8": Entry(lambda n, d: [FaissIndex("sq8", "SQ8", "scalar", d)]),
     "pq": Entry(lambda n, d: [FaissIndex(f"pq(m={m})", f"PQ{m}np", "pq", m, deterministic=False)
                               for m in (d // 8, d // 4)]),
@@ -106,7 +133,7 @@ REGISTRY: dict[str, Entry] = {
         [{"nprobe": p, "factor": f} for p in (16, 64) for f in (4, 10)]),
     "bin-ivf-scan-rescore-int8": Entry(
         lambda n, d: [Refined(f"bin-ivf-scan-rescore-int8(nlist={nlist(n)})", "int8",
-                              HammingIVF(f"bin-ivf-scan(nlist={nlist(n)})", nlist(n)))], IVF_REFINED),
+                              HammingIVF(f"bin-ivf-scan(nlist={nlist(n)})", nlist(n)))], ivf_refined),
     # every other compressed family with the same refinement (int8 store in RAM) and factor grid
     "pq-rescore-int8": Entry(lambda n, d: [Refined(f"pq-rescore-int8(m={d // 8})", "int8",
                                                    FaissIndex(f"pq(m={d // 8})", f"PQ{d // 8}np", "pq", d // 8,
@@ -115,7 +142,7 @@ REGISTRY: dict[str, Entry] = {
         lambda n, d: [Refined(f"ivf-pq-rescore-int8(nlist={nlist(n)},m={d // 8})", "int8",
                               FaissIndex(f"ivf-pq(nlist={nlist(n)},m={d // 8})", f"IVF{nlist(n)},PQ{d // 8}np", "ivf",
                                          d // 8, deterministic=False))],
-        IVF_REFINED),
+        ivf_refined),
     "hnsw-pq-rescore-int8": Entry(
         lambda n, d: [Refined(f"hnsw-pq-rescore-int8(M=32,m={d // 8})", "int8",
                               FaissIndex(f"hnsw-pq(M=32,m={d // 8})", f"HNSW32,PQ{d // 8}np", "graph", d // 8,
@@ -127,7 +154,7 @@ REGISTRY: dict[str, Entry] = {
         lambda n, d: [Refined(f"ivf-rabitq-rescore-int8(nlist={nlist(n)})", "int8",
                               FaissIndex(f"ivf-rabitq(nlist={nlist(n)})", f"IVF{nlist(n)},RaBitQ", "rabitq", d / 8 + 8,
                                          deterministic=False))],
-        IVF_REFINED),
+        ivf_refined),
     "ivf-pq-rescore-int8-disk": Entry(
         lambda n, d: [Refined(f"ivf-pq-rescore-int8-disk(nlist={nlist(n)},m={d // 8})", "int8",
                               FaissIndex(f"ivf-pq(nlist={nlist(n)},m={d // 8})", f"IVF{nlist(n)},PQ{d // 8}np", "ivf",
