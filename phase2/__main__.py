@@ -8,6 +8,7 @@
     python -m phase2 demo --dataset scifact
     python -m phase2 bench kernels --n 1000000 --bits 384,1024 --threads 1,2
     python -m phase2 bench methods --dataset scifact --sizes 10000,100000 --methods flat,bin-flat,hnsw-flat
+    python -m phase2 scale --profile default
     python -m phase2 advise --docs 10_000_000 --memory 4GB --target-recall 0.7
     python -m phase2 embeddings export --model mpnet-base --dataset scifact --to stores/
 """
@@ -29,9 +30,10 @@ from phase2.data.embeddings import export_store
 from phase2.demo import DEMO_METHODS
 from phase2.demo import run_demo as demo
 from phase2.errors import ParameterError, Phase2Error, PrecomputeError
-from phase2.experiments import harness, params, precompute, published, results
+from phase2.experiments import harness, params, precompute, published, results, scale
 from phase2.experiments.params import split_ints
 from phase2.experiments.results import results_dir
+from phase2.experiments.timing import busy_cores_elsewhere
 from phase2.findings import advisor, reproduction, throughput
 from phase2.search.methods import FaissTrainingWarning
 from phase2.search.registry import REGISTRY
@@ -142,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                          help="do not also run synthetic data at the sizes that are real")
     methods.add_argument("--list", action="store_true", help="list the registered methods and their grids")
 
+    tasks = sub.add_parser("scale", help="measure the published tasks at sizes no book build measures (the throughput "
+                                         "chapter's scale_sizes x scale_methods), each written as soon as it is done")
+    tasks.add_argument("--profile", default="default", choices=profiles, help="whose tasks (default: default)")
+    tasks.add_argument("--only", type=_names, default=[], help="only these methods, comma-separated")
+    tasks.add_argument("--status", action="store_true", help="list the planned tasks and their state; measure nothing")
+
     advise = sub.add_parser("advise", help="which scheme for N documents, a RAM budget and a recall target",
                             description=_advise_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
     advise.add_argument("--docs", type=_count, required=True, help="documents to index, e.g. 10_000_000")
@@ -192,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             run_bench(args)
         elif args.command == "advise":
             run_advise(args)
+        elif args.command == "scale":
+            run_scale(args)
         else:
             run_one_chapter(args)
     except Phase2Error as exc:
@@ -414,6 +424,10 @@ def print_status(profile: str) -> None:
           + ", ".join(f"{counts.get(state, 0)} {state}" for state in published.STATES)
           + f"; refreshing those not current took {pipeline.duration(stale.sum())} of recorded wall time"
           + (f" ({stale.isna().sum()} never computed, not counted)" if stale.isna().any() else ""), flush=True)
+    tasks = scale.status(profile).state.value_counts()
+    print(f"{scale.tasks_dir(profile)}: {tasks.sum()} tasks at sizes no build measures; "
+          + ", ".join(f"{tasks.get(state, 0)} {state}" for state in scale.STATES)
+          + f" (python -m phase2 scale --profile {profile} --status)")
 
 
 def results_export(args: argparse.Namespace) -> list[Path]:
@@ -422,6 +436,16 @@ def results_export(args: argparse.Namespace) -> list[Path]:
         return results.export_results(args.profile, args.format, args.to)
     except FileNotFoundError as exc:
         raise Phase2Error(str(exc)) from None
+
+
+def run_scale(args: argparse.Namespace) -> None:
+    if not args.status:
+        busy = busy_cores_elsewhere()
+        if busy is not None and busy > 0.25:
+            print(f"warning: other processes keep {busy:.2f} cores busy: the timings will not be reliable")
+        for path in scale.run_scale(args.profile, args.only):
+            print(f"published: {path}")
+    print(scale.status(args.profile).to_string(index=False))
 
 
 def run_one_chapter(args: argparse.Namespace) -> None:
