@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from phase2.experiments.harness import machine_line
+from phase2.findings.throughput import fastest_setting
 
 EXPONENT_COLUMNS = ["method", "family", "target_recall@10", "sizes", "data", "exponent", "exponent_se", "largest N",
                     "measured q/s", "predicted q/s", "measured / predicted"]
@@ -30,9 +31,7 @@ def at_size(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) 
     rows = []
     for target in targets:
         for name, runs in at.groupby("build_params", sort=False):
-            reached = runs[runs["recall@10"] >= target]
-            best = (reached.loc[reached.qps.idxmax(), ["query_params", "recall@10", "qps", "p50_ms"]].to_dict()
-                    if len(reached) else {"query_params": "", "recall@10": np.nan, "qps": np.nan, "p50_ms": np.nan})
+            best = fastest_setting(runs, target)
             rows.append({"n_vectors": int(runs.n_vectors.iloc[0]), "target_recall@10": target, "method": name, **best,
                          "x flat": best["qps"] / flat.iloc[0] if len(flat) else np.nan,
                          "bytes_per_vector": runs.bytes_per_vector.iloc[0], "build_s": runs.build_s.iloc[0],

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from phase2.findings.throughput import largest_points
+from phase2.findings.throughput import fastest_setting, largest_points
 
 BINARY_INVERTED = "bin-ivf-scan-rescore-int8"
 INVERTED_REFINED = (BINARY_INVERTED, "ivf-pq-rescore-int8", "ivf-rabitq-rescore-int8")
@@ -32,9 +32,7 @@ def inverted_files(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 
     for target in targets:
         group = []
         for name, runs in at.groupby("build_params", sort=False):
-            reached = runs[runs["recall@10"] >= target]
-            best = (reached.loc[reached.qps.idxmax(), ["query_params", "recall@10", "qps", "p50_ms"]].to_dict()
-                    if len(reached) else {"query_params": "", "recall@10": np.nan, "qps": np.nan, "p50_ms": np.nan})
+            best = fastest_setting(runs, target)
             group.append({"target_recall@10": target, "method": name, **best,
                           "bytes_per_vector": runs.bytes_per_vector.iloc[0], "best recall@10": runs["recall@10"].max(),
                           "qps vs faster other": np.nan, "memory vs faster other": np.nan})

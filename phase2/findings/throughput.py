@@ -357,6 +357,15 @@ def agreement_sentence(summary: pd.DataFrame) -> str:
         for _, row in summary.iterrows())
 
 
+def fastest_setting(runs: pd.DataFrame, target: float) -> dict:
+    """Of one method's operating points, the fastest reaching recall@10 ``target``: its query settings, recall, q/s and
+    p50 (NaN, and no settings, where none reaches it)."""
+    reached = runs[runs["recall@10"] >= target]
+    if reached.empty:
+        return {"query_params": "", "recall@10": np.nan, "qps": np.nan, "p50_ms": np.nan}
+    return reached.loc[reached.qps.idxmax(), ["query_params", "recall@10", "qps", "p50_ms"]].to_dict()
+
+
 def fastest_reaching(speed: pd.DataFrame, target: float, families: Iterable[str] | None = None) -> pd.Series | None:
     """The :func:`speedup_at_recall` row with the most queries/s at ``target`` (of ``families``), or None."""
     rows = speed[(speed["target_recall@10"] == target) & speed.qps.notna()]
