@@ -328,10 +328,19 @@ def test_inverted_files_probe_the_same_share_of_their_lists_at_every_size():
     at = {n: registry.REGISTRY["bin-ivf-scan-rescore-int8"].grid(n) for n in (10**6, 10**7, 600)}
     assert sorted({g["nprobe"] for g in at[10**6]}) == [16, 32, 64, 128, 256]
     assert sorted({g["nprobe"] for g in at[10**7]}) == [64, 128, 256, 512, 1024]  # 16,384 lists
-    assert [g["nprobe"] for g in at[600]][::4] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
-    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300}
+    assert [g["nprobe"] for g in at[600]][::5] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
+    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300, 1000}
     for name in ("ivf-pq-rescore-int8", "ivf-rabitq-rescore-int8"):
         assert registry.REGISTRY[name].grid(10**7) == at[10**7]
+
+
+def test_stores_on_disk_read_more_candidates_only_at_the_sizes_that_need_them():
+    from phase2.search import registry
+
+    for name in ("bin-rescore-int8-disk", "bin-rescore-f32-disk"):
+        grid = registry.REGISTRY[name].grid
+        assert max(g["factor"] for g in grid(10**6)) == 100 and grid(10**6) == registry.FACTOR
+        assert max(g["factor"] for g in grid(10**7)) == 300 and grid(10**7)[:-1] == registry.FACTOR
 
 
 def test_library_standing_sets_our_binary_pipelines_against_each_library():

@@ -304,10 +304,11 @@ def save(table: pd.DataFrame) -> Path:
     return write_results(table, SUITES)
 
 
-SOURCES = ("experiments/harness.py", "experiments/timing.py", "experiments/synthetic.py", "search", "kernels",
-           "data/datasets.py", "data/embeddings.py")
-"""The files whose code a throughput run measures. A run records their digest as its ``code``; a run of other
-versions of them is not current (edits elsewhere, to the chapters' statistics say, leave timings current)."""
+SOURCES = ("__init__.py", "experiments/harness.py", "experiments/timing.py", "experiments/synthetic.py", "search",
+           "kernels", "data/datasets.py", "data/embeddings.py")
+"""The files whose code a throughput run measures (the package's ``__init__`` sets the OpenMP runtimes' spinning). A
+run records their digest as its ``code``; a run of other versions of them is not current (edits elsewhere, to the
+chapters' statistics say, leave timings current)."""
 
 
 def code_digest() -> str:
@@ -342,18 +343,28 @@ def publish(table: pd.DataFrame, profile: str, parameters: dict) -> Path | None:
     folder = published_runs(profile)
     if folder is None:
         return None
-    arrow = pa.Table.from_pandas(table[COLUMNS].reset_index(drop=True), preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}),
-                                           published.META_KEY: json.dumps({"parameters": parameters},
-                                                                          sort_keys=True).encode()})
-    buf = pa.BufferOutputStream()
-    pq.write_table(arrow, buf, compression="zstd")
-    path = folder / f"{table.run_id.iloc[0]}.parquet"
-    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    path = write_table(table, folder / f"{table.run_id.iloc[0]}.parquet", parameters)
     for older in folder.glob("*.parquet"):
         if older != path:
             older.unlink()
     return path
+
+
+def write_table(table: pd.DataFrame, path: Path, parameters: dict) -> Path:
+    """Write rows of the harness's :data:`COLUMNS` to ``path`` (parquet, atomic), with the chapter ``parameters``
+    they were measured with in its metadata (:func:`recorded_parameters`)."""
+    arrow = pa.Table.from_pandas(table[COLUMNS].reset_index(drop=True), preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), published.META_KEY: json.dumps(
+        {"parameters": parameters}, sort_keys=True).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(arrow, buf, compression="zstd")
+    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    return path
+
+
+def recorded_parameters(path: Path) -> dict:
+    """The chapter parameters a file of :func:`write_table` was measured with (empty where none are recorded)."""
+    return json.loads((pq.read_schema(path).metadata or {}).get(published.META_KEY, b"{}")).get("parameters", {})
 
 
 def published_run(profile: str, parameters: dict | None = None) -> tuple[pd.DataFrame | None, str]:
@@ -366,8 +377,7 @@ def published_run(profile: str, parameters: dict | None = None) -> tuple[pd.Data
     table = pd.read_parquet(files[-1])
     if table.code.iloc[0] != code_digest():
         return table, "other code"
-    recorded = json.loads((pq.read_schema(files[-1]).metadata or {}).get(published.META_KEY, b"{}"))
-    if parameters is not None and recorded.get("parameters") != parameters:
+    if parameters is not None and recorded_parameters(files[-1]) != parameters:
         return table, "other parameters"
     return table, "current"
 

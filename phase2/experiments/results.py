@@ -257,10 +257,11 @@ def machine() -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import faiss  # numba and faiss: imported when a result is written, not with this module
 
+    from phase2 import OPENMP_SPIN
     from phase2.kernels import SIMD_LEVEL
 
     return {"cpu": cpu_name(), "simd": simd, "scan_simd": SIMD_LEVEL, "faiss_simd": faiss.SIMDConfig.get_level_name(),
-            "cores": cores, "memory_gib": round(memory, 1), "disk": _disk()}
+            "cores": cores, "memory_gib": round(memory, 1), "disk": _disk(), "openmp_spin": OPENMP_SPIN}
 
 
 def _disk() -> str:

@@ -15,15 +15,12 @@ Tasks of one size compare when one machine measured them: every row names its ma
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from phase2.data.embeddings import get_model_spec
 from phase2.errors import ParameterError
@@ -38,7 +35,7 @@ from phase2.experiments.synthetic import (
 from phase2.experiments.timing import max_threads, threads
 from phase2.search.methods import exact_topk
 from phase2.search.registry import REGISTRY
-from phase2.storage import array_digest, atomic_write_bytes, cache_dir, load_array, save_array, source_digest
+from phase2.storage import array_digest, cache_dir, load_array, save_array, source_digest
 
 CHAPTER = "throughput"  # the chapter whose parameters plan the tasks and whose section renders them
 PLAN_PARAMETERS = ("scale_sizes", "scale_methods")
@@ -87,21 +84,15 @@ def task_parameters(values: dict) -> dict:
     return {name: values[name] for name in TASK_PARAMETERS}
 
 
-def read_task(path: Path) -> tuple[pd.DataFrame, dict]:
-    """A task's rows and the chapter parameters it was measured with."""
-    recorded = json.loads((pq.read_schema(path).metadata or {}).get(published.META_KEY, b"{}"))
-    return pd.read_parquet(path), recorded.get("parameters", {})
-
-
-def task_state(task: Task, profile: str, values: dict) -> str:
-    """One of :data:`STATES`."""
+def measured_task(task: Task, profile: str, values: dict) -> tuple[str, pd.DataFrame | None]:
+    """A task's state (one of :data:`STATES`) and its rows where it was measured: its file is read once."""
     path = task.path(profile)
     if not path.is_file():
-        return "missing"
-    rows, recorded = read_task(path)
+        return "missing", None
+    rows = pd.read_parquet(path)
     if rows.code.iloc[0] != code_digest():
-        return "other code"
-    return "current" if recorded == task_parameters(values) else "other parameters"
+        return "other code", rows
+    return ("current" if harness.recorded_parameters(path) == task_parameters(values) else "other parameters"), rows
 
 
 def status(profile: str, values: dict | None = None) -> pd.DataFrame:
@@ -110,8 +101,7 @@ def status(profile: str, values: dict | None = None) -> pd.DataFrame:
     dim = get_model_spec(values["model"][0]).dim
     rows = []
     for task in plan(values):
-        state = task_state(task, profile, values)
-        measured = read_task(task.path(profile))[0] if state != "missing" else None
+        state, measured = measured_task(task, profile, values)
         rows.append({"n_vectors": task.n, "method": task.method, "state": state,
                      "not run here": REGISTRY[task.method].not_run_at(task.n, dim) or "",
                      "machine": "" if measured is None else harness.machine_line(measured.machine.iloc[0]),
@@ -122,8 +112,8 @@ def status(profile: str, values: dict | None = None) -> pd.DataFrame:
 def read_tasks(profile: str, values: dict | None = None) -> pd.DataFrame:
     """The rows of every current task of the plan, one table (the harness's columns)."""
     values = values or plan_values(profile)
-    tables = [read_task(task.path(profile))[0] for task in plan(values)
-              if task_state(task, profile, values) == "current"]
+    measured = (measured_task(task, profile, values) for task in plan(values))
+    tables = [rows for state, rows in measured if state == "current"]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=harness.COLUMNS)
 
 
@@ -162,18 +152,6 @@ def ground_truth(corpus: np.ndarray, queries: np.ndarray, key: str) -> np.ndarra
     return truth
 
 
-def publish_task(table: pd.DataFrame, task: Task, profile: str, values: dict) -> Path:
-    """Write one finished task (atomic), with the parameters it was measured with in the parquet metadata."""
-    arrow = pa.Table.from_pandas(table[harness.COLUMNS].reset_index(drop=True), preserve_index=False)
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), published.META_KEY: json.dumps(
-        {"parameters": task_parameters(values)}, sort_keys=True).encode()})
-    buf = pa.BufferOutputStream()
-    pq.write_table(arrow, buf, compression="zstd")
-    path = task.path(profile)
-    atomic_write_bytes(path, buf.getvalue().to_pybytes())
-    return path
-
-
 def run_scale(profile: str, only: list[str] | None = None, progress: bool = True) -> list[Path]:
     """Measure every task of ``profile``'s plan that is not current (``only``: of these methods), each written as
     soon as it is done; returns the files written. A method this machine cannot run at a size is skipped (its
@@ -184,8 +162,8 @@ def run_scale(profile: str, only: list[str] | None = None, progress: bool = True
                              f"({', '.join(values['scale_methods'])})")
     datasets, (model,) = values["dataset"], values["model"]
     dim = get_model_spec(model).dim
-    tasks = [t for t in plan(values) if (not only or t.method in only) and task_state(t, profile, values) != "current"
-             and not REGISTRY[t.method].not_run_at(t.n, dim)]
+    tasks = [t for t in plan(values) if (not only or t.method in only) and not REGISTRY[t.method].not_run_at(t.n, dim)
+             and measured_task(t, profile, values)[0] != "current"]
     if not tasks:
         return []
     real, all_queries, owner = pooled_embeddings(datasets, model, progress)
@@ -202,7 +180,7 @@ def run_scale(profile: str, only: list[str] | None = None, progress: bool = True
                                         latency_queries=values["latency_queries"],
                                         latency_budget_s=values["latency_budget_s"], thread_counts=[max_threads()],
                                         meta=meta, truth=truth, progress=progress)
-            written.append(publish_task(table, task, profile, values))
+            written.append(harness.write_table(table, task.path(profile), task_parameters(values)))
             if progress:
                 print(f"task done: {task.method} at {n:,} -> {written[-1]}")
     return written
