@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = sub.add_parser("results", help="the results tables")
     result_commands = results.add_subparsers(dest="action", required=True)
-    export_results = result_commands.add_parser("export", help="write every chapter's newest results of a profile, "
-                                                               "with their run metadata, as CSV or JSON")
+    export_results = result_commands.add_parser("export", help="write every chapter's newest results of a profile "
+                                                "and its current published tasks (scale), with their run metadata, "
+                                                "as CSV or JSON")
     export_results.add_argument("--profile", default="default", choices=profiles, help="whose results")
     export_results.add_argument("--format", choices=["csv", "json"], default="csv", help="file format (csv)")
     export_results.add_argument("--to", type=Path, required=True, help="directory to write <chapter>.<format> into")
@@ -431,11 +432,13 @@ def print_status(profile: str) -> None:
 
 
 def results_export(args: argparse.Namespace) -> list[Path]:
-
+    """Every chapter's newest run, and the profile's current published tasks as ``scale.<format>``."""
     try:
-        return results.export_results(args.profile, args.format, args.to)
+        written = results.export_results(args.profile, args.format, args.to)
     except FileNotFoundError as exc:
         raise Phase2Error(str(exc)) from None
+    tasks = scale.read_tasks(args.profile)
+    return written + ([results.write_export(tasks, Path(args.to) / f"scale.{args.format}")] if len(tasks) else [])
 
 
 def run_scale(args: argparse.Namespace) -> None:

@@ -91,6 +91,25 @@ def test_advise_picks_the_fastest_feasible_and_says_what_it_extrapolated(points)
         advisor.Question(1000, 1e9, 1.5)
 
 
+def test_a_series_measured_further_answers_there_and_the_others_are_marked_extrapolated(points):
+    further = pd.concat([points, pd.DataFrame([point(1_000_000, "bin-flat", "bin-flat", "binary", 0.90, 200.0, 48)])],
+                        ignore_index=True)
+    grid = advisor.regime_grid(further, [1_000_000], [1e12], [0.85, 0.9])
+    in_ram = grid[grid["rescoring store"] == "RAM"]
+    measured, extrapolated = in_ram.set_index("target recall@10").loc[[0.85, 0.9]].itertuples()
+    assert (measured.winner, measured.extrapolation) == ("bin-flat {}", 1.0)  # measured there: no dot
+    assert measured.qps == pytest.approx(200.0)
+    assert extrapolated.winner.startswith("bin-rescore-f32 ") and extrapolated.extrapolation == 10
+    verdict = advisor.binary_verdicts(further, [1_000_000], [1e12], 0.85, [0.0]).iloc[0]
+    assert verdict["best binary"] == "bin-flat" and verdict.extrapolation == 10  # against flat, measured to 10^5
+    assert "EXTRAPOLATED" not in advisor.advise(further, advisor.Question(1_000_000, 1e12, 0.85)).text()
+    text = advisor.advise(further, advisor.Question(1_000_000, 1e12, 0.9)).text()
+    assert ("EXTRAPOLATED 10x beyond the largest corpus bin-rescore-f32 was measured at (100,000 vectors; others up "
+            "to 1,000,000)") in text
+    strict = advisor.advise(further, advisor.Question(1_000_000, 1e12, 0.9), strict=True)
+    assert strict.choice is None and "best recall is 0.900 (bin-flat" in strict.text()
+
+
 def test_a_store_on_disk_is_the_askers_choice_and_the_disk_caps_its_speed(points):
     in_ram = advisor.estimate(points, advisor.Question(10_000, 1e12, 0.5)).set_index("series")
     assert "bin-rescore-f32-disk" not in in_ram.index and in_ram.loc["bin-rescore-f32", "disk GB"] == 0

@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
+from phase2.__main__ import main
 from phase2.errors import ParameterError
-from phase2.experiments import scale, synthetic
-from phase2.findings import growth
+from phase2.experiments import harness, results, scale, synthetic
+from phase2.findings import advisor, growth
 from phase2.search.methods import exact_topk
 
 D = 16
@@ -136,3 +137,34 @@ def test_at_size_sets_each_method_against_flat_and_the_sentence_refuses_mixed_ma
     assert "not set against each other" in growth.growth_sentence(table, growth.exponents(flat), ["A", "B"])
     assert growth.machines_sentence("A", []) == "" and "one kind of machine (A)" in growth.machines_sentence("A", ["A"])
     assert "indicative only" in growth.machines_sentence("A", ["B"])
+
+
+def published_run() -> pd.DataFrame:
+    """A small throughput run of the default profile, published (where the fixture points)."""
+    run = harness.run_methods(unit_rows(500, D, 3), unit_rows(10, D, 4), "tiny", "synthetic", ["flat", "bin-flat"],
+                              repeats=1, latency_queries=2, thread_counts=[1, scale.max_threads()],
+                              meta=harness.new_run("default"), progress=False)
+    harness.publish(run, "default", {})
+    return run
+
+
+def test_the_advisor_takes_the_current_tasks_measured_on_the_runs_machine(tasks):
+    scale.run_scale("default", progress=False)
+    run = published_run()
+    points, evidence = advisor.measured_points("default")
+    assert sorted(points.n_vectors.unique()) == [500, 3000]
+    assert "the largest size from 2 published tasks (all threads only: `bin-flat`, `flat`)" in evidence
+    elsewhere = json.dumps({**json.loads(run.machine.iloc[0]), "cpu": "another CPU"})
+    harness.publish(run.assign(machine=elsewhere), "default", {})
+    points, evidence = advisor.measured_points("default")
+    assert list(points.n_vectors.unique()) == [500] and "2 published tasks measured on another machine" in evidence
+
+
+def test_results_export_writes_the_current_tasks_beside_the_chapters_runs(tasks, monkeypatch):
+    root = tasks[3]
+    monkeypatch.setenv("PHASE2_RESULTS_DIR", str(root / "results"))
+    scale.run_scale("default", progress=False)
+    harness.save(published_run())
+    assert main(["results", "export", "--profile", "default", "--format", "csv", "--to", str(root / "out")]) == 0
+    exported = results.read_export(root / "out" / "scale.csv")
+    assert len(exported) == len(scale.read_tasks("default")) and set(exported.build_params) == {"bin-flat", "flat"}

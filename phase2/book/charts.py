@@ -224,15 +224,15 @@ def learning_curve(curve: pd.DataFrame) -> alt.FacetChart:
         column=alt.Column("dataset:N", title=None, sort=None))
 
 
-def regimes(grid: pd.DataFrame, measured_up_to: int) -> alt.FacetChart:
+def regimes(grid: pd.DataFrame) -> alt.FacetChart:
     """Which family wins each (corpus size, RAM budget) cell: one panel per recall target (columns) and
     rescoring store (rows). Faded cells are uncertain (a tie with another family, or recall within 0.02
     of the target); cells marked R are won by a refined pipeline (colour: its first stage's family), cells
-    marked with a dot are beyond the largest measured corpus (extrapolated)."""
+    marked with a dot are beyond the largest corpus their winner was measured at (extrapolated)."""
     data = grid.assign(size=grid.docs.map(lambda n: f"{n:.0e}".replace("e+0", "e")),
                        budget=grid["memory GB"].map(lambda g: f"{g:g} GB"),
                        certain=~(grid.tie | grid.fragile),
-                       measured=grid.docs <= measured_up_to)
+                       measured=grid.extrapolation <= 1)
     sizes = list(dict.fromkeys(data.sort_values("docs")["size"]))
     budgets = list(dict.fromkeys(data.sort_values("memory GB", ascending=False)["budget"]))
     base = alt.Chart().encode(x=alt.X("size:O", sort=sizes, title="documents"),

@@ -2,10 +2,11 @@
 
 The evidence is the throughput chapter's operating points (``throughput.operating_points``): each
 method with its build and query settings, measured at corpus sizes n, with recall@10 against exact
-float32 search (and its standard error over queries), queries/s and the bytes its index holds.
-Scaling them to N documents:
+float32 search (and its standard error over queries), queries/s and the bytes its index holds; and the
+published 10^7 tasks (:mod:`phase2.experiments.scale`) measured on the run's kind of machine, which take
+their methods one size further than the run. Scaling them to N documents:
 
-- **memory** grows linearly: bytes/vector measured at the largest n, times N (codes, graph links, ids
+- **memory** grows linearly: bytes/vector measured at the method's largest n, times N (codes, graph links, ids
   and a rescoring store all grow with N; fixed parts such as IVF centroids are amortised);
 - **queries/s** follow a power law through the two nearest measured sizes, ``qps ∝ n^-a`` (a ≈ 1 for a
   scan, smaller for graphs and inverted lists);
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from phase2.errors import ParameterError, Phase2Error
-from phase2.experiments import harness, schema
+from phase2.experiments import harness, scale, schema
 from phase2.findings import throughput
 
 _UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
@@ -195,10 +196,17 @@ def advise(points: pd.DataFrame, question: Question, evidence: str = "", strict:
                                  "run the throughput chapter at that size or drop --strict to extrapolate")
         notes.append(f"EXTRAPOLATED {question.docs / largest:,.3g}x beyond the largest measured corpus ({largest:,} "
                      "vectors): memory scales linearly (reliable), queries/s by a power law fitted to the measured "
-                     "sizes, linear for scans (rough), recall "
-                     f"is the value measured at {largest:,} (optimistic: it usually falls as N grows)")
+                     "sizes, linear for scans (rough), recall is the value measured at the largest size "
+                     "(optimistic: it usually falls as N grows)")
+    elif strict:  # only the schemes measured at this size or beyond
+        candidates = candidates[candidates.extrapolation <= 1]
     feasible = candidates[candidates.feasible]
     choice = feasible.iloc[0] if len(feasible) else None
+    if choice is not None and question.docs <= largest and choice.extrapolation > 1:
+        notes.append(f"EXTRAPOLATED {choice.extrapolation:,.3g}x beyond the largest corpus {choice.series} was "
+                     f"measured at ({question.docs / choice.extrapolation:,.0f} vectors; others up to {largest:,}): "
+                     f"queries/s by its power law (rough), recall as measured at {int(choice['recall from n']):,} "
+                     "(optimistic)")
     if choice is None:
         fits = candidates[candidates["fits memory"]]
         accurate = fits[fits["meets recall"]]
@@ -229,21 +237,34 @@ def advise(points: pd.DataFrame, question: Question, evidence: str = "", strict:
 
 def measured_points(profile: str = "default", current: bool = False) -> tuple[pd.DataFrame, str]:
     """The operating points of a profile's throughput run (:func:`phase2.experiments.harness.read_run`: the published
-    run, else the newest measured here; measured by the present bench code when ``current``), and a line naming that run
-    and the machine it was measured on as the evidence."""
+    run, else the newest measured here; measured by the present bench code when ``current``) and of its current
+    published tasks (:func:`phase2.experiments.scale.read_tasks`) measured on the run's kind of machine; and the
+    evidence line: the run, its machine, and the tasks taken or left out."""
     try:
         table = harness.read_run(profile, current=current)
     except FileNotFoundError as exc:
         raise Phase2Error(f"{exc}: the advisor answers from measurements only; run the throughput chapter first "
                           f"(make book, or python -m phase2 chapter throughput --profile {profile})") from None
-    points = throughput.operating_points(table)
-    kind = scaling_table(points)
     first = schema.suite_rows(table, "methods").iloc[0]
+    machine = harness.machine_line(first.machine)
+    tasks = scale.read_tasks(profile)
+    same = tasks[tasks.machine.map(harness.machine_line) == machine] if len(tasks) else tasks
+    points = throughput.operating_points(table)
+    if len(same):
+        points = pd.concat([points, throughput.operating_points(same)], ignore_index=True)
+    kind = scaling_table(points)
     sizes = ", ".join(f"{n:,}" for n in sorted(kind.n_vectors.unique()))
     evidence = (f"throughput run {first.run_id} ({first.profile} profile, git {first.git_commit}, "
-                f"{first.created_utc[:10]}) on {harness.machine_line(first.machine)}: "
+                f"{first.created_utc[:10]}) on {machine}: "
                 f"{kind.data_kind.iloc[0]} corpora of {sizes} vectors modelled on {first.source}, "
                 f"dimension {first.dim}, recall@10 against exact float32 search")
+    taken, all_tasks = set(same.run_id), set(tasks.run_id)  # a task is one run
+    if taken:
+        names = sorted(same.build_params.dropna().unique())
+        evidence += (f"; the largest size from {len(taken)} published tasks (all threads only: "
+                     f"{', '.join(f'`{name}`' for name in names)})")
+    if len(all_tasks) > len(taken):
+        evidence += f"; {len(all_tasks) - len(taken)} published tasks measured on another machine are left out"
     return points, evidence
 
 
@@ -253,18 +274,19 @@ BINARY_FAMILIES = harness.BINARY_FAMILIES
 def _feasible_by_cell(points: pd.DataFrame, doc_counts: list[int], budgets: list[float], targets: list[float],
                       qps_targets: list[float], threads: int | None):
     """Every cell of a (queries/s target, rescoring store, documents, recall target, RAM budget) grid as
-    ``(question, budget, extrapolation, feasible schemes)``: one estimate per question, filtered by budget."""
+    ``(question, budget, nearest, feasible schemes)``: one estimate per question, filtered by budget; ``nearest`` is
+    the least extrapolation of any scheme there (a feasible scheme's own is in its row)."""
     for min_qps in qps_targets:
         for on_disk in (False, True):
             for docs in doc_counts:
                 for target in targets:
                     question = Question(docs, max(budgets), target, min_qps, threads, on_disk)
                     estimates = estimate(points, question)
-                    extrapolation = float(estimates.extrapolation.iloc[0])
+                    nearest = float(estimates.extrapolation.min())
                     for budget in budgets:
                         feasible = estimates[(estimates["RAM GB"] * 1e9 <= budget) & estimates["meets recall"]
                                              & estimates["meets qps"]]
-                        yield question, budget, extrapolation, feasible
+                        yield question, budget, nearest, feasible
 
 
 def regime_grid(points: pd.DataFrame, doc_counts: list[int], budgets: list[float], targets: list[float],
@@ -272,18 +294,20 @@ def regime_grid(points: pd.DataFrame, doc_counts: list[int], budgets: list[float
     """The winner (fastest feasible scheme) of every (documents, RAM budget, recall target, rescoring
     store in RAM or on disk) cell, with its runner-up and two flags of uncertainty: ``tie`` (a scheme of
     another family within 20% of its queries/s) and ``fragile`` (its recall's lower bound within 0.02 of
-    the target)."""
+    the target). ``extrapolation`` is the winner's (N over its largest measured size), or the least of any scheme
+    where none is feasible."""
     rows = []
-    for question, budget, extrapolation, feasible in _feasible_by_cell(points, doc_counts, budgets, targets,
-                                                                         [min_qps], threads):
+    for question, budget, nearest, feasible in _feasible_by_cell(points, doc_counts, budgets, targets, [min_qps],
+                                                                 threads):
         row = {"docs": question.docs, "memory GB": budget / 1e9, "target recall@10": question.target_recall,
-               "rescoring store": "disk" if question.rescore_on_disk else "RAM", "extrapolation": extrapolation}
+               "rescoring store": "disk" if question.rescore_on_disk else "RAM", "extrapolation": nearest}
         if len(feasible):
             feasible = feasible.sort_values("qps", ascending=False)
             best = feasible.iloc[0]
             rivals = feasible[feasible.family != best.family]
             rival = rivals.iloc[0] if len(rivals) else None
             row.update(winner=f"{best.series} {best.query_params}".strip(), family=best.family,
+                       extrapolation=best.extrapolation,
                        qps=best.qps, **{"RAM GB": best["RAM GB"]},
                        runner_up=None if rival is None else f"{rival.series} {rival.query_params}".strip(),
                        runner_up_family=None if rival is None else rival.family,
@@ -311,12 +335,14 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
     """Per (queries/s target, rescoring store, documents, RAM budget): the fastest feasible binary scheme
     (alone or with rescoring) against the fastest feasible scheme of any other family. Binary is
     *preferable* when only it is feasible or it is at least 1.25x faster, *competitive* within 0.8-1.25x,
-    *worse* when slower than that or infeasible while another scheme is feasible."""
+    *worse* when slower than that or infeasible while another scheme is feasible. ``extrapolation`` is the larger
+    of the two compared schemes' (N over the largest size each was measured at)."""
     rows = []
-    for question, budget, extrapolation, ok in _feasible_by_cell(points, doc_counts, budgets, [target_recall],
-                                                                   latency_targets, threads):
+    for question, budget, nearest, ok in _feasible_by_cell(points, doc_counts, budgets, [target_recall],
+                                                           latency_targets, threads):
         is_binary = ok.family.isin(BINARY_FAMILIES)
         binary, other = ok[is_binary], ok[~is_binary]
+        compared = [side.loc[side.qps.idxmax(), "extrapolation"] for side in (binary, other) if len(side)]
         b = binary.qps.max() if len(binary) else np.nan
         o = other.qps.max() if len(other) else np.nan
         if not len(ok):
@@ -332,5 +358,5 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
                      "best binary": binary.sort_values("qps").series.iloc[-1] if len(binary) else None,
                      "binary qps": b,
                      "best other": other.sort_values("qps").series.iloc[-1] if len(other) else None,
-                     "other qps": o, "extrapolation": extrapolation})
+                     "other qps": o, "extrapolation": max(compared, default=nearest)})
     return pd.DataFrame(rows)
