@@ -248,7 +248,7 @@ def measured_points(profile: str = "default", current: bool = False) -> tuple[pd
     first = schema.suite_rows(table, "methods").iloc[0]
     machine = harness.machine_line(first.machine)
     tasks = scale.read_tasks(profile)
-    same = tasks[tasks.machine.map(harness.machine_line) == machine] if len(tasks) else tasks
+    same = tasks[tasks.machine.isin([m for m in tasks.machine.unique() if harness.machine_line(m) == machine])]
     points = throughput.operating_points(table)
     if len(same):
         points = pd.concat([points, throughput.operating_points(same)], ignore_index=True)
