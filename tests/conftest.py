@@ -15,6 +15,7 @@ import pytest
 
 from phase2 import PROJECT_ROOT
 from phase2.book import pipeline
+from phase2.data import datasets
 from phase2.data.datasets import find_dataset
 from phase2.errors import DatasetError
 
@@ -50,6 +51,13 @@ def isolated_results(tmp_path, monkeypatch) -> Path:
     out = tmp_path / "results"
     monkeypatch.setenv("PHASE2_RESULTS_DIR", str(out))
     return out
+
+
+@pytest.fixture
+def no_collections(tmp_path, monkeypatch) -> None:
+    """A machine without ``../shared`` and offline: no collection can be found, only named."""
+    monkeypatch.setattr(datasets, "search_path", lambda: [tmp_path / "no-collections"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def under_ci() -> bool:

@@ -155,7 +155,8 @@ def test_advise_on_the_harness_own_points(harness_run):
     assert set(advice.candidates.series) == {"flat", "bin-flat", "hnsw-flat(M=32)"}
 
 
-def test_cli_answers_out_of_the_box_from_the_committed_run_and_names_its_machine(capsys):
+def test_cli_answers_out_of_the_box_from_the_committed_run_and_names_its_machine(capsys, no_collections):
+    """From committed results alone: no collection is read, so none need be on the machine."""
     assert main(["advise", "--docs", "10_000_000", "--memory", "4GB", "--target-recall", "0.7"]) == 0
     out = capsys.readouterr().out
     assert "evidence: throughput run " in out and "(default profile, git " in out

@@ -176,8 +176,9 @@ def test_a_rule_the_grammar_does_not_know_is_the_declarations_error():
 
 
 @pytest.mark.parametrize("profile", params.profile_names())
-def test_every_chapter_follows_its_declared_rules_on_every_profile(profile):
-    """Papermill reads every declaration too (a line with two ``=`` it skips, so a rule never holds one)."""
+def test_every_chapter_follows_its_declared_rules_on_every_profile(profile, no_collections):
+    """Papermill reads every declaration too (a line with two ``=`` it skips, so a rule never holds one). A profile's
+    collections are names, valid on a machine that lacks them: loading one says where it looked."""
     for notebook in pipeline.chapter_notebooks():
         source = next(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
         assert params.is_parameters_cell(source), notebook.name

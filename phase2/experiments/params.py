@@ -25,7 +25,7 @@ import papermill
 
 from phase2 import PROJECT_ROOT
 from phase2.data import embedding_stores
-from phase2.data.datasets import available_datasets
+from phase2.data.datasets import KNOWN_DATASETS, available_datasets
 from phase2.data.embeddings import MODELS
 from phase2.errors import ParameterError
 from phase2.search.registry import REGISTRY
@@ -143,8 +143,15 @@ def collection_model_pairs(datasets: list[str], models: list[str],
     return pairs, line
 
 
+def known_datasets() -> list[str]:
+    """Collection names a parameter may take: the shared collections, and those found on the search path or provided
+    by the hub. Whether one is present here is :func:`~phase2.data.datasets.find_dataset`'s to say when it is
+    loaded, naming where it looked: a book rendered from published results, or the advisor, needs none of them."""
+    return sorted(set(available_datasets()) | set(KNOWN_DATASETS))
+
+
 DOMAINS: dict[str, Callable[[], list[str]]] = {
-    "collections": available_datasets,
+    "collections": known_datasets,
     "models": lambda: list(MODELS),
     "methods": lambda: list(REGISTRY),
     "profiles": lambda: profile_names(),

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from phase2 import codecs
 from phase2.codecs import Rescored, make_codec
-from phase2.data.datasets import available_datasets
 from phase2.data.embeddings import MODELS, get_model_spec
 from phase2.experiments import params
 from phase2.experiments.searches import REFERENCE
@@ -73,7 +72,7 @@ class Plan:
 def chapter_plan(chapter: str, values: dict) -> Plan:
     """The plan of ``chapter`` (one of :data:`SEARCHING_CHAPTERS`) with its parameter ``values``, each checked: an
     unknown collection, model or codec, or a depth below :data:`MIN_DEPTH`, is a ParameterError naming it."""
-    datasets = params.split_names(values["dataset"], available_datasets(), "dataset")
+    datasets = params.split_names(values["dataset"], params.known_datasets(), "dataset")
     models = params.split_names(values["model"], list(MODELS), "model")
     stored = params.split_names(values["stored_model"], list(MODELS), "stored_model") \
         if values.get("stored_model") else []
@@ -82,7 +81,7 @@ def chapter_plan(chapter: str, values: dict) -> Plan:
     if chapter == "quality_vs_memory":
         params.check_range("k", values["k"], MIN_DEPTH)
         names, depth = codecs.split_codec_names(values["codecs"]), values["k"]
-        extra = {"learning_datasets": params.split_names(values["learning_datasets"], available_datasets(),
+        extra = {"learning_datasets": params.split_names(values["learning_datasets"], params.known_datasets(),
                                                          "learning_datasets") if values["learning_datasets"] else [],
                  "learning_codecs": codecs.split_codec_names(values["learning_codecs"]),
                  "learning_sizes": params.split_ints(values["learning_sizes"], "learning_sizes"),

@@ -27,12 +27,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from phase2 import codecs
-from phase2.data.datasets import Collection, available_datasets, load_dataset
+from phase2.data.datasets import Collection, load_dataset
 from phase2.data.embeddings import MODELS, embed
 from phase2.errors import ParameterError
 from phase2.evaluation import metrics
 from phase2.experiments import plans, published, searches
-from phase2.experiments.params import chapter_values
+from phase2.experiments.params import chapter_values, known_datasets
 
 GPU_RESOURCE = "GPU"
 """Dask worker resource an embedding task asks for when a worker of the cluster declares it
@@ -150,7 +150,7 @@ def _truncation_searches(profile: str, only: tuple[str, ...] = ()):
 def only_filter(only: tuple[str, ...]):
     """``keep(chapter, dataset, model)`` for names of searching chapters, collections and models: a search is kept
     when it matches one of the names given of each kind (``cranfield,minilm-l6``: cranfield with MiniLM-L6)."""
-    kinds = {"chapter": list(plans.SEARCHING_CHAPTERS), "collection": available_datasets(), "model": list(MODELS)}
+    kinds = {"chapter": list(plans.SEARCHING_CHAPTERS), "collection": known_datasets(), "model": list(MODELS)}
     chosen: dict[str, set[str]] = {kind: set() for kind in kinds}
     for name in only:
         kind = next((k for k, valid in kinds.items() if name in valid), None)
