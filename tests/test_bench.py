@@ -4,10 +4,12 @@ append, and rejects bad input. Nothing here is timed: speed is measured by ``pha
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -489,3 +491,13 @@ def test_compare_runs_sets_speed_ratios_to_flat_against_each_other(tiny_run):
     moved = moved[moved.metric == "qps / flat"]
     assert set(moved[moved.method == "bin-flat"].outcome) == {"outside tolerance"}
     assert set(moved[moved.method != "bin-flat"].outcome) == {"within tolerance"}
+
+
+def test_the_cpu_record_carries_family_and_model_where_the_kernel_shows_them():
+    """A virtual machine may name only ``AMD EPYC``: the family tells Zen 4 from Zen 5 (AVX-512 units of two widths)."""
+    from phase2.experiments import results
+
+    info = Path("/proc/cpuinfo")
+    if not info.is_file() or "cpu family" not in info.read_text():
+        pytest.skip("no /proc/cpuinfo with a cpu family here")
+    assert re.search(r", family \d+ model \d+$", results.cpu_name()), results.cpu_name()

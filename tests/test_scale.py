@@ -137,6 +137,12 @@ def test_at_size_sets_each_method_against_flat_and_the_sentence_refuses_mixed_ma
     assert "not set against each other" in growth.growth_sentence(table, growth.exponents(flat), ["A", "B"])
     assert growth.machines_sentence("A", []) == "" and "one kind of machine (A)" in growth.machines_sentence("A", ["A"])
     assert "indicative only" in growth.machines_sentence("A", ["B"])
+    tasks = pd.DataFrame({"created_utc": ["2026-12-06T04:30:23.2+00:00", "2026-12-06T03:20:42.1+00:00"]})
+    assert growth.machines_sentence("A", ["A"], "2026-12-06T00:06:01.7+00:00", tasks) == (
+        "The tasks and this chapter's run were measured on one kind of machine (A), the tasks from 2026-12-06 03:20 "
+        "to 2026-12-06 04:30 UTC and the run at 2026-12-06 00:06 UTC: one kind is not one host, so a ratio across the "
+        "two (an exponent joining their sizes) also carries any difference between the hosts, as does a ratio "
+        "between tasks measured apart.")
 
 
 def published_run() -> pd.DataFrame:

@@ -228,13 +228,19 @@ def git_commit() -> str:
 
 
 def cpu_name() -> str:
+    """The CPU's model name, with its family and model numbers: a virtual machine may show only ``AMD EPYC``, and
+    the numbers tell Zen 4 (family 25) from Zen 5 (family 26), whose AVX-512 units differ in width (the Hamming
+    scan ran 2x faster on one than on the other here, at the same flags)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in line)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        fields = {}
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        return f"{name}, family {fields['cpu family']} model {fields['model']}"
+    return name
 
 
 def machine() -> dict:

@@ -81,13 +81,21 @@ def machines(*tables: pd.DataFrame) -> list[str]:
     return sorted({machine_line(record) for table in tables if len(table) for record in table.machine.unique()})
 
 
-def machines_sentence(run_machine: str, task_machines: list[str]) -> str:
+def machines_sentence(run_machine: str, task_machines: list[str], run_created: str = "",
+                      tasks: pd.DataFrame | None = None) -> str:
     """Whether the chapter's run and the published tasks were measured on one kind of machine: the exponents join
-    the sizes of both ("" before any task is measured)."""
+    the sizes of both ("" before any task is measured). With the run's ``created_utc`` and the tasks' rows, also
+    when each was measured: one kind of machine is not one host."""
     if not task_machines:
         return ""
     if task_machines == [run_machine]:
-        return f"The tasks and this chapter's run were measured on one kind of machine ({run_machine})."
+        when = ""
+        if run_created and tasks is not None and len(tasks):
+            first, last = (stamp[:16].replace("T", " ") for stamp in (tasks.created_utc.min(), tasks.created_utc.max()))
+            when = (f", the tasks from {first} to {last} UTC and the run at {run_created[:16].replace('T', ' ')} UTC: "
+                    "one kind is not one host, so a ratio across the two (an exponent joining their sizes) also "
+                    "carries any difference between the hosts, as does a ratio between tasks measured apart")
+        return f"The tasks and this chapter's run were measured on one kind of machine ({run_machine}){when}."
     return (f"The tasks were measured on {'; '.join(task_machines)}, this chapter's run on {run_machine}: the "
             "exponents join sizes measured on different machines and are indicative only.")
 
