@@ -38,11 +38,8 @@ def fewest_candidates(runs: pd.DataFrame, target: float) -> float:
 def near_miss(runs: pd.DataFrame, target: float) -> dict:
     """Of one file's settings short of ``target`` by less than :data:`NEAR_MISS`, the fastest (no settings and NaN
     where none is)."""
-    close = runs[(runs["recall@10"] < target) & (runs["recall@10"] >= target - NEAR_MISS)]
-    if close.empty:
-        return {"near miss": "", "near-miss recall@10": np.nan, "near-miss qps": np.nan}
-    best = close.loc[close.qps.idxmax()]
-    return {"near miss": best.query_params, "near-miss recall@10": best["recall@10"], "near-miss qps": best.qps}
+    best = fastest_setting(runs[runs["recall@10"] < target], target - NEAR_MISS)
+    return {"near miss": best["query_params"], "near-miss recall@10": best["recall@10"], "near-miss qps": best["qps"]}
 
 
 def inverted_files(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95, 0.99)) -> pd.DataFrame:
