@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from phase2 import BLAS_ROLE, blas_environment
 from phase2.book import pipeline
 from phase2.data.datasets import load_dataset
 from phase2.data.embeddings import export_store
@@ -177,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--to", type=Path, required=True, help="the store's root directory")
 
     args = parser.parse_args(argv)
+    measures = (args.command == "bench" and not getattr(args, "list", False)) or (args.command == "scale"
+                                                                                   and not args.status)
+    if measures and BLAS_ROLE != "timing":  # OpenBLAS reads its kernels once, when it loads: run again in a process
+        # of the timing role (phase2.BLAS_ROLES), with the widest kernels the CPU has
+        return subprocess.call([sys.executable, "-m", "phase2", *(sys.argv[1:] if argv is None else argv)],
+                               env={**os.environ, **blas_environment("timing")})
     try:
         if args.command == "embeddings":
             run_export(args)

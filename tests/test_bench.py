@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import phase2
 from phase2 import kernels
 from phase2.__main__ import main
 from phase2.errors import ParameterError, Phase2Error
@@ -243,17 +244,29 @@ def test_pareto_front_and_speedup_at_recall():
     assert np.isnan(speed.loc[("a", 0.99), "qps"]) and speed.loc[("flat", 0.99), "speedup_vs_flat"] == 1.0
 
 
-def test_cli_lists_methods_and_rejects_bad_values(capsys):
+def test_cli_lists_methods_and_rejects_bad_values(capfd):
+    """(capfd: a command that measures runs in a process of its own, whose stderr is the file descriptor's.)"""
     assert main(["bench", "methods", "--list"]) == 0
-    listing = capsys.readouterr().out
+    listing = capfd.readouterr().out
     assert all(name in listing for name in REGISTRY)
     with pytest.raises(SystemExit):
         main(["bench", "kernels", "--bits", "384,abc"])
-    assert "comma-separated integers" in capsys.readouterr().err
+    assert "comma-separated integers" in capfd.readouterr().err
     assert main(["bench", "methods", "--methods", "flat,nope", "--dataset", "cranfield"]) == 2
-    assert "unknown method(s) ['nope']" in capsys.readouterr().err
+    assert "unknown method(s) ['nope']" in capfd.readouterr().err
     assert main(["demo", "--indexes", "binary,bogus"]) == 2
-    assert "unknown demo index ['bogus']" in capsys.readouterr().err
+    assert "unknown demo index ['bogus']" in capfd.readouterr().err
+
+
+def test_a_benchmark_command_measures_in_a_process_with_the_widest_blas_kernels(tmp_path, monkeypatch):
+    """OpenBLAS reads its kernels when it loads, so ``bench`` (and ``scale``) run again in a process of the timing
+    role (:func:`phase2.blas_core`), and the run records the kernels it ran."""
+    monkeypatch.setenv("PHASE2_RESULTS_DIR", str(tmp_path))
+    assert main(["bench", "kernels", "--n", "4096", "--bits", "64", "--threads", "1", "--queries", "8",
+                 "--repeats", "1"]) == 0
+    record = json.loads(results.read_results(harness.CHAPTER, tmp_path).machine.iloc[0])
+    widest = phase2.blas_core("timing", phase2.cpu_flags())
+    assert widest is None or all(entry.endswith(" " + widest) for entry in record["blas"].split(", ")), record
 
 
 def test_demo_runs_on_a_shared_collection(capsys):
@@ -330,8 +343,8 @@ def test_inverted_files_probe_the_same_share_of_their_lists_at_every_size():
     at = {n: registry.REGISTRY["bin-ivf-scan-rescore-int8"].grid(n) for n in (10**6, 10**7, 600)}
     assert sorted({g["nprobe"] for g in at[10**6]}) == [16, 32, 64, 128, 256]
     assert sorted({g["nprobe"] for g in at[10**7]}) == [64, 128, 256, 512, 1024]  # 16,384 lists
-    assert [g["nprobe"] for g in at[600]][::5] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
-    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300, 1000}
+    assert [g["nprobe"] for g in at[600]][::6] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
+    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300, 500, 1000}
     for name in ("ivf-pq-rescore-int8", "ivf-rabitq-rescore-int8"):
         assert registry.REGISTRY[name].grid(10**7) == at[10**7]
 
@@ -473,6 +486,11 @@ def test_machine_line_names_the_simd_level():
         "AMD EPYC (AVX-512 with VPOPCNTDQ), 2 cores, 23.5 GiB"
     assert "(AVX2 only)" in harness.machine_line(json.dumps({**record, "simd": ["avx2"]}))
     assert harness.machine_line("") == "an unrecorded machine"
+    blas = {**record, "simd": ["avx2"], "scan_simd": "avx2"}
+    assert harness.machine_line(json.dumps({**blas, "blas": "faiss_cpu Haswell, numpy Haswell"})).endswith(
+        "; OpenBLAS at Haswell; Hamming scan at avx2")
+    assert "; OpenBLAS: faiss_cpu Prescott, numpy SkylakeX;" in harness.machine_line(
+        json.dumps({**blas, "blas": "faiss_cpu Prescott, numpy SkylakeX"}))
 
 
 def test_compare_runs_sets_speed_ratios_to_flat_against_each_other(tiny_run):

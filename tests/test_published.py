@@ -1,15 +1,20 @@
 """Published results: one file per search with its provenance, the states a planned search can be in, the behaviour
 digest that decides 'other code', and rows equal to what the chapters compute from the same search."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
+import phase2
 from phase2.codecs import SignBinary
 from phase2.data.datasets import load_dataset
 from phase2.data.embeddings import embed
 from phase2.evaluation import metrics
-from phase2.experiments import published, searches
+from phase2.experiments import published, results, searches
 
 from conftest import cold_cache, require_dataset
 
@@ -46,8 +51,8 @@ def test_a_published_search_round_trips_with_its_provenance(tmp_path, monkeypatc
     assert identity["docs"].startswith("store-") and identity["training"] == "half"  # read from the shared store
     assert found["sizes"] == {"code_size": 384, "rescore_bytes": 0, "fixed_bytes": sizes[2]}
     assert found["seconds"] == 1.25 and found["profile"] == "default" and found["behaviour"]
-    assert set(found["machine"]) == {"cpu", "simd", "scan_simd", "faiss_simd", "cores", "memory_gib", "disk",
-                                      "openmp_spin"}
+    assert set(found["machine"]) == {"cpu", "simd", "scan_simd", "faiss_simd", "blas", "cores", "memory_gib",
+                                      "disk", "openmp_spin"}
     assert found["commit"]
     assert list(rows.columns) == ["query_id", *published.EVALUATED] and len(rows) == collection.n_queries
 
@@ -144,3 +149,44 @@ def test_compare_says_which_searches_are_identical_and_what_moved(tmp_path):
                                  "searches/toy/m/BINr__none.parquet": "other inputs",
                                  "searches/toy/m/ITQ__none.parquet": "not committed",
                                  "searches/toy/m/SQ8__none.parquet": "differs: nDCG@10 at 1 queries"}
+
+
+AVX512 = frozenset({"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"})
+
+
+def test_results_run_on_one_blas_kernel_everywhere_and_timings_on_the_widest():
+    assert phase2.blas_core("reproducible", AVX512) == phase2.blas_core("reproducible", AVX512 - {"avx512f"}) == \
+        "Haswell"
+    assert phase2.blas_core("timing", AVX512) == "SkylakeX"
+    assert phase2.blas_core("timing", frozenset({"avx2", "fma"})) == "Haswell"
+    assert phase2.blas_core("reproducible", frozenset({"sse2"})) is phase2.blas_core("timing", frozenset()) is None
+
+
+def test_this_process_and_a_timing_process_load_the_kernels_of_their_role():
+    """The tests (which import phase2 before numpy) run the reproducible kernels; a process started with
+    ``PHASE2_BLAS=timing`` the widest; an unknown role is refused by name."""
+    wanted = phase2.blas_core("reproducible", phase2.cpu_flags())
+    if wanted is None:
+        pytest.skip("this CPU has no AVX2 and FMA: OpenBLAS keeps its own kernels")
+    loaded = results.blas_kernels()
+    assert loaded and all(entry.endswith(" " + wanted) for entry in loaded.split(", ")), loaded
+    code = "import phase2, numpy, faiss; from phase2.experiments import results; print(results.blas_kernels())"
+    timing = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PHASE2_BLAS": "timing"},
+                            capture_output=True, text=True, check=True).stdout.strip()
+    widest = phase2.blas_core("timing", phase2.cpu_flags())
+    assert all(entry.endswith(" " + widest) for entry in timing.split(", ")), timing
+    refused = subprocess.run([sys.executable, "-c", "import phase2"], env={**os.environ, "PHASE2_BLAS": "fast"},
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "PHASE2_BLAS='fast'" in refused.stderr
+
+
+def test_the_behaviour_digest_is_refused_on_other_blas_kernels(tmp_path, monkeypatch):
+    """Where numpy was loaded before phase2 (or in a timing process) the digest, and so every search published from
+    it, would follow this CPU's kernels: it is refused with the reason, and nothing is cached."""
+    if phase2.blas_core("reproducible", phase2.cpu_flags()) is None:
+        pytest.skip("this CPU has no AVX2 and FMA: OpenBLAS keeps its own kernels")
+    monkeypatch.setenv("PHASE2_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(results, "blas_kernels", lambda: "faiss_cpu Prescott, numpy SkylakeX")
+    with pytest.raises(RuntimeError, match=r"other kernels than Haswell .*faiss_cpu Prescott, numpy SkylakeX"):
+        published.behaviour_digest.__wrapped__(("BIN",))
+    assert not published.behaviour_digest_path(("BIN",)).exists()

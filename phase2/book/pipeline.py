@@ -26,11 +26,12 @@ import nbformat
 import papermill
 import yaml
 
-from phase2 import PROJECT_ROOT
+from phase2 import PROJECT_ROOT, blas_environment
 from phase2.book import charts, pages
 from phase2.errors import ChapterError
 from phase2.evaluation import metrics
 from phase2.experiments import results, schema
+from phase2.experiments.harness import CHAPTER
 from phase2.experiments.params import chapter_parameters, load_profile
 from phase2.storage import atomic_write_bytes, package_digest
 
@@ -132,6 +133,29 @@ def chapter_log(output: Path) -> Path:
     return output.with_suffix(".log")
 
 
+TIMING_CHAPTERS = (CHAPTER,)
+"""Chapters that measure speed: their kernels run in the timing role (:data:`phase2.BLAS_ROLES`), with the widest
+OpenBLAS kernels the CPU has; every other chapter's kernel runs the reproducible ones."""
+
+
+@contextmanager
+def _blas_role(role: str) -> Iterator[None]:
+    """The environment of a process of ``role`` (:func:`phase2.blas_environment`) for the processes started inside
+    the block (a chapter's kernel), this process's restored after."""
+    changed = blas_environment(role)
+    before = {name: os.environ.get(name) for name in (*changed, "OPENBLAS_CORETYPE")}
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+    os.environ.update(changed)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool = False,
                     upstream: tuple[str, ...] = ()) -> bool:
     """Execute with papermill into ``output`` unless an up-to-date result is there; True if it ran."""
@@ -140,8 +164,10 @@ def execute_chapter(notebook: Path, parameters: dict, output: Path, force: bool 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".partial-{output.name}")
     log = chapter_log(output)
+    role = "timing" if notebook.stem in TIMING_CHAPTERS else "reproducible"
     try:
-        with open(log, "w") as console, _stderr_into(console):  # progress bars, warnings of libraries and native code
+        with open(log, "w") as console, _stderr_into(console), _blas_role(role):  # the log: progress bars and
+            # warnings of libraries and native code
             papermill.execute_notebook(str(notebook), str(partial), parameters=parameters, cwd=str(output.parent),
                                        progress_bar=False, log_output=False, stdout_file=console,
                                        stderr_file=console, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)

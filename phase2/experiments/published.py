@@ -225,6 +225,20 @@ def behaviour_of(codec: str) -> str:
     return core
 
 
+def check_reproducible_blas() -> None:
+    """Refuse to compute what must be the same on every machine with OpenBLAS kernels other than the reproducible
+    ones (:func:`phase2.blas_core`): numpy loaded before phase2, or a process of the timing role."""
+    from phase2 import blas_core, cpu_flags
+    from phase2.experiments.results import blas_kernels
+
+    wanted = blas_core("reproducible", cpu_flags())
+    loaded = blas_kernels()
+    if wanted is not None and any(not entry.endswith(" " + wanted) for entry in loaded.split(", ") if entry):
+        raise RuntimeError(f"OpenBLAS runs other kernels than {wanted} in this process ({loaded}), so its searches "
+                           f"would differ in their last bits from every other machine's: import phase2 before numpy, "
+                           f"and leave PHASE2_BLAS unset (it is {os.environ.get('PHASE2_BLAS', 'unset')})")
+
+
 @cache
 def behaviour_digest(names: tuple[str, ...] | None = None) -> str:
     """What the search and evaluation code does, as a digest of its outputs on a fixed input: each codec of ``names``
@@ -236,6 +250,7 @@ def behaviour_digest(names: tuple[str, ...] | None = None) -> str:
     path = behaviour_digest_path(names)
     if path.exists():
         return path.read_text().strip()
+    check_reproducible_blas()
     from phase2.codecs import fitted_for_search, make_codec
 
     rng = np.random.default_rng(20261204)

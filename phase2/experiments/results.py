@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from phase2 import PROJECT_ROOT
+from phase2 import PROJECT_ROOT, cpu_flags
 from phase2.experiments import schema
 from phase2.storage import atomic_write_bytes, package_digest
 
@@ -247,18 +247,14 @@ def machine() -> dict:
     """The machine a result was computed on: CPU model, the SIMD features that change speed (and, for faiss,
     results) with the levels this project's Hamming scan and faiss run at, the cores this process may use, memory,
     and the disk under the results directory."""
-    flags: set[str] = set()
     memory = 0.0
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory = int(line.split()[1]) / 2**20
     except OSError:
         pass
+    flags = cpu_flags()
     simd = [f for f in ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni") if f in flags]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import faiss  # numba and faiss: imported when a result is written, not with this module
@@ -267,7 +263,21 @@ def machine() -> dict:
     from phase2.kernels import SIMD_LEVEL
 
     return {"cpu": cpu_name(), "simd": simd, "scan_simd": SIMD_LEVEL, "faiss_simd": faiss.SIMDConfig.get_level_name(),
-            "cores": cores, "memory_gib": round(memory, 1), "disk": _disk(), "openmp_spin": OPENMP_SPIN}
+            "blas": blas_kernels(), "cores": cores, "memory_gib": round(memory, 1), "disk": _disk(),
+            "openmp_spin": OPENMP_SPIN}
+
+
+def blas_kernels() -> str:
+    """The kernels each OpenBLAS loaded in this process runs (``faiss_cpu Haswell, numpy Haswell``): the last bits of
+    every float result and the speed of every float search follow them (:func:`phase2.blas_core`)."""
+    from threadpoolctl import threadpool_info
+
+    names = []
+    for library in threadpool_info():
+        if library.get("internal_api") == "openblas":
+            owner = Path(library.get("filepath", "")).parent.name.removesuffix(".libs")  # numpy.libs, faiss_cpu.libs
+            names.append(f"{owner} {library.get('architecture') or 'unknown'}")
+    return ", ".join(sorted(names))  # empty where no OpenBLAS is loaded
 
 
 def _disk() -> str:
