@@ -71,6 +71,7 @@ class SearchTask:
     def run(self, *_embedded: float) -> float:
         from phase2.experiments.searches import REFERENCE, cached_search
 
+        published.check_reproducible_blas()  # on every worker: one that loaded numpy before phase2 keeps its own
         start = time.perf_counter()
         collection = _collection(self.dataset)
         docs = embed(collection, self.model, "docs", progress=False)
