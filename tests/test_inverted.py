@@ -132,11 +132,12 @@ def test_bad_input_is_named(call, message):
 
 
 def test_the_inverted_scan_vectorises_its_popcount():
-    """On an AVX-512 VPOPCNTDQ machine the lists' blocks are counted with ``vpopcntq`` (compiled afresh)."""
+    """On an AVX-512 VPOPCNTDQ machine the lists' blocks are counted with ``vpopcntq`` on vector registers
+    (compiled afresh; 256-bit ones where LLVM's tuning for the CPU prefers them, as on an Intel Xeon)."""
     flags = set(open("/proc/cpuinfo").read().split()) if os.path.exists("/proc/cpuinfo") else set()
     if "avx512_vpopcntdq" not in flags:
         pytest.skip("this CPU has no AVX-512 VPOPCNTDQ")
-    assert re.search(r"vpopcntq\s+%zmm", kernels.inverted_assembly(6))
+    assert re.search(r"vpopcntq\s+%[yz]mm", kernels.inverted_assembly(6))
 
 
 def test_the_method_finds_neighbours_and_restores_from_its_state():
