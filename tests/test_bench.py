@@ -404,7 +404,7 @@ def regime_points() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_both_regimes_are_set_against_flat_and_the_goals():
+def test_both_regimes_are_set_against_flat_and_the_goals(monkeypatch):
     regimes = throughput.latency_regimes(regime_points(), targets=(0.95,)).set_index("method")
     binary = regimes.loc["bin-rescore-int8"]
     assert (binary.batch_qps, binary.batch_vs_flat, binary.batch_setting) == (1000.0, 5.0, '{"factor": 100}')
@@ -414,7 +414,11 @@ def test_both_regimes_are_set_against_flat_and_the_goals():
     text = throughput.regimes_sentence(throughput.latency_regimes(regime_points()), target=0.95)
     assert "`bin-rescore-int8` {\"factor\": 100} answered 1,000 q/s, 5.0x float32 flat" in text
     assert "took p50 0.50 ms (p99 1.00 ms), 20.0x faster than flat's best p50" in text
-    assert text.endswith("meets the 4x batch goal and meets the 20x single-query goal.")
+    assert text.endswith("misses the 8x batch goal and misses the 40x single-query goal.")
+    monkeypatch.setitem(throughput.PIPELINE_GOALS, "batch vs flat", 5.0)  # a ratio equal to its goal meets it
+    monkeypatch.setitem(throughput.PIPELINE_GOALS, "single query vs flat", 20.0)
+    assert throughput.regimes_sentence(throughput.latency_regimes(regime_points()), target=0.95).endswith(
+        "meets the 5x batch goal and meets the 20x single-query goal.")
     assert throughput.regimes_sentence(throughput.latency_regimes(regime_points()), target=0.99) == (
         "No binary pipeline reached recall@10 >= 0.99.")
 

@@ -239,10 +239,15 @@ def latency_regimes(points: pd.DataFrame, targets: Iterable[float] = (0.9, 0.95,
     return pd.DataFrame(rows)
 
 
-def regimes_sentence(regimes: pd.DataFrame, target: float = 0.95, batch_goal: float = 4.0,
-                     single_goal: float = 20.0) -> str:
-    """The fastest binary pipeline at ``target`` in both regimes, against float32 flat and the stated goals
-    (batch ``batch_goal`` x, single query ``single_goal`` x), with the bytes each reads per query."""
+PIPELINE_GOALS = {"batch vs flat": 8.0, "single query vs flat": 40.0}
+"""What a binary pipeline at recall@10 0.95 is held to (the binary-scan issue): at least 8x float32 flat's batched
+queries/s and at least 40x flat's best single-query p50. They replace the 4x and 20x of the issue before it."""
+
+
+def regimes_sentence(regimes: pd.DataFrame, target: float = 0.95) -> str:
+    """The fastest binary pipeline at ``target`` in both regimes, against float32 flat and
+    :data:`PIPELINE_GOALS`."""
+    batch_goal, single_goal = PIPELINE_GOALS["batch vs flat"], PIPELINE_GOALS["single query vs flat"]
     at = regimes[(regimes["target_recall@10"] == target) & regimes.family.isin(BINARY_FAMILIES)]
     if regimes.empty or at.empty:
         return f"No binary pipeline reached recall@10 >= {target}."
