@@ -1,6 +1,7 @@
 """Results tables: fixed schema, one file per run, never overwritten."""
 
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -120,3 +121,22 @@ def test_reading_current_results_skips_runs_of_other_code_and_says_how_to_redo_t
     current = results.read_results("ch", tmp_path, profile="default", current=True)
     assert current.value.iloc[0] == 0.2 and current.code.iloc[0] == "new-code"
     assert results.describe_run(current).startswith(f"ch run {current.run_id.iloc[0]} (default profile, git ")
+
+
+def test_the_commit_is_dirty_for_edited_code_not_for_committed_results_a_batch_writes(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / results.COMMITTED_RESULTS / "default").mkdir(parents=True)
+    (tmp_path / results.COMMITTED_RESULTS / "default" / "task.parquet").write_bytes(b"old")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    monkeypatch.setattr(results, "PROJECT_ROOT", tmp_path)
+    clean = results.git_commit()
+    assert len(clean) == 12 and not clean.endswith("+dirty")
+    (tmp_path / results.COMMITTED_RESULTS / "default" / "task.parquet").write_bytes(b"a task that landed")
+    assert results.git_commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert results.git_commit() == clean + "+dirty"

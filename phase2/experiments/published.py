@@ -38,7 +38,7 @@ from phase2 import PROJECT_ROOT
 from phase2.data.datasets import Collection
 from phase2.errors import ParameterError
 from phase2.evaluation import metrics
-from phase2.experiments.results import git_commit, machine
+from phase2.experiments.results import COMMITTED_RESULTS, git_commit, machine
 from phase2.storage import atomic_write_bytes, cache_dir, source_digest
 
 PUBLISHED_PROFILES = ("default",)
@@ -67,7 +67,7 @@ def committed_dir(profile: str) -> Path:
     if profile not in PUBLISHED_PROFILES:
         raise ParameterError(f"profile {profile!r} has no committed results; profiles with committed results: "
                              f"{', '.join(PUBLISHED_PROFILES)}")
-    return PROJECT_ROOT / "results" / profile
+    return PROJECT_ROOT / COMMITTED_RESULTS / profile
 
 
 def read_roots(profile: str) -> tuple[Path, ...]:

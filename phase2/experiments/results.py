@@ -27,6 +27,8 @@ from phase2 import PROJECT_ROOT, cpu_flags
 from phase2.experiments import schema
 from phase2.storage import atomic_write_bytes, package_digest
 
+COMMITTED_RESULTS = "results"
+"""The folder of the checkout that holds the committed results, ``results/<profile>``."""
 _VERSIONED = ("phase2", "numpy", "numba", "faiss-cpu", "torch", "sentence-transformers", "transformers")
 
 
@@ -217,10 +219,13 @@ def _version(package: str) -> str:
 
 
 def git_commit() -> str:
+    """The commit the code runs at, ``+dirty`` where a tracked file outside :data:`COMMITTED_RESULTS` differs from
+    it: a batch writes each finished task there as it lands, which says nothing of the code that measures the next."""
     try:
         out = subprocess.run(["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", f":(exclude){COMMITTED_RESULTS}"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

@@ -19,7 +19,7 @@ from phase2.evaluation import metrics
 RUN_COLUMNS = {
     "run_id": "the run: UTC time and a random suffix; one results file per run",
     "created_utc": "when the run started",
-    "git_commit": "the commit it ran at (`+dirty` with uncommitted edits)",
+    "git_commit": "the commit it ran at (`+dirty` with uncommitted edits outside the committed results)",
     "code": "digest of the code that computed it: the whole package, or for a throughput run the sources it times",
     "versions": "JSON: the versions of phase2, numpy, numba, faiss-cpu, torch, sentence-transformers, transformers",
     "cpu": "the CPU model",
