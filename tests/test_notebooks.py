@@ -54,6 +54,22 @@ def test_parameters_cell_is_first_and_holds_typed_literals_with_help(notebook):
         assert re.match(r"^\w+: (str|int|float|bool) = .+  # \S", line), line
 
 
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_every_numbered_table_and_figure_is_displayed(notebook):
+    """``chapter.table(...)`` numbers a table and returns it; only a cell's last expression is shown without
+    ``display``, so one anywhere else would take a number and never appear (the book would skip from Table 7 to 10)."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        body = ast.parse(cell.source).body
+        for node in ast.walk(ast.Module(body=body[:-1] + [s for s in body[-1:] if not isinstance(s, ast.Expr)],
+                                        type_ignores=[])):
+            call = node.value if isinstance(node, ast.Expr) else None
+            assert not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr in ("table", "figure") and ast.unparse(call.func.value) == "chapter"), (
+                f"{notebook.name}: {ast.unparse(node)[:80]} is never displayed; wrap it in display()")
+
+
 @pytest.fixture(scope="module")
 def executed(smoke_build):
     """Every chapter executed by papermill on the smoke profile (by the smoke book build), and its results."""

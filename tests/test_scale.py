@@ -135,6 +135,7 @@ def test_at_size_sets_each_method_against_flat_and_the_sentence_refuses_mixed_ma
     sentence = growth.growth_sentence(table, growth.exponents(flat), ["machine A"])
     assert sentence.startswith("At recall@10 ≥ 0.95, the fastest was `bin-rescore-int8`")
     assert "not set against each other" in growth.growth_sentence(table, growth.exponents(flat), ["A", "B"])
+    assert "grid's steps" not in sentence
     assert growth.machines_sentence("A", []) == "" and "one kind of machine (A)" in growth.machines_sentence("A", ["A"])
     assert "indicative only" in growth.machines_sentence("A", ["B"])
     tasks = pd.DataFrame({"created_utc": ["2026-12-06T04:30:23.2+00:00", "2026-12-06T03:20:42.1+00:00"]})
@@ -174,3 +175,22 @@ def test_results_export_writes_the_current_tasks_beside_the_chapters_runs(tasks,
     assert main(["results", "export", "--profile", "default", "--format", "csv", "--to", str(root / "out")]) == 0
     exported = results.read_export(root / "out" / "scale.csv")
     assert len(exported) == len(scale.read_tasks("default")) and set(exported.build_params) == {"bin-flat", "flat"}
+
+
+def test_the_growth_sentence_says_where_a_binary_near_miss_outruns_the_fastest():
+    def setting(method, factor, recall, qps):
+        return points_at([10_000_000], 0.0, method=method, recall=recall).assign(
+            qps=qps, query_params=f'{{"factor": {factor}}}')
+
+    rabitq = setting("ivf-rabitq-rescore-int8", 25, 0.951, 2475.0)
+    binary = pd.concat([setting("bin-ivf-scan-rescore-int8", 300, 0.949, 2563.0),
+                        setting("bin-ivf-scan-rescore-int8", 500, 0.961, 1947.0)], ignore_index=True)
+    table = growth.at_size(pd.concat([rabitq, binary], ignore_index=True), targets=(0.95,))
+    assert growth.growth_sentence(table, growth.exponents(rabitq), ["machine A"]) == (
+        "At recall@10 ≥ 0.95, the fastest was `ivf-rabitq-rescore-int8` at 2,475 q/s (flat not measured); the fastest "
+        "binary pipeline, `bin-ivf-scan-rescore-int8`, answered 1,947 (0.79x), but `bin-ivf-scan-rescore-int8` "
+        '{"factor": 300} reached 0.949, within 0.005 of the target, at 2,563 q/s, more than the fastest: the order '
+        "rests on the grid's steps.")
+    short = binary.assign(**{"recall@10": binary["recall@10"].where(binary.qps < 2000, 0.94)})  # 0.01 short
+    table = growth.at_size(pd.concat([rabitq, short], ignore_index=True), targets=(0.95,))
+    assert growth.growth_sentence(table, growth.exponents(rabitq), ["machine A"]).endswith("answered 1,947 (0.79x).")
