@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                        "again (without --only: everything)"
                                                                        if command == "reproduce" else ""))
 
-    pdf = sub.add_parser("pdf", help="print the executed book of a profile to _build/pdf/book.pdf (headless Chromium)")
+    pdf = sub.add_parser("pdf", help="print the executed book of a profile to _build/pdf/book.pdf (another profile "
+                         "than default: _build/profiles/<profile>/_build/pdf/; headless Chromium)")
     pdf.add_argument("--profile", default="default", choices=profiles, help="parameter set (chapters/profiles/)")
 
     results = sub.add_parser("results", help="the results tables")
@@ -350,8 +351,7 @@ def run_precompute(profile: str, scheduler: str | None, workers: int | None = No
 def run_book(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     run_precompute(args.profile, args.scheduler)
-    pipeline.build_book(args.profile, force=args.force)
-    index = pipeline.BUILD_DIR / "html" / "index.html"
+    index = pipeline.build_book(args.profile, force=args.force)
     print(f"book ({args.profile} profile) built in {pipeline.duration(time.perf_counter() - start)}; open it: "
           f"{index.resolve().as_uri()}", flush=True)
 

@@ -137,11 +137,11 @@ def smoke_build(tmp_path_factory) -> SimpleNamespace:
                           cwd=PROJECT_ROOT, env={**os.environ, "PHASE2_RESULTS_DIR": str(results)},
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return SimpleNamespace(html=PROJECT_ROOT / "_build" / "html", results=results,
+    return SimpleNamespace(html=pipeline.rendered("smoke", "html"), results=results,
                            executed=pipeline.executed_dir("smoke") / "chapters", console=proc.stdout + proc.stderr)
 
 
 @pytest.fixture(scope="session")
 def smoke_book(smoke_build) -> Path:
-    """``_build/html`` of the smoke build."""
+    """The smoke build's HTML (under ``_build/profiles/smoke``: never the default book's ``_build/html``)."""
     return smoke_build.html

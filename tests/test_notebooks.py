@@ -220,8 +220,17 @@ def test_cli_lists_parameters(capsys):
     assert 'k: int = 100  # depth of each ranked list' in capsys.readouterr().out
 
 
+def test_another_profiles_book_never_replaces_the_reports():
+    report = {builder: pipeline.rendered("default", builder) for builder in ("html", "singlehtml", "pdf")}
+    assert report["html"] == pipeline.BUILD_DIR / "html" and report["pdf"] == pipeline.BUILD_DIR / "pdf"  # README's
+    for builder, path in report.items():
+        smoke = pipeline.rendered("smoke", builder)
+        assert smoke.is_relative_to(pipeline.BUILD_DIR / "profiles" / "smoke") and not smoke.is_relative_to(path)
+
+
 def test_smoke_book_builds_strictly_with_visible_offline_charts(smoke_book):
     html = smoke_book
+    assert html == pipeline.rendered("smoke", "html")
     for page in ["book/index.html", *(f"chapters/{nb.stem}.html" for nb in CHAPTERS),
                  *(f"book/{name}.html" for name in ("design_space", "architecture", "spec", "literature", "roadmap"))]:
         assert (html / page).is_file(), page

@@ -53,7 +53,7 @@ def test_pdf_has_a_page_for_every_chapter_and_the_conclusions_verdict_table(smok
     proc = subprocess.run([sys.executable, "-m", "phase2", "pdf", "--profile", "smoke"], capture_output=True,
                           text=True, cwd=PROJECT_ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
-    reader = PdfReader(pipeline.BUILD_DIR / "pdf" / "book.pdf")
+    reader = PdfReader(pipeline.rendered("smoke", "pdf") / "book.pdf")
     pages = [" ".join(page.extract_text().split()) for page in reader.pages]
     text = " ".join(pages)
     titles = [_title(notebook) for notebook in pipeline.chapter_notebooks()]

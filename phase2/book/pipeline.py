@@ -36,6 +36,8 @@ from phase2.experiments.params import chapter_parameters, load_profile
 from phase2.storage import atomic_write_bytes, package_digest
 
 BUILD_DIR = PROJECT_ROOT / "_build"
+REPORT_PROFILE = "default"
+"""The profile whose book is the report, rendered at ``_build/html`` (:func:`rendered`)."""
 BOOK_FILES = ("_config.yml", "_toc.yml")
 BOOK_DIRS = ("book",)
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
@@ -253,22 +255,34 @@ def _jupyter_book(cmd: list[str]) -> None:
         raise ChapterError(f"jupyter-book build failed (strict: warnings are errors, see above): {' '.join(cmd)}")
 
 
-def build_html(src: Path) -> Path:
+def site_dir(profile_name: str) -> Path:
+    """Jupyter Book's ``--path-output`` for a profile's book (it renders into ``_build/<builder>`` there): the
+    project for :data:`REPORT_PROFILE`, ``_build/profiles/<profile>`` for any other, so building or testing the smoke
+    book never replaces the report."""
+    return PROJECT_ROOT if profile_name == REPORT_PROFILE else BUILD_DIR / "profiles" / profile_name
+
+
+def rendered(profile_name: str, builder: str) -> Path:
+    """Where a profile's book is rendered by ``builder`` (``html``, ``singlehtml``) or printed (``pdf``)."""
+    return site_dir(profile_name) / "_build" / builder
+
+
+def build_html(src: Path, profile_name: str) -> Path:
     """Render with Jupyter Book, strict: warnings are errors, nitpicky references."""
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(PROJECT_ROOT),
-           "--builder", "html", "-W", "-n", "--keep-going", "-q"]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",
+           str(site_dir(profile_name)), "--builder", "html", "-W", "-n", "--keep-going", "-q"]
     _jupyter_book(cmd)
-    return BUILD_DIR / "html" / "index.html"
+    return rendered(profile_name, "html") / "index.html"
 
 
 def build_book(profile_name: str, force: bool = False) -> Path:
     """Execute the chapters, render the HTML and copy each chapter's downloadable tables beside its page."""
     run_chapters(profile_name, force=force)
     start = time.perf_counter()
-    index = build_html(stage_book(profile_name))
+    index = build_html(stage_book(profile_name), profile_name)
     downloads = executed_dir(profile_name) / "chapters" / results.DOWNLOADS_URL
     if downloads.is_dir():
-        shutil.copytree(downloads, BUILD_DIR / "html" / "chapters" / results.DOWNLOADS_URL, dirs_exist_ok=True)
+        shutil.copytree(downloads, index.parent / "chapters" / results.DOWNLOADS_URL, dirs_exist_ok=True)
     print(f"html: built in {duration(time.perf_counter() - start)}", flush=True)
     return index
 
@@ -368,7 +382,7 @@ def contents_pages(pdf: bytes, titles: list[str]) -> list[str]:
 
 
 def build_pdf(profile_name: str) -> Path:
-    """``_build/pdf/book.pdf`` from the executed chapters: Jupyter Book's single-page HTML, with a title page
+    """``book.pdf`` (:func:`rendered`) from the executed chapters: Jupyter Book's single-page HTML, with a title page
     and a table of contents added, printed by headless Chromium (text stays text, the SVG charts vectors)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -383,11 +397,11 @@ def build_pdf(profile_name: str) -> Path:
 
     start = time.perf_counter()
     src = stage_book(profile_name)
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output", str(PROJECT_ROOT),
-           "--builder", "singlehtml", "-W", "-n", "--keep-going", "-q"]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",
+           str(site_dir(profile_name)), "--builder", "singlehtml", "-W", "-n", "--keep-going", "-q"]
     _jupyter_book(cmd)
-    page_path = BUILD_DIR / "singlehtml" / "book" / "index.html"
-    pdf = BUILD_DIR / "pdf" / "book.pdf"
+    page_path = rendered(profile_name, "singlehtml") / "book" / "index.html"
+    pdf = rendered(profile_name, "pdf") / "book.pdf"
     pdf.parent.mkdir(parents=True, exist_ok=True)
     commit = results.run_metadata(profile_name, "pdf", seed=0)["git_commit"]
     subtitle = (f"An empirical study of quality-memory-throughput trade-offs<br><br>{profile_name} profile, "
