@@ -247,12 +247,16 @@ def stage_book(profile_name: str) -> Path:
     return src
 
 
-def _jupyter_book(cmd: list[str]) -> None:
-    """Run a Jupyter Book build quietly; on failure, its whole output and an error naming the build."""
+def _jupyter_book(src: Path, profile_name: str, builder: str) -> Path:
+    """Render the staged book ``src`` with ``builder``, strict (warnings are errors, nitpicky references) and quiet;
+    on failure, its whole output and an error naming the build. Returns :func:`rendered`."""
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",
+           str(site_dir(profile_name)), "--builder", builder, "-W", "-n", "--keep-going", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
         raise ChapterError(f"jupyter-book build failed (strict: warnings are errors, see above): {' '.join(cmd)}")
+    return rendered(profile_name, builder)
 
 
 def site_dir(profile_name: str) -> Path:
@@ -269,10 +273,7 @@ def rendered(profile_name: str, builder: str) -> Path:
 
 def build_html(src: Path, profile_name: str) -> Path:
     """Render with Jupyter Book, strict: warnings are errors, nitpicky references."""
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",
-           str(site_dir(profile_name)), "--builder", "html", "-W", "-n", "--keep-going", "-q"]
-    _jupyter_book(cmd)
-    return rendered(profile_name, "html") / "index.html"
+    return _jupyter_book(src, profile_name, "html") / "index.html"
 
 
 def build_book(profile_name: str, force: bool = False) -> Path:
@@ -397,10 +398,7 @@ def build_pdf(profile_name: str) -> Path:
 
     start = time.perf_counter()
     src = stage_book(profile_name)
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",
-           str(site_dir(profile_name)), "--builder", "singlehtml", "-W", "-n", "--keep-going", "-q"]
-    _jupyter_book(cmd)
-    page_path = rendered(profile_name, "singlehtml") / "book" / "index.html"
+    page_path = _jupyter_book(src, profile_name, "singlehtml") / "book" / "index.html"
     pdf = rendered(profile_name, "pdf") / "book.pdf"
     pdf.parent.mkdir(parents=True, exist_ok=True)
     commit = results.run_metadata(profile_name, "pdf", seed=0)["git_commit"]
