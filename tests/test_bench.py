@@ -343,8 +343,8 @@ def test_inverted_files_probe_the_same_share_of_their_lists_at_every_size():
     at = {n: registry.REGISTRY["bin-ivf-scan-rescore-int8"].grid(n) for n in (10**6, 10**7, 600)}
     assert sorted({g["nprobe"] for g in at[10**6]}) == [16, 32, 64, 128, 256]
     assert sorted({g["nprobe"] for g in at[10**7]}) == [64, 128, 256, 512, 1024]  # 16,384 lists
-    assert [g["nprobe"] for g in at[600]][::6] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
-    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300, 500, 1000}
+    assert [g["nprobe"] for g in at[600]][::7] == [1, 2, 4, 8]  # 128 lists: 1/256 and 1/128 of them are one list
+    assert {g["factor"] for g in at[10**7]} == {10, 25, 100, 300, 400, 500, 1000}
     for name in ("ivf-pq-rescore-int8", "ivf-rabitq-rescore-int8"):
         assert registry.REGISTRY[name].grid(10**7) == at[10**7]
 
@@ -402,6 +402,24 @@ def regime_points() -> pd.DataFrame:
                          "query_params": params, "search_threads": threads, "recall@10": recall, "qps": q,
                          "p50_ms": p, "p99_ms": 2 * p, "latency_queries": 1000.0, "bytes_per_vector": 100.0})
     return pd.DataFrame(rows)
+
+
+def test_query_rounding_sets_the_int8_query_against_the_float_query_per_factor():
+    from phase2.findings import rescoring
+
+    points = regime_points()
+    rounded = points[points.method == "bin-rescore-int8"]
+    kept = rounded.assign(method="bin-rescore-int8-float-query", qps=rounded.qps / 2,
+                          **{"recall@10": rounded["recall@10"] + 0.002})
+    table = rescoring.query_rounding(pd.concat([points, kept], ignore_index=True))
+    assert table.factor.tolist() == [10, 100] and (table.n_vectors == 100_000).all()
+    assert table["speed-up"].tolist() == [2.0, 2.0] and table["qps int8 query"].tolist() == [1800.0, 1000.0]
+    np.testing.assert_allclose(table["recall@10 change"], -0.002)
+    text = rescoring.query_rounding_sentence(table)
+    assert text.startswith("At 100,000 vectors, rounding the query to int8 changed recall@10 by -0.0020 to -0.0020 "
+                           "over factors 10 to 100, and answered 2.00x to 2.00x the queries/s of the float query")
+    assert "(2.00x at 1,000 candidates, where re-ranking weighs most)" in text
+    assert rescoring.query_rounding(points).empty and rescoring.query_rounding_sentence(table.iloc[:0]) == ""
 
 
 def test_both_regimes_are_set_against_flat_and_the_goals(monkeypatch):
@@ -493,6 +511,8 @@ def test_machine_line_names_the_simd_level():
     blas = {**record, "simd": ["avx2"], "scan_simd": "avx2"}
     assert harness.machine_line(json.dumps({**blas, "blas": "faiss_cpu Haswell, numpy Haswell"})).endswith(
         "; OpenBLAS at Haswell; Hamming scan at avx2")
+    assert harness.machine_line(json.dumps({**blas, "rescore_simd": "portable"})).endswith(
+        "; Hamming scan at avx2; int8 re-ranking at portable")
     assert "; OpenBLAS: faiss_cpu Prescott, numpy SkylakeX;" in harness.machine_line(
         json.dumps({**blas, "blas": "faiss_cpu Prescott, numpy SkylakeX"}))
 

@@ -326,6 +326,78 @@ def test_rescore_topk_of_float_vectors_is_bit_identical_across_threads():
     np.testing.assert_allclose(results[0][0][:, 0], exact.max(axis=1), rtol=1e-5)
 
 
+def integer_case(rng, n, dim):
+    """uint8 codes with an all-zero row and duplicate rows; float queries, one of them all zero (its int8 query is
+    zero: every score ties and the rows come in order)."""
+    store = rng.integers(0, 256, (n, dim), dtype=np.uint8)
+    store[0] = 0
+    store[1] = store[2] = store[3]
+    queries = rng.standard_normal((5, dim)).astype(np.float32)
+    queries[4] = 0
+    return queries, store
+
+
+@pytest.mark.parametrize("dim", [13, 64, 100, 384, 768])  # below, at, past and at multiples of the 64-byte step
+def test_integer_rescore_equals_int64_sums_of_the_int8_query(dim):
+    rng = np.random.default_rng(dim)
+    n = 40
+    queries, store = integer_case(rng, n, dim)
+    integers, scale = kernels.int8_query(queries)
+    exact = integers.astype(np.int64) @ store.astype(np.int64).T
+    candidates = rng.integers(0, n, (len(queries), 3 * n))
+    candidates[:, :4] = [1, 2, 3, 1]  # duplicate rows, and a repeated row
+    candidates[0, 10:] = -1  # a first stage that found fewer
+    candidates[1] = -1  # one that found nothing
+    for k in (1, 10, n + 5):
+        ref_scores, ref_ids = reference_rescore(exact.astype(np.float64), candidates, k)
+        for count in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(count)
+            scores, ids = kernels.rescore_topk(queries, store, candidates, k, "uint8-int8")
+            np.testing.assert_array_equal(ids, ref_ids)
+            np.testing.assert_array_equal(scores, (ref_scores / scale[:, None]).astype(np.float32))
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert (ids[4][ids[4] >= 0] == np.sort(ids[4][ids[4] >= 0])).all()  # the zero query: all tie, rows in order
+
+
+def test_int8_query_scales_each_query_to_127_and_rounds_half_to_even():
+    queries = np.array([[0.5, -1.0, 0.25], [0, 0, 0], [2.54, 1.27, -0.005]], np.float32)
+    integers, scale = kernels.int8_query(queries)
+    np.testing.assert_array_equal(integers, [[64, -127, 32], [0, 0, 0], [127, 64, 0]])  # 63.5 -> 64, 31.75 -> 32
+    np.testing.assert_allclose(scale, [127, 1, 50], rtol=1e-6)
+    assert integers.dtype == np.int8
+
+
+def test_integer_re_ranking_runs_at_the_machines_level():
+    """An AVX-512 VNNI machine sums with ``vpdpbusd`` (the dispatch record and the machine code agree); any
+    other runs the portable integer loop."""
+    flags = set(open("/proc/cpuinfo").read().split()) if os.path.exists("/proc/cpuinfo") else set()
+    assembly = kernels.rescore_assembly()
+    assert "prefetcht0" in assembly
+    if "avx512_vnni" in flags:
+        assert kernels.RESCORE_LEVEL == "avx512-vnni" and re.search(r"vpdpbusd\s[^\n]*%zmm", assembly)
+    else:
+        assert kernels.RESCORE_LEVEL == "portable" and "vpdpbusd" not in assembly
+
+
+def test_the_portable_integer_re_ranking_gives_the_same_result(tmp_path):
+    """Compiled for baseline x86-64 in a fresh process, integer re-ranking returns what it returns here."""
+    rng = np.random.default_rng(11)
+    queries, store = integer_case(rng, 3000, 100)
+    candidates = rng.integers(-1, 3000, (len(queries), 500))
+    for name, array in (("queries", queries), ("store", store), ("candidates", candidates)):
+        np.save(tmp_path / f"{name}.npy", array)
+    script = ("import sys, numpy as np\nfrom phase2 import kernels\n"
+              "s, i = kernels.rescore_topk(*(np.load(f'{sys.argv[1]}/{n}.npy') for n in ('queries', 'store', "
+              "'candidates')), 50, 'uint8-int8')\n"
+              "np.save(f'{sys.argv[1]}/out.npy', np.hstack([s, i]))\nprint(kernels.RESCORE_LEVEL)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "NUMBA_CPU_NAME": "x86-64", "NUMBA_CPU_FEATURES": "",
+                               "PHASE2_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.stdout.strip() == "portable"
+    s, i = kernels.rescore_topk(queries, store, candidates, 50, "uint8-int8")
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.hstack([s, i]))
+
+
 @pytest.mark.parametrize(("store", "candidates", "kind", "message"), [
     (np.zeros((5, 8), np.float32), [[0, 5]], "float32", r"candidate rows must lie in \[0, 5\) or be -1"),
     (np.zeros((5, 8), np.float32), [[0, -2]], "float32", r"candidate rows must lie in \[0, 5\) or be -1"),
@@ -334,6 +406,7 @@ def test_rescore_topk_of_float_vectors_is_bit_identical_across_threads():
                                                      "store has 7"),
     (np.zeros((5, 2), np.uint8), [[0]], "signs", "8-d queries need 1 bytes per signs store row, the store has 2"),
     (np.zeros((5, 8), np.uint8), [[0], [1]], "uint8", r"candidates \(2, 1\) must be 2-D with one row per query"),
+    (np.zeros((5, 8), np.float32), [[0]], "uint8-int8", "a uint8-int8 store must be a 2-D uint8 array"),
     (np.zeros((5, 8), np.uint8), [[0]], "int4", "store kind must be one of"),
 ])
 def test_rescore_topk_names_bad_input(store, candidates, kind, message):

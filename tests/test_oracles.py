@@ -89,16 +89,32 @@ def faiss_sq8_decode(docs: np.ndarray) -> np.ndarray:
     return lo + (codes + 0.5) / 255 * span
 
 
-@pytest.mark.parametrize(("store", "on_disk"), [("float32", False), ("int8", False), ("signs", False),
-                                               ("int8", True)])
+def int8_query_scores(docs: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """What the int8 second stage ranks by, written out: the faiss SQ8 codes of :func:`faiss_sq8_decode` against
+    ``q * step`` (``step`` = the cell width, in float32 as faiss keeps it) scaled so its largest magnitude is 127
+    and rounded to the nearest integer (half to even), summed exactly."""
+    lo, hi = docs.min(axis=0).astype(np.float64), docs.max(axis=0).astype(np.float64)
+    codes = np.clip(np.floor(255 * (docs - lo) / (hi - lo)), 0, 255)
+    weights = (queries * ((docs.max(axis=0) - docs.min(axis=0)) / 255).astype(np.float32)).astype(np.float64)
+    rounded = np.rint(weights * (127 / np.abs(weights).max(axis=1))[:, None])
+    return rounded @ codes.T
+
+
+@pytest.mark.parametrize(("store", "on_disk", "float_query"), [
+    ("float32", False, False), ("int8", False, False), ("int8", False, True), ("signs", False, False),
+    ("int8", True, False)])
 @pytest.mark.parametrize("factor", [1, 4, 100])
-def test_binary_rescore_oracle_against_numpy_decode_and_argsort(store, on_disk, factor):
+def test_binary_rescore_oracle_against_numpy_decode_and_argsort(store, on_disk, float_query, factor):
     docs, queries = uneven_rows(700, 48, 42), unit_rows(40, 48, 43)
-    method = Refined("oracle", store, on_disk=on_disk)
+    method = Refined("oracle", store, on_disk=on_disk, float_query=float_query)
     method.fit(docs)
     method.set_query_arguments(factor=factor)
     found = method.query(queries, 10)
     candidates = np.argsort(hamming_matrix(queries, docs), axis=1, kind="stable")[:, :min(700, 10 * factor)]
+    if store == "int8" and not float_query:
+        scores = np.take_along_axis(int8_query_scores(docs, queries), candidates, axis=1)
+        np.testing.assert_array_equal(found, rerank(candidates, scores, 10))
+        return
     vectors = {"float32": lambda: docs.astype(np.float64), "int8": lambda: faiss_sq8_decode(docs),
                "signs": lambda: np.where(docs > 0, 1.0, -1.0)}[store]()
     scores = np.einsum("qd,qcd->qc", queries.astype(np.float64), vectors[candidates])

@@ -51,8 +51,8 @@ def test_a_published_search_round_trips_with_its_provenance(tmp_path, monkeypatc
     assert identity["docs"].startswith("store-") and identity["training"] == "half"  # read from the shared store
     assert found["sizes"] == {"code_size": 384, "rescore_bytes": 0, "fixed_bytes": sizes[2]}
     assert found["seconds"] == 1.25 and found["profile"] == "default" and found["behaviour"]
-    assert set(found["machine"]) == {"cpu", "simd", "scan_simd", "faiss_simd", "blas", "cores", "memory_gib",
-                                      "disk", "openmp_spin"}
+    assert set(found["machine"]) == {"cpu", "simd", "scan_simd", "rescore_simd", "faiss_simd", "blas", "cores",
+                                      "memory_gib", "disk", "openmp_spin"}
     assert found["commit"]
     assert list(rows.columns) == ["query_id", *published.EVALUATED] and len(rows) == collection.n_queries
 

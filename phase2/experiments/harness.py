@@ -317,7 +317,8 @@ def code_digest() -> str:
 
 def machine_line(record: str) -> str:
     """A run's ``machine`` JSON in words: ``AMD EPYC (AVX-512 with VPOPCNTDQ and VNNI), 2 cores, 23.5 GiB; OpenBLAS
-    at SkylakeX; Hamming scan at avx512-vpopcntdq`` (the OpenBLAS kernels where the run recorded them)."""
+    at SkylakeX; Hamming scan at avx512-vpopcntdq; int8 re-ranking at avx512-vnni`` (the OpenBLAS kernels and the
+    levels where the run recorded them)."""
     found = json.loads(record) if record else {}
     if not found:
         return "an unrecorded machine"
@@ -327,6 +328,7 @@ def machine_line(record: str) -> str:
     level = (("AVX-512 with " + extras if extras else "AVX-512") if "avx512f" in flags
              else "AVX2 only" if "avx2" in flags else "no AVX2")
     scan = f"; Hamming scan at {found['scan_simd']}" if found.get("scan_simd") else ""
+    scan += f"; int8 re-ranking at {found['rescore_simd']}" if found.get("rescore_simd") else ""
     kernels = sorted({entry.rsplit(" ", 1)[-1] for entry in found["blas"].split(", ")}) if found.get("blas") else []
     blas = f"; OpenBLAS at {kernels[0]}" if len(kernels) == 1 else f"; OpenBLAS: {found['blas']}" if kernels else ""
     return f"{found['cpu']} ({level}), {found['cores']} cores, {found['memory_gib']} GiB{blas}{scan}"

@@ -265,9 +265,10 @@ def machine() -> dict:
     import faiss  # numba and faiss: imported when a result is written, not with this module
 
     from phase2 import OPENMP_SPIN
-    from phase2.kernels import SIMD_LEVEL
+    from phase2.kernels import RESCORE_LEVEL, SIMD_LEVEL
 
-    return {"cpu": cpu_name(), "simd": simd, "scan_simd": SIMD_LEVEL, "faiss_simd": faiss.SIMDConfig.get_level_name(),
+    return {"cpu": cpu_name(), "simd": simd, "scan_simd": SIMD_LEVEL, "rescore_simd": RESCORE_LEVEL,
+            "faiss_simd": faiss.SIMDConfig.get_level_name(),
             "blas": blas_kernels(), "cores": cores, "memory_gib": round(memory, 1), "disk": _disk(),
             "openmp_spin": OPENMP_SPIN}
 

@@ -1,13 +1,20 @@
-"""Two-stage pipelines from a chapter's summaries: a first-stage code's candidates re-ranked by a second store, each
-pipeline's share of float32 against the number of candidates, and the bytes it keeps in RAM and on disk."""
+"""Two-stage pipelines: from a chapter's summaries, a first-stage code's candidates re-ranked by a second store, each
+pipeline's share of float32 against the number of candidates, and the bytes it keeps in RAM and on disk; from a
+throughput run, what rounding the query to int8 costs and saves in the int8 second stage."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
 
 from phase2.evaluation import decisions
+from phase2.findings.throughput import largest_points
+
+INT8_QUERY, FLOAT_QUERY = "bin-rescore-int8", "bin-rescore-int8-float-query"
+"""The exhaustive binary scan re-ranked from int8 codes with the query rounded to int8 (integer sums) and kept in
+float32: the same candidates, so they differ only in the second stage's score."""
 
 
 def rescoring_table(summaries: pd.DataFrame, k: int = 10) -> pd.DataFrame:
@@ -73,3 +80,34 @@ def rescoring_verdict(table: pd.DataFrame) -> str:
             parts.append(f"{dataset}/{model}: {start}{reached}")
         lines.append(f"- {first} rescored with {second}: " + "; ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def query_rounding(points: pd.DataFrame) -> pd.DataFrame:
+    """Per factor, at the largest size and all threads: recall@10 and queries/s of the int8 second stage with the
+    query rounded to int8 and kept in float32 (:data:`INT8_QUERY`, :data:`FLOAT_QUERY`), their difference and ratio.
+    Empty where the run measured only one of them."""
+    largest = largest_points(points)
+    largest = largest[largest.search_threads == largest.search_threads.max()]
+    both = largest[largest.method == INT8_QUERY].merge(largest[largest.method == FLOAT_QUERY],
+                                                       on=["n_vectors", "query_params"], suffixes=(" int8", " float"))
+    table = pd.DataFrame({
+        "n_vectors": both.n_vectors, "factor": [json.loads(p or "{}").get("factor", 1) for p in both.query_params],
+        "recall@10 int8 query": both["recall@10 int8"], "recall@10 float query": both["recall@10 float"],
+        "recall@10 change": both["recall@10 int8"] - both["recall@10 float"],
+        "qps int8 query": both["qps int8"], "qps float query": both["qps float"],
+        "speed-up": both["qps int8"] / both["qps float"]})
+    return table.sort_values("factor", ignore_index=True)
+
+
+def query_rounding_sentence(table: pd.DataFrame) -> str:
+    """What rounding the query to int8 did, in one sentence from :func:`query_rounding` (empty without rows)."""
+    if table.empty:
+        return ""
+    change, speed = table["recall@10 change"], table["speed-up"]
+    deepest = table.iloc[-1]
+    return (f"At {int(table.n_vectors.iloc[0]):,} vectors, rounding the query to int8 changed recall@10 by "
+            f"{change.min():+.4f} to {change.max():+.4f} over factors {int(table.factor.min())} to "
+            f"{int(table.factor.max())}, and answered {speed.min():.2f}x to {speed.max():.2f}x the queries/s of the "
+            f"float query on the same codes and candidates ({deepest['speed-up']:.2f}x at {int(deepest.factor * 10):,} "
+            f"candidates, where re-ranking weighs most). The book's int8 second stage (every `-rescore-int8` "
+            f"pipeline) rounds the query; `{FLOAT_QUERY}` keeps it in float32.")

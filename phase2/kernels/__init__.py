@@ -23,8 +23,17 @@ from phase2.kernels.hamming import (
     scan_assembly,
 )
 from phase2.kernels.inverted import InvertedBlocks, inverted_assembly, inverted_kernel, inverted_topk
-from phase2.kernels.rescore import RESCORE_STORES, asymmetric_topk, rescore_topk, sign_lookup_tables
+from phase2.kernels.rescore import (
+    RESCORE_LEVEL,
+    RESCORE_STORES,
+    asymmetric_topk,
+    int8_query,
+    rescore_assembly,
+    rescore_topk,
+    sign_lookup_tables,
+)
 
-__all__ = ["LANES", "RESCORE_STORES", "SEED_SAMPLE", "SIMD_LEVEL", "CodeBlocks", "InvertedBlocks", "as_words",
-           "asymmetric_topk", "hamming_kernel", "hamming_topk", "inverted_assembly", "inverted_kernel", "inverted_topk",
-           "rescore_topk", "scan_assembly", "sign_lookup_tables"]
+__all__ = ["LANES", "RESCORE_LEVEL", "RESCORE_STORES", "SEED_SAMPLE", "SIMD_LEVEL", "CodeBlocks", "InvertedBlocks",
+           "as_words", "asymmetric_topk", "hamming_kernel", "hamming_topk", "int8_query", "inverted_assembly",
+           "inverted_kernel", "inverted_topk", "rescore_assembly", "rescore_topk", "scan_assembly",
+           "sign_lookup_tables"]

@@ -323,8 +323,9 @@ class Refined(Method):
     every family gets the same second stage and factor grid. The family is the first stage's with
     ``+rescore``. The second stage is the :func:`rescore_topk` kernel
     (parallel over queries) over a re-ranking store: ``float32`` vectors, ``int8`` codes (faiss's
-    per-dimension ``SQ8``: ``q . decode(c)`` ranks like ``(q * step) . c``) or ``signs``, the sign codes
-    themselves scored against the float query (asymmetric: no store beyond the codes). The store is read
+    per-dimension ``SQ8``: ``q . decode(c)`` ranks like ``(q * step) . c``, with ``q * step`` rounded to int8 and
+    summed exactly in integers, through VNNI where the CPU has it; ``float_query`` keeps it in float32) or ``signs``,
+    the sign codes themselves scored against the float query (asymmetric: no store beyond the codes). The store is read
     for the candidates only (``store_bytes``). With ``on_disk`` it lives in a file read with direct I/O
     (:class:`phase2.search.disk.DirectStore`: every candidate's block comes from the device) and only the first
     stage counts in ``index_bytes``. Query arguments: ``factor``, and the first stage's own (``efSearch``,
@@ -333,13 +334,16 @@ class Refined(Method):
 
     STORES = ("float32", "int8", "signs")
 
-    def __init__(self, name: str, store: str, first: Method | None = None, on_disk: bool = False):
+    def __init__(self, name: str, store: str, first: Method | None = None, on_disk: bool = False,
+                 float_query: bool = False):
         super().__init__(name)
         if store not in self.STORES:
             raise ValueError(f"rescoring store must be one of {self.STORES}, got {store!r}")
         if on_disk and store == "signs":
             raise ValueError("asymmetric rescoring reads the scanned codes, which are in RAM: no store to put on disk")
-        self.store, self.store_on_disk = store, on_disk
+        if float_query and store != "int8":
+            raise ValueError(f"only the int8 store has an int8 query to keep in float32, not {store!r}")
+        self.store, self.store_on_disk, self.float_query = store, on_disk, float_query
         self.first = first or HammingFlat(name)
         self.family = f"{self.first.family}+rescore"
         self.deterministic = self.first.deterministic
@@ -367,7 +371,7 @@ class Refined(Method):
         else:
             self.sq = faiss.ScalarQuantizer(corpus.shape[1], faiss.ScalarQuantizer.QT_8bit)
             self.sq.train(corpus)
-            self.vectors, self.kind = self.sq.compute_codes(corpus), "uint8"
+            self.vectors, self.kind = self.sq.compute_codes(corpus), "uint8" if self.float_query else "uint8-int8"
             trained = faiss.vector_to_array(self.sq.trained).reshape(2, -1)
             self.step = (trained[1] / 255).astype(np.float32)
         self.store_row_bytes = self.vectors.nbytes / (self.vectors.n if self._shares_codes() else len(self.vectors))
