@@ -161,7 +161,7 @@ def test_cli_answers_out_of_the_box_from_the_committed_run_and_names_its_machine
     out = capsys.readouterr().out
     assert "evidence: throughput run " in out and "(default profile, git " in out
     assert re.search(r"\) on .+ \((AVX-512|AVX2 only|no AVX2)[^)]*\), \d+ cores, [\d.]+ GiB; "
-                     r"(OpenBLAS[^;]+; )?Hamming scan at [\w-]+: ", out), out
+                     r"(OpenBLAS[^;]+; )?Hamming scan at [\w-]+(; int8 re-ranking at [\w-]+)?: ", out), out
 
 
 def test_cli_answers_and_fails_clearly_without_measurements(capsys, tmp_path, monkeypatch, harness_run):
