@@ -194,3 +194,18 @@ def test_the_growth_sentence_says_where_a_binary_near_miss_outruns_the_fastest()
     short = binary.assign(**{"recall@10": binary["recall@10"].where(binary.qps < 2000, 0.94)})  # 0.01 short
     table = growth.at_size(pd.concat([rabitq, short], ignore_index=True), targets=(0.95,))
     assert growth.growth_sentence(table, growth.exponents(rabitq), ["machine A"]).endswith("answered 1,947 (0.79x).")
+
+
+def test_the_growth_sentence_names_the_planned_tasks_it_does_not_yet_rest_on():
+    status = pd.DataFrame({"n_vectors": [1_000_000, 10_000_000, 10_000_000, 10_000_000, 10_000_000],
+                           "method": ["bin-flat", "bin-flat", "flat", "bin-rescore-int8", "ivf-pq-rescore-int8"],
+                           "state": ["other code", "current", "missing", "other code", "missing"],
+                           "not run here": ["", "", "needs 15.4 GB", "", ""]})
+    assert growth.pending(status) == ["bin-rescore-int8", "ivf-pq-rescore-int8"]
+    binary = points_at([10_000_000], 0.0, method="bin-flat", recall=0.96)
+    table = growth.at_size(binary, targets=(0.95,))
+    alone = growth.growth_sentence(table, growth.exponents(binary), ["machine A"])
+    assert growth.growth_sentence(table, growth.exponents(binary), ["machine A"], waiting=growth.pending(status)) == (
+        "On the current tasks alone (`bin-rescore-int8`, `ivf-pq-rescore-int8` still to be measured by the present "
+        f"code): a{alone[1:]}")
+    assert growth.growth_sentence(table, growth.exponents(binary), ["machine A"], waiting=[]) == alone

@@ -103,11 +103,26 @@ def machines_sentence(run_machine: str, task_machines: list[str], run_created: s
             "exponents join sizes measured on different machines and are indicative only.")
 
 
-def growth_sentence(table: pd.DataFrame, fitted: pd.DataFrame, measured_on: list[str], target: float = 0.95) -> str:
+def pending(status: pd.DataFrame) -> list[str]:
+    """The methods planned at the largest size whose task is not current (missing, or measured by other code or for
+    other parameters), leaving out those the plan marks as not run there: what the size's sentence does not yet
+    rest on."""
+    largest = status[status.n_vectors == status.n_vectors.max()]
+    return list(largest.method[(largest.state != "current") & (largest["not run here"] == "")])
+
+
+def growth_sentence(table: pd.DataFrame, fitted: pd.DataFrame, measured_on: list[str], target: float = 0.95,
+                    waiting: Iterable[str] = ()) -> str:
     """At the largest size: the fastest method reaching ``target``, the fastest binary pipeline beside it and flat,
-    and how far the smaller sizes' fit missed the measured queries/s there."""
+    and how far the smaller sizes' fit missed the measured queries/s there; ``waiting`` names the planned tasks
+    (:func:`pending`) it does not yet rest on."""
+    waiting = list(waiting)
     if table.empty:
         return "No task at this size has been measured yet."
+    if waiting:
+        text = growth_sentence(table, fitted, measured_on, target)
+        return (f"On the current tasks alone ({', '.join(f'`{name}`' for name in waiting)} still to be measured by the "
+                f"present code): {text[0].lower()}{text[1:]}")
     if len(measured_on) > 1:
         return (f"These tasks were measured on {len(measured_on)} different machines ({'; '.join(measured_on)}): "
                 "their speeds are not set against each other here. Measure them again on one machine.")
