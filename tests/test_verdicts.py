@@ -306,3 +306,26 @@ def test_binary_ivf_misses_the_goal_with_more_than_ten_percent_more_memory():
 
     heavy = inverted_points(binary_bytes=500.0)
     assert "it misses the goal" in indexes.goal_sentence(indexes.inverted_files(heavy))
+
+
+def test_deployment_cells_say_which_scheme_was_measured_at_the_size_and_which_extrapolated():
+    points = operating_points()
+    measured = points[(points.method == "bin-rescore-int8") & (points.n_vectors == 100_000)].assign(
+        n_vectors=1_000_000, qps=50.0, index_bytes=432 * 1_000_000)
+    verdicts = advisor.binary_verdicts(pd.concat([points, measured], ignore_index=True), [1_000_000], [1e9], 0.9,
+                                       [0.0])
+    row = verdicts[verdicts["rescoring store"] == "RAM"].iloc[0]
+    assert (row["binary is"], row["binary extrapolation"], row["other extrapolation"], row.extrapolation) == (
+        "worse", 1.0, 10.0, 10.0)
+    assert answers.deployment_detail(row) == (
+        " (binary: bin-rescore-int8, measured; other: hnsw-sq8(M=32), extrapolated 10x)")
+    assert answers.regimes_answer(verdicts, 0.9).endswith(
+        "2 of the 2 decided cells compare a scheme beyond the largest corpus it was measured at (up to 10x): its "
+        "queries/s there are extrapolated and its recall taken where it was measured, which is optimistic for an "
+        "index (its recall usually falls as N grows); the deployment table names both schemes of each cell.")
+    alone = advisor.binary_verdicts(points, [100_000], [1e6, 50e6], 0.9, [0.0])
+    assert list(alone["binary is"]) == ["nothing feasible", "preferable", "nothing feasible", "preferable"]
+    assert [answers.deployment_detail(row) for _, row in alone.iterrows()] == [
+        "", " (binary: bin-rescore-int8, measured; other: none feasible)",
+        "", " (binary: bin-rescore-int8, measured; other: none feasible)"]  # its store fits in RAM too
+    assert "decided cells" not in answers.regimes_answer(alone, 0.9)

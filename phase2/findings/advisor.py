@@ -335,16 +335,17 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
     """Per (queries/s target, rescoring store, documents, RAM budget): the fastest feasible binary scheme
     (alone or with rescoring) against the fastest feasible scheme of any other family. Binary is
     *preferable* when only it is feasible or it is at least 1.25x faster, *competitive* within 0.8-1.25x,
-    *worse* when slower than that or infeasible while another scheme is feasible. ``extrapolation`` is the larger
-    of the two compared schemes' (N over the largest size each was measured at)."""
+    *worse* when slower than that or infeasible while another scheme is feasible. ``binary extrapolation`` and
+    ``other extrapolation`` are each compared scheme's N over the largest size it was measured at (1: measured
+    there; NaN: no such scheme), ``extrapolation`` the larger of the two."""
     rows = []
     for question, budget, nearest, ok in _feasible_by_cell(points, doc_counts, budgets, [target_recall],
                                                            latency_targets, threads):
         is_binary = ok.family.isin(BINARY_FAMILIES)
         binary, other = ok[is_binary], ok[~is_binary]
-        compared = [side.loc[side.qps.idxmax(), "extrapolation"] for side in (binary, other) if len(side)]
-        b = binary.qps.max() if len(binary) else np.nan
-        o = other.qps.max() if len(other) else np.nan
+        top_binary, top_other = (side.sort_values("qps").iloc[-1] if len(side) else None for side in (binary, other))
+        b, o = (np.nan if top is None else top.qps for top in (top_binary, top_other))
+        binary_x, other_x = (np.nan if top is None else top.extrapolation for top in (top_binary, top_other))
         if not len(ok):
             verdict = "nothing feasible"
         elif not len(other) or b >= 1.25 * o:
@@ -355,8 +356,8 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
             verdict = "worse"
         rows.append({"min qps": question.min_qps, "rescoring store": "disk" if question.rescore_on_disk else "RAM",
                      "docs": question.docs, "memory GB": budget / 1e9, "binary is": verdict,
-                     "best binary": binary.sort_values("qps").series.iloc[-1] if len(binary) else None,
-                     "binary qps": b,
-                     "best other": other.sort_values("qps").series.iloc[-1] if len(other) else None,
-                     "other qps": o, "extrapolation": max(compared, default=nearest)})
+                     "best binary": None if top_binary is None else top_binary.series, "binary qps": b,
+                     "best other": None if top_other is None else top_other.series, "other qps": o,
+                     "binary extrapolation": binary_x, "other extrapolation": other_x,
+                     "extrapolation": nearest if not len(ok) else np.nanmax([binary_x, other_x])})
     return pd.DataFrame(rows)

@@ -143,4 +143,25 @@ def regimes_answer(verdicts: pd.DataFrame, target_recall: float) -> str:
     if len(others):
         text += (f" Where another family qualified, the fastest was most often {others.index[0]} "
                  f"({others.iloc[0]} of {others.sum()} cells).")
+    decided = verdicts[verdicts["binary is"] != "nothing feasible"]
+    beyond = decided[decided.extrapolation > 1]
+    if len(beyond):
+        text += (f" {len(beyond)} of the {len(decided)} decided cells compare a scheme beyond the largest corpus it "
+                 f"was measured at (up to {beyond.extrapolation.max():g}x): its queries/s there are extrapolated and "
+                 "its recall taken where it was measured, which is optimistic for an index (its recall usually falls "
+                 "as N grows); the deployment table names both schemes of each cell.")
     return text
+
+
+def deployment_detail(row: pd.Series) -> str:
+    """What a cell of :func:`phase2.findings.advisor.binary_verdicts` compared: the fastest feasible binary and
+    other scheme, each as measured at the cell's size or extrapolated how far beyond its largest measured corpus."""
+    if row["binary is"] == "nothing feasible":
+        return ""
+    sides = []
+    for label, series, factor in (("binary", row["best binary"], row["binary extrapolation"]),
+                                  ("other", row["best other"], row["other extrapolation"])):
+        where = "none feasible" if series is None else (
+            f"{series}, " + ("measured" if factor <= 1 else f"extrapolated {factor:g}x"))
+        sides.append(f"{label}: {where}")
+    return f" ({'; '.join(sides)})"
