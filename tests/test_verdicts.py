@@ -329,3 +329,19 @@ def test_deployment_cells_say_which_scheme_was_measured_at_the_size_and_which_ex
         "", " (binary: bin-rescore-int8, measured; other: none feasible)",
         "", " (binary: bin-rescore-int8, measured; other: none feasible)"]  # its store fits in RAM too
     assert "decided cells" not in answers.regimes_answer(alone, 0.9)
+    between = advisor.binary_verdicts(pd.concat([points, measured], ignore_index=True), [300_000], [1e9], 0.9, [0.0])
+    assert answers.deployment_detail(between.iloc[0]) == (
+        " (binary: bin-rescore-int8, interpolated; other: hnsw-sq8(M=32), extrapolated 3x)")
+    assert [advisor.basis(np.array([1e4, 1e5]), n) for n in (1e4, 3e4, 1e6, 1e3)] == [
+        "measured", "interpolated", "extrapolated 10x", "extrapolated 10x below"]
+
+
+def test_a_series_measured_at_the_asked_size_is_represented_by_its_settings_measured_there():
+    points = operating_points()
+    elsewhere = points[(points.method == "bin-rescore-int8") & (points.n_vectors == 10_000)].assign(
+        query_params='{"factor": 25}', qps=90_000.0)  # a setting of the grid at 10^4 only
+    both = pd.concat([points, elsewhere], ignore_index=True)
+    settings = {n: set(advisor.estimate(both, advisor.Question(n, 1e12, 0.9)).query(
+        "series == 'bin-rescore-int8'").query_params) for n in (10_000, 100_000, 1_000_000)}
+    assert settings == {10_000: {'{"factor": 10}', '{"factor": 25}'}, 100_000: {'{"factor": 10}'},
+                        1_000_000: {'{"factor": 10}', '{"factor": 25}'}}

@@ -92,13 +92,19 @@ def scaling_table(points: pd.DataFrame) -> pd.DataFrame:
 
 def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
     """Every operating point scaled to ``question.docs``: RAM, disk, recall (with its lower bound) and
-    queries/s, whether it meets each constraint, and how far it was extrapolated."""
+    queries/s, whether it meets each constraint, and how far it was extrapolated. Where a series was measured at
+    ``question.docs`` itself, its settings measured there stand for it: a setting of its grid at other sizes only
+    (an inverted file's grid probes the same share of its lists, so its ``nprobe`` values move with N) is not
+    carried to a size where the series has measurements of its own."""
     table = scaling_table(points)
     threads = question.threads or int(table.search_threads.max())
     if threads not in set(table.search_threads):
         raise ParameterError(f"threads: measured with {sorted(set(table.search_threads))} search thread(s), "
                              f"not {threads}")
     table = table[table.search_threads == threads]
+    here = set(table.series[table.n_vectors == question.docs])
+    table = table[~table.series.isin(here) | table.groupby(["series", "query_params"]).n_vectors.transform(
+        lambda sizes: (sizes == question.docs).any())]
     rows = []
     for (series, query_params), runs in table.groupby(["series", "query_params"], sort=False):
         runs = runs.sort_values("n_vectors")
@@ -122,6 +128,7 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
             "bytes/vector": ram / question.docs, "recall@10": nearest["recall@10"], "recall low": low,
             "qps": qps, "qps exponent": exponent, "measured n": ", ".join(f"{int(n):,}" for n in measured),
             "recall from n": int(nearest.n_vectors), "extrapolation": question.docs / measured.max(),
+            "basis": basis(measured, question.docs),
             "fits memory": ram <= question.memory_bytes, "meets recall": low >= question.target_recall,
             "meets qps": qps >= question.min_qps, "threads": threads,
             "disk reads/query": nearest.reads_per_query if on_disk else 0.0, "disk-bound": disk_bound,
@@ -129,6 +136,16 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["feasible"] = out["fits memory"] & out["meets recall"] & out["meets qps"]
     return out.sort_values(["feasible", "qps"], ascending=[False, False], ignore_index=True)
+
+
+def basis(measured: np.ndarray, n: float) -> str:
+    """How a scheme measured at the sizes ``measured`` is known at ``n``: measured there, interpolated between two
+    measured sizes, or extrapolated so many times beyond the largest (or below the smallest)."""
+    if np.isin(n, measured):
+        return "measured"
+    if n > measured.max():
+        return f"extrapolated {n / measured.max():g}x"
+    return "interpolated" if n > measured.min() else f"extrapolated {measured.min() / n:g}x below"
 
 
 def is_scan(registry_name: str) -> bool:
@@ -337,7 +354,8 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
     *preferable* when only it is feasible or it is at least 1.25x faster, *competitive* within 0.8-1.25x,
     *worse* when slower than that or infeasible while another scheme is feasible. ``binary extrapolation`` and
     ``other extrapolation`` are each compared scheme's N over the largest size it was measured at (1: measured
-    there; NaN: no such scheme), ``extrapolation`` the larger of the two."""
+    there; NaN: no such scheme), ``extrapolation`` the larger of the two; ``binary basis`` and ``other basis`` say
+    whether each was measured at that size, interpolated or extrapolated (:func:`basis`, from :func:`estimate`)."""
     rows = []
     for question, budget, nearest, ok in _feasible_by_cell(points, doc_counts, budgets, [target_recall],
                                                            latency_targets, threads):
@@ -346,6 +364,7 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
         top_binary, top_other = (side.sort_values("qps").iloc[-1] if len(side) else None for side in (binary, other))
         b, o = (np.nan if top is None else top.qps for top in (top_binary, top_other))
         binary_x, other_x = (np.nan if top is None else top.extrapolation for top in (top_binary, top_other))
+        binary_basis, other_basis = (None if top is None else top.basis for top in (top_binary, top_other))
         if not len(ok):
             verdict = "nothing feasible"
         elif not len(other) or b >= 1.25 * o:
@@ -359,5 +378,6 @@ def binary_verdicts(points: pd.DataFrame, doc_counts: list[int], budgets: list[f
                      "best binary": None if top_binary is None else top_binary.series, "binary qps": b,
                      "best other": None if top_other is None else top_other.series, "other qps": o,
                      "binary extrapolation": binary_x, "other extrapolation": other_x,
+                     "binary basis": binary_basis, "other basis": other_basis,
                      "extrapolation": nearest if not len(ok) else np.nanmax([binary_x, other_x])})
     return pd.DataFrame(rows)

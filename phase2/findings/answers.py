@@ -155,13 +155,10 @@ def regimes_answer(verdicts: pd.DataFrame, target_recall: float) -> str:
 
 def deployment_detail(row: pd.Series) -> str:
     """What a cell of :func:`phase2.findings.advisor.binary_verdicts` compared: the fastest feasible binary and
-    other scheme, each as measured at the cell's size or extrapolated how far beyond its largest measured corpus."""
+    other scheme, each measured at the cell's size, interpolated, or extrapolated how far beyond its largest
+    measured corpus."""
     if row["binary is"] == "nothing feasible":
         return ""
-    sides = []
-    for label, series, factor in (("binary", row["best binary"], row["binary extrapolation"]),
-                                  ("other", row["best other"], row["other extrapolation"])):
-        where = "none feasible" if series is None else (
-            f"{series}, " + ("measured" if factor <= 1 else f"extrapolated {factor:g}x"))
-        sides.append(f"{label}: {where}")
+    sides = [f"{side}: " + ("none feasible" if row[f"best {side}"] is None else
+                            f"{row[f'best {side}']}, {row[f'{side} basis']}") for side in ("binary", "other")]
     return f" ({'; '.join(sides)})"
