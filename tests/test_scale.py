@@ -209,3 +209,11 @@ def test_the_growth_sentence_names_the_planned_tasks_it_does_not_yet_rest_on():
         "On the current tasks alone (`bin-rescore-int8`, `ivf-pq-rescore-int8` still to be measured by the present "
         f"code): a{alone[1:]}")
     assert growth.growth_sentence(table, growth.exponents(binary), ["machine A"], waiting=[]) == alone
+
+
+def test_the_growth_sentence_names_the_methods_that_never_reached_the_target():
+    binary = points_at([10_000_000], 0.0, method="bin-ivf-scan-rescore-int8", recall=0.96)
+    graph = points_at([10_000_000], 0.0, method="hnsw-sq8", family="graph", recall=0.746)
+    table = growth.at_size(pd.concat([binary, graph], ignore_index=True), targets=(0.95,))
+    sentence = growth.growth_sentence(table, growth.exponents(binary), ["machine A"])
+    assert "Within their grids, `hnsw-sq8` (best 0.746) never reached it here." in sentence

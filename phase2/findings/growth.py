@@ -114,7 +114,8 @@ def pending(status: pd.DataFrame) -> list[str]:
 def growth_sentence(table: pd.DataFrame, fitted: pd.DataFrame, measured_on: list[str], target: float = 0.95,
                     waiting: Iterable[str] = ()) -> str:
     """At the largest size: the fastest method reaching ``target``, the fastest binary pipeline beside it and flat,
-    and how far the smaller sizes' fit missed the measured queries/s there; ``waiting`` names the planned tasks
+    the methods that never reached it, and how far the smaller sizes' fit missed the measured queries/s there;
+    ``waiting`` names the planned tasks
     (:func:`pending`) it does not yet rest on."""
     waiting = list(waiting)
     if table.empty:
@@ -147,6 +148,10 @@ def growth_sentence(table: pd.DataFrame, fitted: pd.DataFrame, measured_on: list
     elif binary.empty:
         text += "; no binary pipeline reached it"
     text += "."
+    missed = table[(table["target_recall@10"] == target) & table.qps.isna()].sort_values("best recall@10")
+    if len(missed):
+        text += (" Within their grids, " + ", ".join(f"`{row.method}` (best {row['best recall@10']:.3f})"
+                                                   for _, row in missed.iterrows()) + " never reached it here.")
     checked = fitted[fitted["measured / predicted"].notna() & (fitted["largest N"] == table.n_vectors.iloc[0])]
     if len(checked):
         ratios = checked["measured / predicted"]
