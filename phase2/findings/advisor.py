@@ -103,8 +103,8 @@ def estimate(points: pd.DataFrame, question: Question) -> pd.DataFrame:
                              f"not {threads}")
     table = table[table.search_threads == threads]
     here = set(table.series[table.n_vectors == question.docs])
-    table = table[~table.series.isin(here) | table.groupby(["series", "query_params"]).n_vectors.transform(
-        lambda sizes: (sizes == question.docs).any())]
+    setting_here = table.n_vectors.eq(question.docs).groupby([table.series, table.query_params]).transform("any")
+    table = table[~table.series.isin(here) | setting_here]
     rows = []
     for (series, query_params), runs in table.groupby(["series", "query_params"], sort=False):
         runs = runs.sort_values("n_vectors")

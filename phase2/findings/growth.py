@@ -115,8 +115,7 @@ def growth_sentence(table: pd.DataFrame, fitted: pd.DataFrame, measured_on: list
                     waiting: Iterable[str] = ()) -> str:
     """At the largest size: the fastest method reaching ``target``, the fastest binary pipeline beside it and flat,
     the methods that never reached it, and how far the smaller sizes' fit missed the measured queries/s there;
-    ``waiting`` names the planned tasks
-    (:func:`pending`) it does not yet rest on."""
+    ``waiting`` names the planned tasks (:func:`pending`) it does not yet rest on."""
     waiting = list(waiting)
     if table.empty:
         return "No task at this size has been measured yet."
